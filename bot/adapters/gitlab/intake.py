@@ -1,0 +1,109 @@
+"""GitLab webhook intake: authenticate, bound, de-duplicate, store durably, answer fast.
+
+Nothing is parsed beyond "is this a JSON object" here: the body is written to the durable inbox
+before the 2xx, and workers parse it later. An event that is accepted is therefore never lost,
+and a slow handler never makes GitLab time out (GitLab disables hooks that keep failing).
+
+Answers (docs/architecture.md lists them too):
+
+=====  =============================================================================
+200    ``{"status": "queued", "id": ...}``; ``"duplicate"`` for a retry already stored;
+       ``"ignored"`` for an event kind Pitcrew does not use (still 2xx: GitLab would
+       otherwise count failures against the hook and eventually disable it)
+400    body is not a JSON object, or ``X-Gitlab-Event`` is missing
+401    ``X-Gitlab-Token`` missing or wrong (compared in constant time)
+413    body larger than the limit
+503    the store is unreachable: nothing was recorded, GitLab retries later
+=====  =============================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+from aiohttp import web
+
+from bot import logs, metrics
+from bot.errors import StoreUnavailable
+from bot.services.ports import InboundEvent, Inbox
+
+log = logs.get(__name__)
+
+SOURCE = "gitlab"
+MAX_BODY = 2 * 1024 * 1024
+KNOWN_EVENTS = frozenset(
+    {
+        "Pipeline Hook",
+        "Job Hook",
+        "Deployment Hook",
+        "Push Hook",
+        "Tag Push Hook",
+        "Merge Request Hook",
+    }
+)
+
+
+def _answer(code: int, outcome: str, **body: object) -> web.Response:
+    metrics.EVENTS.labels(SOURCE, outcome).inc()
+    return web.json_response(body, status=code)
+
+
+class GitLabIntake:
+    def __init__(self, inbox: Inbox, *, secret: str, max_body: int = MAX_BODY) -> None:
+        self._inbox = inbox
+        self._secret = secret.encode()
+        self._max_body = max_body
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        token = request.headers.get("X-Gitlab-Token", "").encode()
+        if not hmac.compare_digest(token, self._secret):
+            return _answer(401, "rejected", error="invalid X-Gitlab-Token")
+        if (request.content_length or 0) > self._max_body:
+            return _answer(413, "rejected", error=f"body larger than {self._max_body} bytes")
+        body = await request.content.read(self._max_body + 1)
+        if len(body) > self._max_body:
+            return _answer(413, "rejected", error=f"body larger than {self._max_body} bytes")
+        kind = request.headers.get("X-Gitlab-Event", "").strip()
+        if not kind:
+            return _answer(400, "rejected", error="missing X-Gitlab-Event header")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _answer(400, "rejected", error="body is not valid JSON")
+        if not isinstance(payload, dict):
+            return _answer(400, "rejected", error="body must be a JSON object")
+        if kind not in KNOWN_EVENTS:
+            log.info("gitlab event ignored", kind=kind, request_id=request_id)
+            return _answer(200, "ignored", status="ignored", reason=f"{kind!r} is not used")
+        dedup_key = (
+            request.headers.get("Idempotency-Key")
+            or request.headers.get("X-Gitlab-Event-UUID")
+            or hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
+        )
+        event = InboundEvent(
+            source=SOURCE,
+            kind=kind,
+            dedup_key=dedup_key[:200],
+            body=body,
+            received_at=time.time(),
+            request_id=request_id,
+        )
+        try:
+            entry_id = await self._inbox.append(event)
+        except StoreUnavailable as exc:
+            log.warning("gitlab event refused: store unavailable", kind=kind, error=str(exc))
+            metrics.EVENTS.labels(SOURCE, "unavailable").inc()
+            return web.json_response(
+                {"error": "store unavailable; retry later"},
+                status=503,
+                headers={"Retry-After": "5"},
+            )
+        if entry_id is None:
+            return _answer(200, "duplicate", status="duplicate")
+        log.info("gitlab event queued", kind=kind, id=entry_id, request_id=request_id)
+        return _answer(200, "accepted", status="queued", id=entry_id)

@@ -1,0 +1,474 @@
+"""The Slack outbox: every write to Slack goes through here.
+
+Guarantees (docs/architecture.md explains them at length):
+
+* **One message per key.** A message is named by a key (``pipeline:shop/orders:1234``). The first
+  delivery posts it; later ones update it in place (``chat.update``) using the channel and ``ts``
+  stored in Redis under ``outbox:sent:<key>``. Thread replies are keyed too.
+* **Durable and coalesced.** ``send`` writes the newest wanted state to Redis
+  (``outbox:want:<key>``) and queues the key once per channel (``outbox:q:<channel>``, a sorted
+  set ordered by first enqueue). Several updates to a key before it is delivered collapse into
+  the newest one; a pending update survives a crash of the bot.
+* **No second post after a crash.** Before ``chat.postMessage`` the outbox records an *attempt*
+  (id and time) under the key, and the message carries Slack message metadata naming the key.
+  If the process dies after Slack posted but before the ``ts`` was stored, or a post's answer is
+  lost to a timeout or a 5xx, the next delivery finds the attempt, looks the message up with
+  ``conversations.history``/``conversations.replies`` and adopts its ``ts`` instead of posting
+  again.
+* **Polite under rate limits.** Writes to one channel are paced (about one per second); a 429
+  pauses that Slack method for its ``Retry-After``; 5xx answers and connection errors are
+  retried with exponential back-off, without limit, because the state is safe in Redis.
+  Errors that retrying cannot fix (unknown channel, invalid blocks) drop the message with an
+  error log line, so one bad message never blocks a channel.
+
+Only one replica delivers at a time: ``run`` is meant to be started under a lease.
+Ephemeral answers (``respond``, ``ephemeral``) are for a person waiting right now: they are
+sent at once, retried a few times, and not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from redis.exceptions import RedisError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot import logs, metrics
+from bot.errors import SlackUnavailable
+from bot.services.ports import JsonBlock, OutgoingMessage
+
+log = logs.get(__name__)
+
+PREFIX = "outbox"
+KEY_TTL_MS = 30 * 24 * 3600 * 1000
+METADATA_TYPE = "pitcrew_message"
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
+_GONE_ERRORS = {"message_not_found", "cant_update_message", "edit_window_closed"}
+
+_ENQUEUE = """
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'channel', ARGV[1], 'text', ARGV[2], 'blocks', ARGV[3],
+           'thread_key', ARGV[4], 'broadcast', ARGV[5], 'seq', seq)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[1])
+return seq
+"""
+_COMPLETE = """
+if redis.call('HGET', KEYS[1], 'seq') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+_DEFER = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], 'XX', seq, ARGV[1])
+return seq
+"""
+_RETIRE_CHANNEL = """
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def _want(key: str) -> str:
+    return f"{PREFIX}:want:{key}"
+
+
+def _sent(key: str) -> str:
+    return f"{PREFIX}:sent:{key}"
+
+
+def _queue(channel: str) -> str:
+    return f"{PREFIX}:q:{channel}"
+
+
+_CHANNELS = f"{PREFIX}:channels"
+_SEQ = f"{PREFIX}:seq"
+
+
+class _Retry(Exception):
+    """Try this key again after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.delay = delay
+
+
+class _Drop(Exception):
+    """This message cannot be delivered; retrying will not help."""
+
+
+def _text(raw: dict[bytes, bytes], name: str) -> str:
+    return raw.get(name.encode(), b"").decode()
+
+
+class SlackOutbox:
+    def __init__(
+        self,
+        redis: Any,
+        client: AsyncWebClient,
+        *,
+        pacing: float = 1.0,
+        max_backoff: float = 60.0,
+        lookback: float = 600.0,
+    ) -> None:
+        self._redis = redis
+        self._client = client
+        self._pacing = pacing
+        self._max_backoff = max_backoff
+        self._lookback = lookback
+        self._wake = asyncio.Event()
+        self._not_before: dict[str, float] = {}
+        self._channel_ids: dict[str, str] = {}
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._complete = redis.register_script(_COMPLETE)
+        self._defer = redis.register_script(_DEFER)
+        self._retire = redis.register_script(_RETIRE_CHANNEL)
+
+    # ------------------------------------------------------------------ the port
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await self._enqueue(
+            keys=[_want(message.key), _queue(message.channel), _CHANNELS, _SEQ],
+            args=[
+                message.channel,
+                message.text,
+                json.dumps(list(message.blocks), separators=(",", ":")),
+                message.thread_key or "",
+                "1" if message.broadcast else "",
+                message.key,
+                KEY_TTL_MS,
+            ],
+        )
+        self._wake.set()
+
+    async def respond(
+        self,
+        response_url: str,
+        *,
+        text: str,
+        blocks: Sequence[JsonBlock] = (),
+        in_channel: bool = False,
+        replace_original: bool = False,
+    ) -> None:
+        """Answer a slash command or a click through its ``response_url``."""
+        hook = AsyncWebhookClient(response_url, timeout=10)
+        for attempt in range(3):
+            try:
+                response = await hook.send(
+                    text=text,
+                    blocks=[dict(b) for b in blocks] or None,
+                    response_type="in_channel" if in_channel else "ephemeral",
+                    replace_original=replace_original,
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                metrics.SLACK_CALLS.labels("response_url", "error").inc()
+                log.warning("response_url unreachable", attempt=attempt + 1, error=str(exc))
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code < 300:
+                metrics.SLACK_CALLS.labels("response_url", "ok").inc()
+                return
+            metrics.SLACK_CALLS.labels("response_url", "error").inc()
+            if response.status_code != 429 and response.status_code < 500:
+                break
+            await asyncio.sleep(_retry_after(response.headers, default=0.5 * 2**attempt))
+        raise SlackUnavailable("could not answer through Slack's response_url")
+
+    async def ephemeral(
+        self, *, channel: str, user: str, text: str, blocks: Sequence[JsonBlock] = ()
+    ) -> None:
+        """A message only ``user`` sees, for example "you are not an approver"."""
+        for attempt in range(3):
+            try:
+                await self._call(
+                    "chat.postEphemeral",
+                    channel=await self.channel_id(channel),
+                    user=user,
+                    text=text,
+                    blocks=list(blocks) or None,
+                )
+                return
+            except _Retry as retry:
+                await asyncio.sleep(min(retry.delay, 5.0) * (attempt + 1))
+            except _Drop as exc:
+                raise SlackUnavailable(f"could not answer privately in Slack: {exc}") from exc
+        raise SlackUnavailable("could not answer privately in Slack: still failing after retries")
+
+    # ------------------------------------------------------------------ delivery
+
+    async def pending(self) -> int:
+        total = 0
+        for channel in await self._redis.smembers(_CHANNELS):
+            total += int(await self._redis.zcard(_queue(channel.decode())))
+        return total
+
+    async def run(self) -> None:
+        """Deliver until cancelled: one task per channel with work, each paced on its own."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    channels = [c.decode() for c in await self._redis.smembers(_CHANNELS)]
+                    metrics.OUTBOX_PENDING.set(await self.pending())
+                except (RedisError, OSError) as exc:
+                    log.warning("outbox cannot read its queue; retrying", error=str(exc))
+                    channels = []
+                    await asyncio.sleep(1.0)
+                for channel in channels:
+                    task = tasks.get(channel)
+                    if task is None or task.done():
+                        tasks[channel] = asyncio.create_task(
+                            self._drain(channel), name=f"outbox:{channel}"
+                        )
+                for channel in [c for c, t in tasks.items() if t.done()]:
+                    del tasks[channel]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+    async def _drain(self, channel: str) -> None:
+        backoff = 1.0
+        last_write = 0.0
+        while True:
+            try:
+                head = await self._redis.zrange(_queue(channel), 0, 0)
+                if not head:
+                    if await self._retire(keys=[_queue(channel), _CHANNELS], args=[channel]):
+                        return
+                    continue
+                wait = last_write + self._pacing - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                wrote = await self._deliver(channel, head[0].decode())
+                if wrote:
+                    last_write = time.monotonic()
+                backoff = 1.0
+            except _Retry as retry:
+                delay = retry.delay if retry.delay > 0 else backoff
+                backoff = min(backoff * 2, self._max_backoff)
+                await asyncio.sleep(delay * random.uniform(1.0, 1.2))
+            except (RedisError, OSError) as exc:
+                log.warning("outbox store error; retrying", channel=channel, error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _deliver(self, channel: str, key: str) -> bool:
+        """Bring one key's Slack message to its newest wanted state. True when Slack was written."""
+        want = await self._redis.hgetall(_want(key))
+        if not want:
+            await self._redis.zrem(_queue(channel), key)
+            return False
+        seq = _text(want, "seq")
+        text = _text(want, "text")
+        blocks = json.loads(_text(want, "blocks") or "[]")
+        thread_key = _text(want, "thread_key")
+        try:
+            if thread_key:
+                parent = await self._redis.hgetall(_sent(thread_key))
+                if not _text(parent, "ts"):
+                    if await self._redis.exists(_want(thread_key)):
+                        await self._defer(keys=[_queue(channel), _SEQ], args=[key])
+                        return False
+                    raise _Drop(f"its thread parent {thread_key} was never posted")
+                channel_id, thread_ts = _text(parent, "channel_id"), _text(parent, "ts")
+            else:
+                channel_id, thread_ts = await self.channel_id(channel), ""
+            await self._write(
+                key=key,
+                channel_id=channel_id,
+                thread_ts=thread_ts,
+                broadcast=bool(_text(want, "broadcast")),
+                text=text,
+                blocks=blocks,
+            )
+        except _Drop as exc:
+            log.error("slack message dropped", key=key, channel=channel, reason=str(exc))
+        await self._complete(keys=[_want(key), _queue(channel)], args=[seq, key])
+        return True
+
+    async def _write(
+        self,
+        *,
+        key: str,
+        channel_id: str,
+        thread_ts: str,
+        broadcast: bool,
+        text: str,
+        blocks: list[Any],
+    ) -> None:
+        sent_key = _sent(key)
+        sent = await self._redis.hgetall(sent_key)
+        ts: str | None = _text(sent, "ts")
+        if not ts and _text(sent, "attempt"):
+            ts = await self._find_posted(
+                key=key,
+                channel_id=_text(sent, "channel_id") or channel_id,
+                thread_ts=thread_ts,
+                since=float(_text(sent, "attempt_at") or 0),
+            )
+            if ts:
+                log.info("adopted a message posted before a crash", key=key, ts=ts)
+                await self._redis.hset(sent_key, mapping={"ts": ts, "channel_id": channel_id})
+                await self._redis.hdel(sent_key, "attempt", "attempt_at")
+        if ts:
+            try:
+                await self._call(
+                    "chat.update",
+                    channel=_text(sent, "channel_id") or channel_id,
+                    ts=ts,
+                    text=text,
+                    blocks=blocks or None,
+                )
+                return
+            except _Drop as exc:
+                if str(exc) not in _GONE_ERRORS:
+                    raise
+                log.warning("message gone from Slack; posting it again", key=key, error=str(exc))
+                await self._redis.delete(sent_key)
+        attempt = uuid.uuid4().hex
+        await self._redis.hset(
+            sent_key,
+            mapping={"attempt": attempt, "attempt_at": repr(time.time()), "channel_id": channel_id},
+        )
+        await self._redis.pexpire(sent_key, KEY_TTL_MS)
+        answer = await self._call(
+            "chat.postMessage",
+            channel=channel_id,
+            text=text,
+            blocks=blocks or None,
+            thread_ts=thread_ts or None,
+            reply_broadcast=broadcast if thread_ts else None,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
+        )
+        await self._redis.hset(
+            sent_key, mapping={"ts": str(answer["ts"]), "channel_id": str(answer["channel"])}
+        )
+        await self._redis.hdel(sent_key, "attempt", "attempt_at")
+
+    async def _find_posted(
+        self, *, key: str, channel_id: str, thread_ts: str, since: float
+    ) -> str | None:
+        """Find the message an earlier, interrupted attempt may have posted for ``key``."""
+        oldest = f"{max(since - 60.0, time.time() - self._lookback, 0):.6f}"
+        cursor: str | None = None
+        for _ in range(10):
+            if thread_ts:
+                answer = await self._call(
+                    "conversations.replies", channel=channel_id, ts=thread_ts, oldest=oldest,
+                    include_all_metadata=True, limit=200, cursor=cursor,
+                )
+            else:
+                answer = await self._call(
+                    "conversations.history", channel=channel_id, oldest=oldest,
+                    include_all_metadata=True, limit=200, cursor=cursor,
+                )
+            for message in answer.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == METADATA_TYPE and payload.get("key") == key:
+                    return str(message["ts"])
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
+
+    async def channel_id(self, channel: str) -> str:
+        """Resolve ``#name`` or ``name`` to a channel ID (chat.update needs IDs)."""
+        name = channel.removeprefix("#")
+        if _CHANNEL_ID.match(name):
+            return name
+        if name in self._channel_ids:
+            return self._channel_ids[name]
+        cached = await self._redis.hget(f"{PREFIX}:channel_ids", name)
+        if cached:
+            self._channel_ids[name] = cached.decode()
+            return self._channel_ids[name]
+        cursor = None
+        while True:
+            answer = await self._call(
+                "conversations.list", types="public_channel,private_channel",
+                exclude_archived=True, limit=1000, cursor=cursor,
+            )
+            for item in answer.get("channels") or []:
+                self._channel_ids[str(item["name"])] = str(item["id"])
+            if name in self._channel_ids:
+                await self._redis.hset(f"{PREFIX}:channel_ids", name, self._channel_ids[name])
+                return self._channel_ids[name]
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                raise _Drop(f"channel #{name} not found: create it or invite the bot")
+
+    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        """One Web API call, translated into: a result, ``_Retry`` or ``_Drop``."""
+        wait = self._not_before.get(method, 0.0) - time.monotonic()
+        if wait > 0:
+            raise _Retry(wait)
+        args = {k: v for k, v in params.items() if v is not None}
+        try:
+            # The SDK's named methods know each method's verb and encoding (JSON for writes,
+            # form/query for reads), which raw api_call would leave to us.
+            call = getattr(self._client, method.replace(".", "_"))
+            response = await call(**args)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error") or f"http_{status}")
+            if status == 429:
+                delay = _retry_after(exc.response.headers, default=1.0)
+                self._not_before[method] = time.monotonic() + delay
+                metrics.SLACK_CALLS.labels(method, "ratelimited").inc()
+                log.info("slack rate limit; waiting", method=method, retry_after=delay)
+                raise _Retry(delay) from exc
+            if status >= 500:
+                metrics.SLACK_CALLS.labels(method, "server_error").inc()
+                log.warning("slack server error; will retry", method=method, status=status)
+                raise _Retry(0) from exc
+            if error in _AUTH_ERRORS:
+                metrics.SLACK_CALLS.labels(method, "auth_error").inc()
+                log.error("slack rejected the bot token; pausing", method=method, error=error)
+                raise _Retry(60.0) from exc
+            metrics.SLACK_CALLS.labels(method, "error").inc()
+            raise _Drop(error) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            metrics.SLACK_CALLS.labels(method, "unreachable").inc()
+            log.warning("slack unreachable; will retry", method=method, error=repr(exc))
+            raise _Retry(0) from exc
+        metrics.SLACK_CALLS.labels(method, "ok").inc()
+        data: dict[str, Any] = dict(response.data) if isinstance(response.data, dict) else {}
+        return data
+
+
+def _retry_after(headers: Any, *, default: float) -> float:
+    value = None
+    if headers:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        if isinstance(value, list):
+            value = value[0] if value else None
+    try:
+        return max(float(value), 0.0) if value is not None else default
+    except ValueError:
+        return default

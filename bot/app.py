@@ -1,0 +1,204 @@
+"""The composition root: builds the adapters, wires the services, runs the workers, stops cleanly.
+
+Nothing else constructs adapters. Tests and ``pitcrew demo`` build the same ``Pitcrew`` object
+as ``pitcrew serve`` does, pointed at the sandbox, so they exercise the real wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import logs
+from bot.adapters.catalog_file import FileCatalogSource
+from bot.adapters.gitlab.intake import GitLabIntake
+from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app
+from bot.adapters.slack.outbox import SlackOutbox
+from bot.adapters.store.connection import Store, open_store
+from bot.adapters.store.inbox import RedisInbox
+from bot.adapters.store.leases import Lease, lead
+from bot.domain.errors import PitcrewError
+from bot.services.catalog import CatalogHolder, CatalogSource
+from bot.settings import Settings
+from bot.web import build_web_app
+
+log = logs.get(__name__)
+
+CATALOG_REFRESH = 300.0
+
+
+class StartupError(PitcrewError):
+    """Start-up cannot go on; the message says why in one line."""
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
+
+
+class Pitcrew:
+    """One running bot: HTTP server, outbox sender, catalog refresher."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = "0.0.0.0",  # noqa: S104 - a server in a pod listens on all interfaces
+        port: int | None = None,
+        outbox_pacing: float = 1.0,
+        lease_ttl: float = 10.0,
+        catalog_source: CatalogSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance = instance_name()
+        self._host = host
+        self._port = settings.port if port is None else port
+        self._outbox_pacing = outbox_pacing
+        self._lease_ttl = lease_ttl
+        self._catalog_source = catalog_source
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._socket_mode: Any = None
+        self.store: Store | None = None
+        self.outbox: SlackOutbox | None = None
+        self.catalog: CatalogHolder | None = None
+        self.slack: AsyncWebClient | None = None
+        self.bound_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.bound_port}"
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    def _catalog_source_from_settings(self) -> CatalogSource:
+        if self._catalog_source is not None:
+            return self._catalog_source
+        if self.settings.catalog_path is None:
+            raise StartupError(
+                "setting CATALOG_PATH is required: reading catalog.yaml from the GitOps repo "
+                "is not available in this version yet"
+            )
+        return FileCatalogSource(self.settings.catalog_path)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.catalog = CatalogHolder(self._catalog_source_from_settings())
+        try:
+            await self.catalog.reload()
+        except PitcrewError as exc:
+            raise StartupError(f"catalog: {exc}") from exc
+
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.store = await asyncio.to_thread(
+            open_store, redis_url=redis_url, state_dir=settings.state_dir
+        )
+        if not await self.store.ping():
+            raise StartupError(f"Redis at {self.store.url_for_display} is not reachable")
+        log.info("store ready", redis=self.store.url_for_display)
+
+        self.slack = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=str(settings.slack_api_url),
+            timeout=15,
+            retry_handlers=[],  # the outbox decides about retries, so a post is never doubled
+        )
+        self.outbox = SlackOutbox(self.store.redis, self.slack, pacing=self._outbox_pacing)
+        intake = GitLabIntake(
+            RedisInbox(self.store.redis),
+            secret=settings.gitlab_webhook_secret.get_secret_value(),
+        )
+        signing_secret = (
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None
+        )
+        bolt = build_bolt_app(
+            client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
+        )
+        web_app = build_web_app(
+            slack_events=None if settings.socket_mode else aiohttp_handler(bolt),
+            gitlab_webhook=intake.handle,
+            readiness=self.readiness,
+        )
+
+        outbox_lease = Lease(
+            self.store.redis, name="outbox", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(outbox_lease, self.outbox.run), "outbox")
+        self._spawn(self._refresh_catalog(), "catalog-refresh")
+        if not settings.kube_contexts:
+            log.info("KUBE_CONTEXTS is unset: rollout watching is off")
+
+        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        log.info("pitcrew serving", port=self.bound_port, instance=self.instance)
+
+        if settings.socket_mode and settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            self._socket_mode = AsyncSocketModeHandler(
+                bolt, settings.slack_app_token.get_secret_value()
+            )
+            await self._socket_mode.connect_async()
+            log.info("slack socket mode connected")
+
+    async def _refresh_catalog(self) -> None:
+        assert self.catalog is not None
+        while True:
+            await asyncio.sleep(CATALOG_REFRESH)
+            try:
+                await self.catalog.reload()
+            except PitcrewError as exc:
+                log.error("catalog refresh failed; the last valid catalog stays", error=str(exc))
+
+    async def readiness(self) -> Mapping[str, bool]:
+        store_ok = self.store is not None and await self.store.ping()
+        workers_ok = bool(self._tasks) and all(not t.done() for t in self._tasks)
+        return {"redis": store_ok, "workers": workers_ok}
+
+    async def stop(self) -> None:
+        if self._socket_mode is not None:
+            with contextlib.suppress(Exception):
+                await self._socket_mode.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.slack is not None:
+            session = getattr(self.slack, "session", None)
+            if session is not None:
+                await session.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly (Kubernetes sends SIGTERM)."""
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("pitcrew stopping")
+            await self.stop()

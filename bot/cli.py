@@ -1,0 +1,188 @@
+"""``pitcrew``: serve (the default), check, demo.
+
+Errors a person can fix (a missing setting, an invalid catalog, Redis unreachable) end the
+command with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot import __version__, errortracking, logs
+from bot.domain.errors import PitcrewError
+from bot.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> int:
+    print(f"pitcrew: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _configure_observability(settings: Settings) -> None:
+    logs.configure(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
+    errortracking.configure(
+        dsn=settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None,
+        secrets=settings.secrets,
+        release=__version__,
+    )
+
+
+def serve() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail(str(exc))
+    from bot.app import Pitcrew
+
+    _configure_observability(settings)
+    try:
+        asyncio.run(Pitcrew(settings).serve_forever())
+    except PitcrewError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    """Every check of ``pitcrew check``; each one independent, none stops the others."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.adapters.catalog_file import FileCatalogSource
+    from bot.adapters.gitlab.access import check_access
+    from bot.adapters.kube.contexts import check_context
+    from bot.adapters.store.connection import open_store
+    from bot.services.catalog import CatalogHolder
+
+    results = [CheckResult("settings", True, "all required settings present")]
+
+    if settings.catalog_path is None:
+        results.append(CheckResult("catalog", False, "CATALOG_PATH is unset"))
+    else:
+        try:
+            holder = CatalogHolder(FileCatalogSource(settings.catalog_path))
+            await holder.reload()
+            catalog = holder.current
+            results.append(
+                CheckResult(
+                    "catalog",
+                    True,
+                    f"{settings.catalog_path}: {len(catalog.teams)} teams, "
+                    f"{len(catalog.environments)} environments, {len(catalog.apps)} apps",
+                )
+            )
+        except PitcrewError as exc:
+            results.append(CheckResult("catalog", False, str(exc).replace("\n", "; ")))
+
+    try:
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        store = await asyncio.to_thread(
+            open_store, redis_url=redis_url, state_dir=settings.state_dir
+        )
+        ok = await store.ping()
+        results.append(CheckResult("redis", ok, store.url_for_display + ("" if ok else ": no PONG")))
+        await store.close()
+    except PitcrewError as exc:
+        results.append(CheckResult("redis", False, str(exc)))
+
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=str(settings.slack_api_url),
+        timeout=10,
+    )
+    try:
+        auth = await slack.auth_test()
+        results.append(CheckResult("slack", True, f"as {auth.get('user')} in {auth.get('team')}"))
+    except SlackApiError as exc:
+        results.append(CheckResult("slack", False, f"auth.test: {exc.response.get('error')}"))
+    except Exception as exc:  # any transport failure means "unreachable" to the operator
+        results.append(CheckResult("slack", False, f"unreachable: {type(exc).__name__}"))
+
+    try:
+        detail = await asyncio.to_thread(
+            check_access,
+            url=str(settings.gitlab_url),
+            token=settings.gitlab_token.get_secret_value(),
+            project=settings.gitops_project,
+        )
+        results.append(CheckResult("gitlab", True, detail))
+    except PitcrewError as exc:
+        results.append(CheckResult("gitlab", False, str(exc)))
+
+    if not settings.kube_contexts:
+        results.append(CheckResult("kubernetes", True, "KUBE_CONTEXTS unset: rollout watching off"))
+    for env, context in settings.kube_contexts.items():
+        try:
+            detail = await asyncio.to_thread(
+                check_context, context, kubeconfig=settings.kubeconfig
+            )
+            results.append(CheckResult(f"kubernetes {env}", True, detail))
+        except PitcrewError as exc:
+            results.append(CheckResult(f"kubernetes {env}", False, str(exc)))
+    return results
+
+
+def format_checks(results: Sequence[CheckResult]) -> str:
+    width = max(len(r.name) for r in results)
+    lines = [f"{'ok ' if r.ok else 'FAIL'}  {r.name.ljust(width)}  {r.detail}" for r in results]
+    failed = sum(not r.ok for r in results)
+    lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+    return "\n".join(lines)
+
+
+def check() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"FAIL  settings  {exc}")
+        return EXIT_USAGE
+    logs.configure(level="warning", fmt=settings.log_format, secrets=settings.secrets)
+    results = asyncio.run(run_checks(settings))
+    print(format_checks(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def demo(*, scenes: Sequence[str]) -> int:
+    from bot.demo import run_demo
+
+    logs.configure(level="warning", fmt="console")
+    try:
+        return asyncio.run(run_demo(scenes=scenes))
+    except PitcrewError as exc:
+        return _fail(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pitcrew", description="ChatOps for GitOps teams on GitLab and Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"pitcrew {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands.add_parser("serve", help="run the HTTP server and workers (the default)")
+    commands.add_parser("check", help="validate settings and catalog, check every connection")
+    demo_parser = commands.add_parser("demo", help="play a scenario against the built-in sandbox")
+    demo_parser.add_argument("scenes", nargs="*", help="scenes to play (default: all)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return check()
+    if args.command == "demo":
+        return demo(scenes=args.scenes)
+    return serve()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Prometheus metrics (SPEC section 8). Module-level, registered once per process."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE_LATEST", "render"]
+
+HTTP_REQUESTS = Counter(
+    "pitcrew_http_requests_total", "HTTP requests answered", ["route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "pitcrew_http_request_seconds",
+    "Time to answer an HTTP request",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+EVENTS = Counter(
+    "pitcrew_events_total",
+    "Inbound events by source and outcome (accepted, duplicate, rejected, ignored)",
+    ["source", "outcome"],
+)
+STREAM_LAG = Gauge(
+    "pitcrew_stream_lag", "Entries not yet delivered to the consumer group", ["stream"]
+)
+STREAM_PENDING = Gauge(
+    "pitcrew_stream_pending", "Entries delivered but not yet acknowledged", ["stream"]
+)
+SLACK_CALLS = Counter(
+    "pitcrew_slack_calls_total", "Slack Web API calls by method and outcome", ["method", "outcome"]
+)
+OUTBOX_PENDING = Gauge("pitcrew_outbox_pending", "Slack messages waiting in the outbox")
+LEADER = Gauge("pitcrew_leader", "1 while this replica holds the named lease", ["lease"])
+
+
+def render() -> bytes:
+    return generate_latest()

@@ -1,0 +1,54 @@
+"""Ports: the small Protocols through which services reach the outside world.
+
+Adapters implement them; the composition root (``bot.app``) wires one to the other. Services and
+the domain never see an SDK type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+JsonBlock = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """A webhook as received, before any parsing: what must not be lost."""
+
+    source: str
+    kind: str
+    dedup_key: str
+    body: bytes
+    received_at: float
+    request_id: str
+
+
+class Inbox(Protocol):
+    async def append(self, event: InboundEvent) -> str | None:
+        """Durably record the event; return its id, or ``None`` when it is a duplicate."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """The newest state of one keyed Slack message (or thread reply).
+
+    ``key`` names the message for its whole life (``pipeline:shop/orders:1234``); sending the
+    same key again updates the message in place. ``thread_key`` makes it a reply in the thread
+    of another keyed message.
+    """
+
+    key: str
+    channel: str
+    text: str
+    blocks: Sequence[JsonBlock] = field(default_factory=tuple)
+    thread_key: str | None = None
+    broadcast: bool = False
+
+
+class Outbox(Protocol):
+    async def send(self, message: OutgoingMessage) -> None:
+        """Queue the message durably; it reaches Slack once, paced, whatever happens meanwhile."""
+        ...
