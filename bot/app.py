@@ -49,7 +49,7 @@ class Pitcrew:
         self,
         settings: Settings,
         *,
-        host: str = "0.0.0.0",  # noqa: S104 - a server in a pod listens on all interfaces
+        host: str = "0.0.0.0",
         port: int | None = None,
         outbox_pacing: float = 1.0,
         lease_ttl: float = 10.0,

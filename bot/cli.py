@@ -94,7 +94,9 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             open_store, redis_url=redis_url, state_dir=settings.state_dir
         )
         ok = await store.ping()
-        results.append(CheckResult("redis", ok, store.url_for_display + ("" if ok else ": no PONG")))
+        results.append(
+            CheckResult("redis", ok, store.url_for_display + ("" if ok else ": no PONG"))
+        )
         await store.close()
     except PitcrewError as exc:
         results.append(CheckResult("redis", False, str(exc)))
@@ -127,9 +129,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
         results.append(CheckResult("kubernetes", True, "KUBE_CONTEXTS unset: rollout watching off"))
     for env, context in settings.kube_contexts.items():
         try:
-            detail = await asyncio.to_thread(
-                check_context, context, kubeconfig=settings.kubeconfig
-            )
+            detail = await asyncio.to_thread(check_context, context, kubeconfig=settings.kubeconfig)
             results.append(CheckResult(f"kubernetes {env}", True, detail))
         except PitcrewError as exc:
             results.append(CheckResult(f"kubernetes {env}", False, str(exc)))

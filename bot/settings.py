@@ -41,7 +41,9 @@ def _parse_contexts(value: object) -> object:
     for part in filter(None, (p.strip() for p in value.split(","))):
         env, sep, context = part.partition("=")
         if not sep or not env.strip() or not context.strip():
-            raise ValueError(f"expected env=context pairs like staging=stg,production=prod, got {part!r}")
+            raise ValueError(
+                f"expected env=context pairs like staging=stg,production=prod, got {part!r}"
+            )
         contexts[env.strip()] = context.strip()
     return contexts
 
@@ -93,8 +95,12 @@ class Settings(CoreSettings):
     port: int = Field(default=3000, ge=1, le=65535, validation_alias="PORT")
 
     @field_validator(
-        "slack_signing_secret", "slack_app_token", "gitops_branch", "catalog_path",
-        "kubeconfig", mode="before",
+        "slack_signing_secret",
+        "slack_app_token",
+        "gitops_branch",
+        "catalog_path",
+        "kubeconfig",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -130,8 +136,13 @@ class Settings(CoreSettings):
     def secrets(self) -> list[str]:
         """Every secret value, so that logs and Sentry can scrub them wherever they appear."""
         values = [
-            self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
-            self.gitlab_token, self.gitlab_webhook_secret, self.redis_url, self.sentry_dsn,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.gitlab_token,
+            self.gitlab_webhook_secret,
+            self.redis_url,
+            self.sentry_dsn,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 

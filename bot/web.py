@@ -42,7 +42,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         except Exception:
             log.exception("request failed", path=request.path)
-            return web.json_response({"error": "internal error", "request_id": request_id}, status=500)
+            return web.json_response(
+                {"error": "internal error", "request_id": request_id}, status=500
+            )
         finally:
             metrics.HTTP_REQUESTS.labels(route, str(status)).inc()
             metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)

@@ -27,7 +27,9 @@ def check_context(context: str, *, kubeconfig: str | None) -> str:
     try:
         version = client.VersionApi(api).get_code(_request_timeout=5)
     except Exception as exc:  # urllib3 and ApiException alike: the API server is not usable
-        raise KubeUnavailable(f"context {context}: API server unreachable ({type(exc).__name__})") from exc
+        raise KubeUnavailable(
+            f"context {context}: API server unreachable ({type(exc).__name__})"
+        ) from exc
     finally:
         api.close()
     return f"context {context}: Kubernetes {version.git_version}"

@@ -31,7 +31,9 @@ def build_bolt_app(*, client: AsyncWebClient, signing_secret: str | None) -> Asy
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
-        log.error("slack listener failed", kind=body.get("type") or body.get("command"), exc_info=error)
+        log.error(
+            "slack listener failed", kind=body.get("type") or body.get("command"), exc_info=error
+        )
 
     return app
 

@@ -45,6 +45,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import logs, metrics
+from bot.adapters.cancellation import reraise_if_cancelling
 from bot.errors import SlackUnavailable
 from bot.services.ports import JsonBlock, OutgoingMessage
 
@@ -231,6 +232,7 @@ class SlackOutbox:
                     channels = [c.decode() for c in await self._redis.smembers(_CHANNELS)]
                     metrics.OUTBOX_PENDING.set(await self.pending())
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling()
                     log.warning("outbox cannot read its queue; retrying", error=str(exc))
                     channels = []
                     await asyncio.sleep(1.0)
@@ -271,6 +273,7 @@ class SlackOutbox:
                 backoff = min(backoff * 2, self._max_backoff)
                 await asyncio.sleep(delay * random.uniform(1.0, 1.2))
             except (RedisError, OSError) as exc:
+                reraise_if_cancelling()
                 log.warning("outbox store error; retrying", channel=channel, error=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -379,13 +382,22 @@ class SlackOutbox:
         for _ in range(10):
             if thread_ts:
                 answer = await self._call(
-                    "conversations.replies", channel=channel_id, ts=thread_ts, oldest=oldest,
-                    include_all_metadata=True, limit=200, cursor=cursor,
+                    "conversations.replies",
+                    channel=channel_id,
+                    ts=thread_ts,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
                 )
             else:
                 answer = await self._call(
-                    "conversations.history", channel=channel_id, oldest=oldest,
-                    include_all_metadata=True, limit=200, cursor=cursor,
+                    "conversations.history",
+                    channel=channel_id,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
                 )
             for message in answer.get("messages") or []:
                 metadata = message.get("metadata") or {}
@@ -411,8 +423,11 @@ class SlackOutbox:
         cursor = None
         while True:
             answer = await self._call(
-                "conversations.list", types="public_channel,private_channel",
-                exclude_archived=True, limit=1000, cursor=cursor,
+                "conversations.list",
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+                cursor=cursor,
             )
             for item in answer.get("channels") or []:
                 self._channel_ids[str(item["name"])] = str(item["id"])

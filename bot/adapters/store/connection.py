@@ -55,4 +55,6 @@ def open_store(*, redis_url: str | None, state_dir: Path) -> Store:
         url = embedded.start()
     except StoreUnavailable:
         raise
-    return Store(redis=client_for(url), url_for_display=f"embedded ({state_dir})", embedded=embedded)
+    return Store(
+        redis=client_for(url), url_for_display=f"embedded ({state_dir})", embedded=embedded
+    )

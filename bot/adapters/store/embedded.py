@@ -95,15 +95,24 @@ class EmbeddedRedis:
                 return self.url
         args = [
             str(_binary()),
-            "--dir", str(self.state_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--appendfilename", "pitcrew.aof",
-            "--save", "",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--bind", "127.0.0.1",
-            "--logfile", str(self.state_dir / "redis.log"),
+            "--dir",
+            str(self.state_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            "pitcrew.aof",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--logfile",
+            str(self.state_dir / "redis.log"),
         ]
         if use_unix:
             self._socket.unlink(missing_ok=True)
@@ -112,12 +121,12 @@ class EmbeddedRedis:
             self._port = _free_port()
             args += ["--port", str(self._port)]
         try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            self._process = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - must die with us, see docstring
+                preexec_fn=_die_with_parent,
                 cwd=self.state_dir,
             )
         except OSError as exc:
@@ -125,9 +134,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise StoreUnavailable(
-                    f"the embedded Redis server exited at start (see {self.state_dir / 'redis.log'})"
-                )
+                log_file = self.state_dir / "redis.log"
+                raise StoreUnavailable(f"embedded Redis exited at start (see {log_file})")
             alive = _ping_unix(self._socket) if use_unix else _ping_tcp(self._port or 0)
             if alive:
                 if self._port is not None:

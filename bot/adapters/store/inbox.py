@@ -38,11 +38,16 @@ class RedisInbox:
                 keys=[f"dedup:{event.source}:{event.dedup_key}", stream_name(event.source)],
                 args=[
                     DEDUP_TTL_MS,
-                    "kind", event.kind,
-                    "dedup_key", event.dedup_key,
-                    "request_id", event.request_id,
-                    "received_at", repr(event.received_at),
-                    "body", event.body,
+                    "kind",
+                    event.kind,
+                    "dedup_key",
+                    event.dedup_key,
+                    "request_id",
+                    event.request_id,
+                    "received_at",
+                    repr(event.received_at),
+                    "body",
+                    event.body,
                 ],
             )
         except (RedisError, OSError) as exc:

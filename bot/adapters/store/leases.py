@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot import logs, metrics
+from bot.adapters.cancellation import reraise_if_cancelling
 from bot.adapters.store.connection import Redis
 
 log = logs.get(__name__)
@@ -74,6 +75,7 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
         try:
             acquired = await lease.acquire()
         except (RedisError, OSError) as exc:
+            reraise_if_cancelling()
             log.warning("lease unreachable", lease=lease.name, error=str(exc))
             acquired = False
         if not acquired:
@@ -90,17 +92,19 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
                 try:
                     still_ours = await lease.renew()
                 except (RedisError, OSError):
+                    reraise_if_cancelling()
                     still_ours = False
                 if not still_ours:
                     log.warning("lease lost; stopping its work", lease=lease.name)
                     break
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.error("leased work failed", lease=lease.name, exc_info=task.exception())
-                await asyncio.sleep(1)
         finally:
             gauge.set(0)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # asyncio.wait, not ``await task``: a cancellation of ``lead`` itself must propagate.
+            await asyncio.wait({task})
             with contextlib.suppress(RedisError, OSError):
                 await lease.release()
+            reraise_if_cancelling()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("leased work failed", lease=lease.name, exc_info=task.exception())
+            await asyncio.sleep(1)

@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from bot import logs, metrics
+from bot.adapters.cancellation import reraise_if_cancelling
 from bot.adapters.store.connection import Redis
 
 log = logs.get(__name__)
@@ -95,6 +96,7 @@ class StreamConsumer:
                     await self.read_new()
                     backoff = 0.5
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling()
                     log.warning("stream read failed; retrying", stream=self.stream, error=str(exc))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
@@ -118,8 +120,12 @@ class StreamConsumer:
         cursor = "0-0"
         while True:
             reply: Any = await self._redis.xautoclaim(
-                self.stream, self.group, self.consumer, self._claim_idle_ms,
-                start_id=cursor, count=self._batch,
+                self.stream,
+                self.group,
+                self.consumer,
+                self._claim_idle_ms,
+                start_id=cursor,
+                count=self._batch,
             )
             cursor_raw, entries = reply[0], reply[1]
             for raw_id, raw in entries:
@@ -143,12 +149,18 @@ class StreamConsumer:
             if attempts < self._max_deliveries:
                 log.warning(
                     "handler failed; the entry will be retried",
-                    stream=self.stream, entry_id=entry.id, attempt=attempts, error=repr(exc),
+                    stream=self.stream,
+                    entry_id=entry.id,
+                    attempt=attempts,
+                    error=repr(exc),
                 )
                 return
             log.error(
                 "handler keeps failing; entry moved to the dead-letter stream",
-                stream=self.stream, entry_id=entry.id, attempts=attempts, exc_info=exc,
+                stream=self.stream,
+                entry_id=entry.id,
+                attempts=attempts,
+                exc_info=exc,
             )
             dead: dict[Any, Any] = {**entry.fields, "error": repr(exc)[:500]}
             await self._redis.xadd(self.dead_letter, dead)
