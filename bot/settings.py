@@ -92,7 +92,7 @@ class Settings(CoreSettings):
         default_factory=dict, validation_alias="KUBE_CONTEXTS"
     )
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
-    port: int = Field(default=3000, ge=1, le=65535, validation_alias="PORT")
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias="PORT")  # 0: any free port
 
     @field_validator(
         "slack_signing_secret",

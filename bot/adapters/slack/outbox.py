@@ -326,12 +326,19 @@ class SlackOutbox:
         sent = await self._redis.hgetall(sent_key)
         ts: str | None = _text(sent, "ts")
         if not ts and _text(sent, "attempt"):
-            ts = await self._find_posted(
-                key=key,
-                channel_id=_text(sent, "channel_id") or channel_id,
-                thread_ts=thread_ts,
-                since=float(_text(sent, "attempt_at") or 0),
-            )
+            try:
+                ts = await self._find_posted(
+                    key=key,
+                    channel_id=_text(sent, "channel_id") or channel_id,
+                    thread_ts=thread_ts,
+                    since=float(_text(sent, "attempt_at") or 0),
+                )
+            except _Drop as exc:
+                log.warning(
+                    "cannot check whether an interrupted post went through; posting it",
+                    key=key,
+                    error=str(exc),
+                )
             if ts:
                 log.info("adopted a message posted before a crash", key=key, ts=ts)
                 await self._redis.hset(sent_key, mapping={"ts": ts, "channel_id": channel_id})
@@ -410,16 +417,37 @@ class SlackOutbox:
         return None
 
     async def channel_id(self, channel: str) -> str:
-        """Resolve ``#name`` or ``name`` to a channel ID (chat.update needs IDs)."""
+        """Resolve ``#name``, ``name`` or an ID to a channel ID (chat.update needs IDs).
+
+        The first time a public channel is used, the bot joins it: posting needs no membership
+        (``chat:write.public``) but reading history, which crash recovery relies on, does.
+        """
         name = channel.removeprefix("#")
-        if _CHANNEL_ID.match(name):
-            return name
         if name in self._channel_ids:
             return self._channel_ids[name]
         cached = await self._redis.hget(f"{PREFIX}:channel_ids", name)
         if cached:
             self._channel_ids[name] = cached.decode()
             return self._channel_ids[name]
+        if _CHANNEL_ID.match(name):
+            info = (await self._call("conversations.info", channel=name)).get("channel") or {}
+        else:
+            info = await self._find_channel(name)
+        channel_id = str(info["id"])
+        if not info.get("is_member") and not info.get("is_private") and not info.get("is_im"):
+            try:
+                await self._call("conversations.join", channel=channel_id)
+            except _Drop as exc:
+                log.warning(
+                    "cannot join the channel; crash recovery there may post twice",
+                    channel=name,
+                    error=str(exc),
+                )
+        await self._redis.hset(f"{PREFIX}:channel_ids", name, channel_id)
+        self._channel_ids[name] = channel_id
+        return channel_id
+
+    async def _find_channel(self, name: str) -> dict[str, Any]:
         cursor = None
         while True:
             answer = await self._call(
@@ -430,13 +458,11 @@ class SlackOutbox:
                 cursor=cursor,
             )
             for item in answer.get("channels") or []:
-                self._channel_ids[str(item["name"])] = str(item["id"])
-            if name in self._channel_ids:
-                await self._redis.hset(f"{PREFIX}:channel_ids", name, self._channel_ids[name])
-                return self._channel_ids[name]
+                if item.get("name") == name:
+                    return dict(item)
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
-                raise _Drop(f"channel #{name} not found: create it or invite the bot")
+                raise _Drop(f"channel #{name} not found: create it, or invite the bot if private")
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         """One Web API call, translated into: a result, ``_Retry`` or ``_Drop``."""
