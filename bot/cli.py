@@ -138,7 +138,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
 
 def format_checks(results: Sequence[CheckResult]) -> str:
     width = max(len(r.name) for r in results)
-    lines = [f"{'ok ' if r.ok else 'FAIL'}  {r.name.ljust(width)}  {r.detail}" for r in results]
+    lines = [f"{'ok' if r.ok else 'FAIL':<4}  {r.name.ljust(width)}  {r.detail}" for r in results]
     failed = sum(not r.ok for r in results)
     lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
     return "\n".join(lines)

@@ -69,10 +69,10 @@ async def bot(make_bot: Callable[..., Pitcrew]) -> AsyncIterator[Pitcrew]:
 
 
 async def eventually(
-    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], *, within: float = 10.0, interval: float = 0.02
 ) -> Any:
     """Wait until ``check()`` is truthy (awaiting it if needed); fail with the last value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     value: Any = None
     while time.monotonic() < deadline:
         value = check()
@@ -81,4 +81,4 @@ async def eventually(
         if value:
             return value
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+    raise AssertionError(f"condition not met within {within} s (last value: {value!r})")

@@ -54,7 +54,7 @@ async def test_kill_9_mid_burst_then_restart(redis_url: str, tmp_path: Path) -> 
         await send_all(1)
         bot = _start(env, tmp_path / "bot.log")
         try:
-            await eventually(lambda: len(slack.all_messages()) >= 12, timeout=20)
+            await eventually(lambda: len(slack.all_messages()) >= 12, within=20)
             os.kill(bot.pid, signal.SIGKILL)
             bot.wait()
             delivered_before_kill = len(slack.all_messages())
@@ -66,7 +66,7 @@ async def test_kill_9_mid_burst_then_restart(redis_url: str, tmp_path: Path) -> 
                 texts = sorted(m.text for m in slack.all_messages())
                 return texts == sorted(f"{key} v2" for key in keys)
 
-            await eventually(final_state, timeout=40, interval=0.1)
+            await eventually(final_state, within=40, interval=0.1)
         finally:
             bot.terminate()
             bot.wait(timeout=10)

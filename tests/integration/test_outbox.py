@@ -3,6 +3,8 @@ answers meanwhile."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bot.app import Pitcrew
@@ -92,7 +94,7 @@ async def test_retry_after_is_honoured_and_nothing_is_posted_twice(
     assert bot.outbox is not None
     slack.fail("chat.postMessage", status=429, times=1, retry_after=2)
     await bot.outbox.send(_message("k", "hello"))
-    await eventually(lambda: slack.messages("payments-deploys"), timeout=10)
+    await eventually(lambda: slack.messages("payments-deploys"), within=10)
 
     attempts = [c for c in slack.calls if c.method == "chat.postMessage"]
     assert [c.status for c in attempts] == [429, 200]
@@ -106,10 +108,10 @@ async def test_server_errors_are_retried_until_the_message_is_delivered(
     assert bot.outbox is not None
     slack.fail("chat.postMessage", status=status, times=2)
     await bot.outbox.send(_message("k", "v1"))
-    await eventually(lambda: slack.messages("payments-deploys"), timeout=15)
+    await eventually(lambda: slack.messages("payments-deploys"), within=15)
     slack.fail("chat.update", status=status, times=1)
     await bot.outbox.send(_message("k", "v2"))
-    await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2", timeout=15)
+    await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2", within=15)
     assert len(slack.messages("payments-deploys")) == 1
 
 
@@ -120,7 +122,7 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_again(
     assert bot.outbox is not None
     slack.fail("chat.postMessage", status=500, times=1, applied=True)
     await bot.outbox.send(_message("k", "v1"))
-    await eventually(lambda: _drained(bot), timeout=15)
+    await eventually(lambda: _drained(bot), within=15)
     await bot.outbox.send(_message("k", "v2"))
     await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2")
 
@@ -136,7 +138,7 @@ async def test_a_lost_thread_reply_is_found_in_its_thread(
     await eventually(lambda: _drained(bot))
     slack.fail("chat.postMessage", status=502, times=1, applied=True)
     await bot.outbox.send(_message("p:reply", "reply", thread_key="p"))
-    await eventually(lambda: _drained(bot), timeout=15)
+    await eventually(lambda: _drained(bot), within=15)
     [parent] = slack.messages("payments-deploys")
     assert [r.text for r in parent.replies] == ["reply"]
 
@@ -165,10 +167,10 @@ async def test_writes_to_a_channel_are_paced_so_slack_never_throttles(make_bot) 
         try:
             for i in range(6):
                 await bot.outbox.send(_message(f"k{i}", f"message {i}"))
-            await eventually(lambda: len(slack.messages("payments-deploys")) == 6, timeout=15)
+            await eventually(lambda: len(slack.messages("payments-deploys")) == 6, within=15)
         finally:
             await bot.stop()
         posts = [c for c in slack.calls if c.method == "chat.postMessage"]
         assert [c.status for c in posts] == [200] * 6
-        gaps = [b.time - a.time for a, b in zip(posts, posts[1:], strict=False)]
+        gaps = [b.time - a.time for a, b in itertools.pairwise(posts)]
         assert min(gaps) >= 0.95

@@ -1,0 +1,180 @@
+"""``pitcrew demo``: the real bot, wired as in production, against the built-in sandbox.
+
+No credentials and no network: Slack is the sandbox simulator, Redis is the embedded server in a
+temporary state directory, the catalog is the sandbox shop's. Each scene drives the bot through
+its real entry points (HTTP webhooks, the outbox) and the channels are printed as a person
+would read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bot.app import Pitcrew
+from bot.domain.errors import PitcrewError
+from bot.sandbox.slack import SlackSandbox
+from bot.services.ports import OutgoingMessage
+from bot.settings import Settings
+
+CATALOG = Path(__file__).parent / "sandbox" / "example_catalog.yaml"
+CHANNELS = ("payments-deploys", "search-deploys", "releases")
+WEBHOOK_SECRET = "demo-webhook-secret"
+
+
+@dataclass
+class Stage:
+    bot: Pitcrew
+    slack: SlackSandbox
+    http: aiohttp.ClientSession
+    out: Callable[[str], None]
+
+    def say(self, line: str) -> None:
+        self.out(f"  {line}")
+
+    async def webhook(
+        self, kind: str, body: bytes, *, event_id: str, token: str = WEBHOOK_SECRET
+    ) -> str:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Gitlab-Event": kind,
+            "X-Gitlab-Token": token,
+            "X-Gitlab-Event-UUID": event_id,
+        }
+        url = f"{self.bot.url}/webhooks/gitlab"
+        async with self.http.post(url, data=body, headers=headers) as response:
+            answer = await response.json()
+            return f"{response.status} {answer.get('status') or answer.get('error')}"
+
+    async def settle(self, *, within: float = 30.0) -> None:
+        """Wait until the outbox has delivered everything (the outbox is polled, not awaited:
+        delivery happens in its own task, possibly on another replica)."""
+        assert self.bot.outbox is not None
+        for _ in range(int(within / 0.05)):
+            if not await self.bot.outbox.pending():
+                return
+            await asyncio.sleep(0.05)
+
+
+Scene = Callable[[Stage], Awaitable[None]]
+
+
+async def foundation(stage: Stage) -> None:
+    """Webhooks are stored once; one Slack message per key survives a rate limit."""
+    body = b'{"object_kind":"pipeline","object_attributes":{"id":1,"status":"running"}}'
+    event = str(uuid.uuid4())
+    stage.say(
+        "GitLab posts a pipeline event ............ "
+        + await stage.webhook("Pipeline Hook", body, event_id=event)
+    )
+    stage.say(
+        "GitLab retries the same event ............ "
+        + await stage.webhook("Pipeline Hook", body, event_id=event)
+    )
+    stage.say(
+        "someone posts with a wrong token ......... "
+        + await stage.webhook("Pipeline Hook", body, event_id=str(uuid.uuid4()), token="guess")
+    )
+    stage.say(
+        "a GitLab event Pitcrew does not use ...... "
+        + await stage.webhook("Wiki Page Hook", b"{}", event_id=str(uuid.uuid4()))
+    )
+
+    assert stage.bot.outbox is not None
+    outbox = stage.bot.outbox
+    stage.slack.fail("chat.postMessage", status=429, times=1, retry_after=1)
+    stage.say("Slack is rate-limiting (429, Retry-After: 1); the outbox waits and posts once")
+    key = "demo:hello"
+    for step, text in enumerate(
+        (
+            ":hourglass: Pitcrew is starting",
+            ":gear: Pitcrew is connecting",
+            ":white_check_mark: Pitcrew is up: webhooks in, one living message per key out",
+        ),
+    ):
+        await outbox.send(
+            OutgoingMessage(
+                key=key,
+                channel="#payments-deploys",
+                text=text,
+                blocks=({"type": "section", "text": {"type": "mrkdwn", "text": text}},),
+            )
+        )
+        if step == 0:
+            await stage.settle()
+    await outbox.send(
+        OutgoingMessage(
+            key=f"{key}:detail",
+            channel="#payments-deploys",
+            thread_key=key,
+            text="details go in the thread, keyed too: a retry never posts them twice",
+        )
+    )
+    await stage.settle()
+    posts = sum(1 for c in stage.slack.calls if c.method == "chat.postMessage" and c.ok)
+    updates = sum(1 for c in stage.slack.calls if c.method == "chat.update" and c.ok)
+    throttled = sum(1 for c in stage.slack.calls if c.status == 429)
+    stage.say(
+        f"Slack calls: {_count(posts, 'post')}, {_count(updates, 'update')}, {throttled} throttled"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+SCENES: dict[str, Scene] = {"foundation": foundation}
+
+
+def _settings(slack: SlackSandbox, state_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_SIGNING_SECRET=slack.signing_secret,
+        SLACK_API_URL=slack.api_url,
+        GITLAB_URL="http://127.0.0.1:9",
+        GITLAB_TOKEN="glpat-demo",
+        GITLAB_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GITOPS_PROJECT="platform/deployments",
+        CATALOG_PATH=str(CATALOG),
+        STATE_DIR=str(state_dir),
+        LOG_LEVEL="warning",
+        LOG_FORMAT="console",
+    )
+
+
+async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = print) -> int:
+    chosen = list(scenes) or list(SCENES)
+    unknown = [s for s in chosen if s not in SCENES]
+    if unknown:
+        raise PitcrewError(f"no scene {unknown[0]!r}; scenes are: {', '.join(SCENES)}")
+    out("Pitcrew demo: the real bot against its built-in sandbox (no credentials, no network)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as state_dir:
+        async with SlackSandbox(channels=CHANNELS) as slack, aiohttp.ClientSession() as http:
+            bot = Pitcrew(_settings(slack, Path(state_dir)), host="127.0.0.1", port=0)
+            await bot.start()
+            try:
+                for name in chosen:
+                    scene = SCENES[name]
+                    out("")
+                    out(f"▶ {name}: {(scene.__doc__ or '').strip()}")
+                    await scene(Stage(bot=bot, slack=slack, http=http, out=out))
+                    await Stage(bot=bot, slack=slack, http=http, out=out).settle()
+                out("")
+                out("What the channels show")
+                out("──────────────────────")
+                out(slack.render())
+            finally:
+                await bot.stop()
+    out(f"(played {len(chosen)} scene(s) in {time.monotonic() - started:.1f} s)")
+    sys.stdout.flush()
+    return 0

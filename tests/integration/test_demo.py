@@ -1,0 +1,29 @@
+"""``pitcrew demo`` plays its scenes against the sandbox and prints readable channels."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.demo import run_demo
+from bot.domain.errors import PitcrewError
+
+
+async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
+    lines: list[str] = []
+    assert await run_demo(out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "GitLab posts a pipeline event ............ 200 queued" in text
+    assert "GitLab retries the same event ............ 200 duplicate" in text
+    assert "someone posts with a wrong token ......... 401 invalid X-Gitlab-Token" in text
+    assert "Slack calls: 2 posts, 1 update, 1 throttled" in text
+    assert (
+        "#payments-deploys\n"
+        "pitcrew: :white_check_mark: Pitcrew is up: webhooks in, one living message per key out"
+        " (edited 1×)\n"  # noqa: RUF001
+        "  ↳ pitcrew: details go in the thread, keyed too: a retry never posts them twice"
+    ) in text
+
+
+async def test_an_unknown_scene_is_named_with_the_choices() -> None:
+    with pytest.raises(PitcrewError, match="no scene 'nope'; scenes are: foundation"):
+        await run_demo(scenes=["nope"], out=lambda _: None)
