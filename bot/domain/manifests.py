@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from bot.domain.catalog import App, ManifestKind
@@ -238,17 +238,9 @@ def detect_manifest_kind(text: str) -> ManifestKind | None:
     hints. ``None``: empty, or not YAML.
     """
     try:
-        documents = [d for d in compose_documents(text) if isinstance(d, MappingNode)]
+        return _looks_like(compose_documents(text))
     except ManifestError:
         return None
-    if not documents:
-        return None
-    kinds = {_scalar_value(_get(d, "kind")) for d in documents}
-    if "Kustomization" in kinds or any(_is_kustomization(d) for d in documents):
-        return "kustomization"
-    if kinds - {None}:
-        return "workload"
-    return "helm_values"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +338,8 @@ def _helm_hits(root: Node, *, document: int, app: App) -> Iterator[_Hit]:
             return
         if node is None:
             return
+    if node is None:
+        return
     line = node.start_mark.line + 1
     if not isinstance(node, ScalarNode):
         raise ManifestError(
@@ -393,7 +387,7 @@ def _whole_hit(node: ScalarNode, *, document: int, path: _Path, digest: str | No
         document=document,
         path=_dotted(path),
         line=node.start_mark.line + 1,
-        version=node.value if digest is None or node.value != digest else digest,
+        version=node.value,
         digest=digest,
     )
     return _Hit(location=location, node=node, start=0, end=len(node.value))
@@ -566,14 +560,18 @@ def _difference(
         seen_after.add(id(new))
         if type(old) is not type(new) or old.anchor != new.anchor:
             return f"the structure changed at line {line}"
-        if isinstance(old, ScalarNode):
+        if isinstance(old, ScalarNode) and isinstance(new, ScalarNode):
             edit = edits.get(id(old))
             expected = (
-                (old.tag, old.value, old.style) if edit is None else (_STR, edit.value, edit.style)
+                (str(old.tag), old.value, old.style)
+                if edit is None
+                else (_STR, edit.value, edit.style)
             )
-            if (str(new.tag), new.value, new.style) != tuple(map(_none_or_str, expected)):
+            if (str(new.tag), new.value, new.style) != expected:
                 return f"the value at line {line} changed"
             continue
+        if not isinstance(old, CollectionNode) or not isinstance(new, CollectionNode):
+            return f"the structure changed at line {line}"
         if old.tag != new.tag or old.flow_style != new.flow_style:
             return f"the structure changed at line {line}"
         if len(old.value) != len(new.value):
@@ -588,17 +586,16 @@ def _difference(
     return None
 
 
-def _none_or_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Walking the node graph as a loader would see it
 
 
-def _entries(node: MappingNode) -> list[tuple[Node, Node]]:
+def _entries(
+    node: MappingNode, *, merging: frozenset[int] = frozenset()
+) -> list[tuple[Node, Node]]:
     """The mapping's effective key/value pairs: merge keys (``<<: *base``) applied, explicit
     keys first. Duplicate keys are refused: consumers disagree on which one wins."""
+    merging = merging | {id(node)}
     explicit: list[tuple[Node, Node]] = []
     merged: list[tuple[Node, Node]] = []
     seen: dict[object, int] = {}
@@ -606,8 +603,8 @@ def _entries(node: MappingNode) -> list[tuple[Node, Node]]:
         if isinstance(key, ScalarNode) and key.tag == _MERGE:
             sources = value.value if isinstance(value, SequenceNode) else [value]
             for source in sources:
-                if isinstance(source, MappingNode) and source is not node:
-                    merged.extend(_entries(source))
+                if isinstance(source, MappingNode) and id(source) not in merging:
+                    merged.extend(_entries(source, merging=merging))
             continue
         identity = _key_identity(key)
         if identity in seen:
