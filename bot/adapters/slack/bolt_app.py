@@ -8,16 +8,31 @@ receives its traffic over a websocket instead.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 
 log = logs.get(__name__)
+
+
+class _ExpectedClientWarning(logging.Filter):
+    """Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (built
+    from the same token, with SLACK_API_URL) wins. That is intended; the warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+if not any(isinstance(f, _ExpectedClientWarning) for f in _bolt_logger.filters):
+    _bolt_logger.addFilter(_ExpectedClientWarning())
 
 
 def build_bolt_app(*, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
