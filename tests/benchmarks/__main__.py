@@ -101,6 +101,12 @@ async def _fire(
     return latencies, time.perf_counter() - started, failures
 
 
+def _start_bot(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.bot_process"], cwd=ROOT, env=env
+    )
+
+
 def _rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -124,9 +130,7 @@ async def webhook_intake() -> list[Result]:
                 "PORT": str(port),
                 "LOG_LEVEL": "warning",
             }
-            bot = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.bot_process"], cwd=ROOT, env=env
-            )
+            bot = _start_bot(env)
             url = f"http://127.0.0.1:{port}"
             try:
                 async with aiohttp.ClientSession(
