@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import logs
+from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.intake import GitLabIntake
-from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app
+from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.store.connection import Store, open_store
 from bot.adapters.store.inbox import RedisInbox
@@ -123,6 +123,7 @@ class Pitcrew:
         bolt = build_bolt_app(
             client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
         )
+        register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
             slack_events=None if settings.socket_mode else aiohttp_handler(bolt),
             gitlab_webhook=intake.handle,
@@ -152,8 +153,22 @@ class Pitcrew:
             self._socket_mode = AsyncSocketModeHandler(
                 bolt, settings.slack_app_token.get_secret_value()
             )
-            await self._socket_mode.connect_async()
-            log.info("slack socket mode connected")
+            self._spawn(self._connect_socket_mode(), "socket-mode")
+
+    async def _connect_socket_mode(self) -> None:
+        """Connect, retrying with back-off: Slack being down at start must not stop the bot.
+        Once connected, the Socket Mode client reconnects by itself; this task then idles."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._socket_mode.connect_async()
+                log.info("slack socket mode connected")
+                break
+            except Exception as exc:  # the SDK raises several kinds; all mean "try again"
+                log.warning("slack socket mode connection failed; retrying", error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+        await asyncio.Event().wait()
 
     async def _refresh_catalog(self) -> None:
         assert self.catalog is not None

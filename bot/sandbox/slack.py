@@ -35,6 +35,7 @@ deliveries, Socket Mode, Enterprise Grid, the per-method tier limits other than 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import copy
@@ -46,6 +47,7 @@ import math
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -54,7 +56,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 BOT_USER_ID = "U0PITCREW"
 BOT_ID = "B0PITCREW"
@@ -300,8 +302,12 @@ class SlackSandbox:
         usergroups: Mapping[str, Sequence[str]] | None = None,
         enforce_pacing: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        app_token: str = "xapp-sandbox-token",
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[JsonDict]] = {}
         self.signing_secret = signing_secret
         self.team_id = team_id
         self.enforce_pacing = enforce_pacing
@@ -345,6 +351,7 @@ class SlackSandbox:
             "users.lookupByEmail": self._users_lookup_by_email,
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -355,6 +362,7 @@ class SlackSandbox:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{token}", self._response)
+        app.router.add_get("/socket-mode", self._socket_mode)
         app.router.add_get("/_sandbox/transcript", self._control_transcript)
         app.router.add_get("/_sandbox/messages", self._control_messages)
         app.router.add_get("/_sandbox/ephemerals", self._control_ephemerals)
@@ -369,6 +377,8 @@ class SlackSandbox:
         self._port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -643,7 +653,8 @@ class SlackSandbox:
             return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        if not hmac.compare_digest(token.encode(), self.bot_token.encode()):
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if not hmac.compare_digest(token.encode(), expected.encode()):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         try:
             body = handler(params)
@@ -807,6 +818,70 @@ class SlackSandbox:
         )
         self._ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.message_ts}
+
+    def _apps_connections_open(self, params: _Params) -> JsonDict:
+        return {"url": f"ws://{self._host}:{self._port}/socket-mode?ticket={uuid.uuid4().hex}"}
+
+    async def _socket_mode(self, request: web.Request) -> web.StreamResponse:
+        """A Socket Mode connection: hello first, then envelopes out and acknowledgements in."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        try:
+            await socket.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self._sockets),
+                    "debug_info": {"host": "sandbox", "approximate_connection_time": 18060},
+                    "connection_info": {"app_id": APP_ID},
+                }
+            )
+            async for frame in socket:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                ack = json.loads(frame.data)
+                waiter = self._acks.pop(str(ack.get("envelope_id")), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ack)
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    @property
+    def socket_connections(self) -> int:
+        return len(self._sockets)
+
+    async def socket_slash_command(
+        self, *, command: str, text: str, user: str, channel: str, within: float = 5.0
+    ) -> JsonDict:
+        """Deliver a slash command over Socket Mode; return the app's acknowledgement."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection is open")
+        person = self._user(user)
+        where = self._channel(channel)
+        envelope_id = str(uuid.uuid4())
+        waiter: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = waiter
+        payload = _slash_command_fields(
+            command=command,
+            text=text,
+            user_id=person.id,
+            user_name=person.name,
+            channel_id=where.id,
+            channel_name=_channel_label(where),
+            team_id=self.team_id,
+            response_url=self.response_url(channel=where.id, user=person.id),
+            at=int(time.time()),
+        )
+        await self._sockets[0].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": "slash_commands",
+                "payload": payload,
+                "accepts_response_payload": True,
+            }
+        )
+        return await asyncio.wait_for(waiter, timeout=within)
 
     def _conversations_join(self, params: _Params) -> JsonDict:
         channel = self._require_channel(params)
@@ -1423,7 +1498,36 @@ def signed_slash_command(
 ) -> tuple[bytes, dict[str, str]]:
     """The form-encoded body and headers Slack POSTs for a slash command."""
     at = int(time.time()) if timestamp is None else timestamp
-    fields = {
+    fields = _slash_command_fields(
+        command=command,
+        text=text,
+        user_id=user_id,
+        user_name=user_name,
+        channel_id=channel_id,
+        channel_name=channel_name,
+        team_id=team_id,
+        response_url=response_url,
+        at=at,
+        trigger_id=trigger_id,
+    )
+    return _signed(signing_secret, urlencode(fields).encode(), at)
+
+
+def _slash_command_fields(
+    *,
+    command: str,
+    text: str,
+    user_id: str,
+    user_name: str,
+    channel_id: str,
+    channel_name: str,
+    team_id: str,
+    response_url: str,
+    at: int,
+    trigger_id: str | None = None,
+) -> dict[str, str]:
+    """Slack's documented slash-command payload, as sent over HTTP and over Socket Mode."""
+    return {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,
         "team_domain": TEAM_DOMAIN,
@@ -1438,7 +1542,6 @@ def signed_slash_command(
         "response_url": response_url,
         "trigger_id": trigger_id or _trigger_id(at),
     }
-    return _signed(signing_secret, urlencode(fields).encode(), at)
 
 
 def signed_block_action(

@@ -79,14 +79,17 @@ async def test_slack_requests_older_than_five_minutes_are_refused(
         assert response.status == 401
 
 
-async def test_a_correctly_signed_request_passes_verification(
+async def test_a_correctly_signed_command_is_answered(
     bot: Pitcrew, slack: SlackSandbox, http: aiohttp.ClientSession
 ) -> None:
     body, headers = slack.slash_command(
-        command="/whatsinprod", text="", user="alice", channel="payments-deploys"
+        command="/deploy", text="orders 1.4.2 to staging", user="alice", channel="payments-deploys"
     )
     async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
-        assert response.status != 401
+        assert response.status == 200  # Slack shows a plain-text body to the user only
+        assert await response.text() == (
+            "`/deploy` is not available in this version of Pitcrew (0.1.0)."
+        )
 
 
 # --------------------------------------------------------------------------- GitLab
@@ -217,3 +220,29 @@ async def test_health_readiness_and_metrics(bot: Pitcrew, http: aiohttp.ClientSe
     assert 'pitcrew_events_total{outcome="rejected",source="gitlab"}' in text
     assert "pitcrew_outbox_pending" in text
     assert WEBHOOK_SECRET not in text
+
+
+# --------------------------------------------------------------------------- Socket Mode
+
+
+async def test_socket_mode_takes_slack_traffic_when_an_app_token_is_set(
+    make_bot: Callable[..., Pitcrew], slack: SlackSandbox, http: aiohttp.ClientSession
+) -> None:
+    bot = make_bot(SLACK_APP_TOKEN=slack.app_token, SLACK_SIGNING_SECRET="")
+    await bot.start()
+    try:
+        await eventually(lambda: slack.socket_connections == 1)
+        ack = await slack.socket_slash_command(
+            command="/whatsinprod", text="orders", user="alice", channel="payments-deploys"
+        )
+        assert ack["payload"] == {
+            "text": "`/whatsinprod` is not available in this version of Pitcrew (0.1.0)."
+        }
+        body, headers = slack.slash_command(
+            command="/whatsinprod", text="", user="alice", channel="payments-deploys"
+        )
+        async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
+            assert response.status == 404  # no public Slack endpoint in Socket Mode
+    finally:
+        await bot.stop()
+    assert slack.socket_connections == 0

@@ -9,9 +9,11 @@ receives its traffic over a websocket instead.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -51,6 +53,16 @@ def build_bolt_app(*, client: AsyncWebClient, signing_secret: str | None) -> Asy
         )
 
     return app
+
+
+def register_fallbacks(app: AsyncApp, *, version: str) -> None:
+    """Answer commands that have no listener (yet) instead of leaving Slack to say
+    "dispatch_failed". Registered after every real listener: Bolt tries listeners in order."""
+
+    @app.command(re.compile(r".*"))
+    async def unknown_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        name = command.get("command", "this command")
+        await ack(text=f"`{name}` is not available in this version of Pitcrew ({version}).")
 
 
 def aiohttp_handler(app: AsyncApp) -> Any:
