@@ -11,8 +11,19 @@ from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 from sentry_sdk.integrations.asyncio import AsyncioIntegration
 
 
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "cookie", "x-slack-signature", "x-gitlab-token", "private-token"}
+)
+
+
 def scrub(event: Any, secrets: Iterable[str]) -> Any:
-    """Replace secret values anywhere in a JSON-able event (headers, locals, messages)."""
+    """Replace secret values anywhere in a JSON-able event (headers, locals, messages), and
+    credential headers by name, whatever their value."""
+    headers = (event.get("request") or {}).get("headers") if isinstance(event, dict) else None
+    if isinstance(headers, dict):
+        for name in headers:
+            if name.lower() in SENSITIVE_HEADERS:
+                headers[name] = "[Filtered]"
     text = json.dumps(event, default=str)
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
         text = text.replace(json.dumps(secret)[1:-1], "[Filtered]")

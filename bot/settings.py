@@ -51,7 +51,10 @@ def _parse_contexts(value: object) -> object:
 class CoreSettings(BaseSettings):
     """What every command needs: the store, logs and error reporting."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # An empty variable (``SENTRY_DSN=`` in a Secret) counts as unset.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
     state_dir: Path = Field(default=Path("./var"), validation_alias="STATE_DIR")

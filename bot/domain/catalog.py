@@ -398,7 +398,9 @@ class App(_Model):
 
     @field_validator("version_key")
     @classmethod
-    def _helm_values_only(cls, value: str, info: ValidationInfo) -> str:
+    def _helm_values_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         manifests = info.data.get("manifests")
         if manifests is not None and PurePosixPath(manifests).name in _KUSTOMIZATION_FILES:
             raise _invalid(

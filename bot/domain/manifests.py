@@ -223,8 +223,9 @@ def compose_documents(text: str) -> list[Node | None]:
         ) from exc
     except ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
         raise ManifestError(
-            f"invalid YAML at line {line}: character {exc.character!r} is not allowed", line=line
+            f"invalid YAML at line {line}: character U+{code:04X} is not allowed", line=line
         ) from exc
     except YAMLError as exc:
         raise ManifestError(f"invalid YAML: {exc}") from exc
@@ -327,24 +328,29 @@ def _helm_hits(root: Node, *, document: int, app: App) -> Iterator[_Hit]:
     key = app.version_key or ""
     node: Node | None = root
     path: _Path = ()
+    line = 1
     for step in key.split("."):
         if isinstance(node, MappingNode):
-            node = _get(node, step)
+            item = _item(node, step)
+            if item is None:
+                return
+            line = item[0].start_mark.line + 1  # a null value has no position of its own
+            node = item[1]
             path = (*path, step)
         elif isinstance(node, SequenceNode) and step.isdigit() and int(step) < len(node.value):
             node = node.value[int(step)]
+            line = node.start_mark.line + 1
             path = (*path, int(step))
         else:
             return
-        if node is None:
-            return
     if node is None:
         return
-    line = node.start_mark.line + 1
     if not isinstance(node, ScalarNode):
+        what = "a list" if isinstance(node, SequenceNode) else "a mapping"
+        example = f" ({key}.tag)" if _get(node, "tag") is not None else ""
         raise ManifestError(
-            f"{key} (line {line}) is a {'list' if isinstance(node, SequenceNode) else 'mapping'}, "
-            f"not a version: point version_key at the tag, e.g. {key}.tag",
+            f"{key} (line {line}) is {what}, not a version: "
+            f"point version_key at the key that holds the tag{example}",
             line=line,
         )
     value = node.value
@@ -501,10 +507,10 @@ def _refuse_shared(documents: Sequence[Node | None], *, hits: Sequence[_Hit]) ->
     for hit in hits:
         node = hit.node
         if positions[id(node)] > wanted[id(node)]:
-            anchor = f" &{node.anchor}" if node.anchor else ""
+            anchor = f"the YAML anchor &{node.anchor}" if node.anchor else "a YAML anchor"
             line = hit.location.line
             raise ManifestError(
-                f"the version at line {line} is shared through the YAML anchor{anchor} with "
+                f"the version at line {line} is shared through {anchor} with "
                 "other values, which would change too: edit it by hand",
                 line=line,
             )
@@ -628,13 +634,18 @@ def _key_identity(key: Node) -> object:
     return (str(key.tag), key.value) if isinstance(key, ScalarNode) else id(key)
 
 
-def _get(node: Node | None, key: str) -> Node | None:
+def _item(node: Node | None, key: str) -> tuple[Node, Node] | None:
     if not isinstance(node, MappingNode):
         return None
     for key_node, value in _entries(node):
         if isinstance(key_node, ScalarNode) and key_node.value == key:
-            return value
+            return key_node, value
     return None
+
+
+def _get(node: Node | None, key: str) -> Node | None:
+    item = _item(node, key)
+    return None if item is None else item[1]
 
 
 def _scalar_value(node: Node | None) -> str | None:

@@ -35,6 +35,11 @@ def test_sentry_events_are_scrubbed_everywhere() -> None:
         "request": {"headers": {"Authorization": f"Bearer {SECRET}"}},
         "exception": {"values": [{"stacktrace": {"frames": [{"vars": {"token": SECRET}}]}}]},
     }
+    event["request"]["headers"]["X-Gitlab-Token"] = "a-token-we-were-not-told-about"
     scrubbed = errortracking.scrub(event, [SECRET])
     assert SECRET not in json.dumps(scrubbed)
-    assert scrubbed["request"]["headers"]["Authorization"] == "Bearer [Filtered]"
+    assert scrubbed["request"]["headers"] == {
+        "Authorization": "[Filtered]",
+        "X-Gitlab-Token": "[Filtered]",
+    }
+    assert scrubbed["message"] == "failed with [Filtered]"

@@ -600,3 +600,17 @@ def test_problem_without_field_reads_naturally() -> None:
     )
 
     assert str(problem) == "catalog.yaml:1: the catalog is empty"
+
+
+def test_an_app_built_with_an_explicit_empty_version_key_is_a_plain_manifest() -> None:
+    from bot.domain.catalog import App
+
+    app = App(
+        name="orders",
+        team="payments",
+        source="shop/orders",
+        image="registry.example.com/shop/orders",
+        manifests="apps/orders/{env}/deployment.yaml",
+        version_key=None,
+    )
+    assert app.manifest_kind == "workload"
