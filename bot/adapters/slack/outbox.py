@@ -138,6 +138,7 @@ class SlackOutbox:
         self._lookback = lookback
         self._wake = asyncio.Event()
         self._not_before: dict[str, float] = {}
+        self._last_write: dict[str, float] = {}
         self._channel_ids: dict[str, str] = {}
         self._enqueue = redis.register_script(_ENQUEUE)
         self._complete = redis.register_script(_COMPLETE)
@@ -225,12 +226,15 @@ class SlackOutbox:
     async def run(self) -> None:
         """Deliver until cancelled: one task per channel with work, each paced on its own."""
         tasks: dict[str, asyncio.Task[None]] = {}
+        measured = 0.0
         try:
             while True:
                 self._wake.clear()
                 try:
                     channels = [c.decode() for c in await self._redis.smembers(_CHANNELS)]
-                    metrics.OUTBOX_PENDING.set(await self.pending())
+                    if time.monotonic() - measured > 1.0:
+                        metrics.OUTBOX_PENDING.set(await self.pending())
+                        measured = time.monotonic()
                 except (RedisError, OSError) as exc:
                     reraise_if_cancelling()
                     log.warning("outbox cannot read its queue; retrying", error=str(exc))
@@ -253,7 +257,6 @@ class SlackOutbox:
 
     async def _drain(self, channel: str) -> None:
         backoff = 1.0
-        last_write = 0.0
         while True:
             try:
                 head = await self._redis.zrange(_queue(channel), 0, 0)
@@ -261,12 +264,11 @@ class SlackOutbox:
                     if await self._retire(keys=[_queue(channel), _CHANNELS], args=[channel]):
                         return
                     continue
-                wait = last_write + self._pacing - time.monotonic()
+                wait = self._last_write.get(channel, 0.0) + self._pacing - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                wrote = await self._deliver(channel, head[0].decode())
-                if wrote:
-                    last_write = time.monotonic()
+                if await self._deliver(channel, head[0].decode()):
+                    self._last_write[channel] = time.monotonic()
                 backoff = 1.0
             except _Retry as retry:
                 delay = retry.delay if retry.delay > 0 else backoff
