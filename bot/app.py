@@ -18,14 +18,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
+from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.intake import GitLabIntake
+from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.outbox import SlackOutbox
+from bot.adapters.slack.people import SlackPeople
 from bot.adapters.store.connection import Store, open_store
-from bot.adapters.store.inbox import RedisInbox
+from bot.adapters.store.inbox import RedisInbox, stream_name
 from bot.adapters.store.leases import Lease, lead
+from bot.adapters.store.pipelines import RedisPipelineStore
+from bot.adapters.store.streams import Entry, StreamConsumer
+from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.services.catalog import CatalogHolder, CatalogSource
+from bot.services.pipelines import PipelineNotifier
 from bot.settings import Settings
 from bot.web import build_web_app
 
@@ -70,6 +77,7 @@ class Pitcrew:
         self.catalog: CatalogHolder | None = None
         self.slack: AsyncWebClient | None = None
         self.bound_port: int | None = None
+        self.gitlab_worker: StreamConsumer | None = None
 
     @property
     def url(self) -> str:
@@ -134,6 +142,30 @@ class Pitcrew:
             self.store.redis, name="outbox", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(outbox_lease, self.outbox.run), "outbox")
+        pipelines = PipelineNotifier(
+            catalog=self.catalog,
+            store=RedisPipelineStore(self.store.redis),
+            outbox=self.outbox,
+            people=SlackPeople(self.store.redis, self.slack),
+            throttle=RedisThrottle(self.store.redis),
+            views=PipelineBlocks(),
+            gitops_project=settings.gitops_project,
+        )
+        gitlab_events = GitLabEvents(pipelines=pipelines)
+
+        async def on_gitlab_event(entry: Entry) -> None:
+            await gitlab_events.handle(
+                kind=entry.text("kind"), body=entry.fields.get("body", b""), event_id=entry.id
+            )
+
+        self.gitlab_worker = StreamConsumer(
+            self.store.redis,
+            stream=stream_name("gitlab"),
+            group="notifications",
+            consumer=self.instance,
+            handler=on_gitlab_event,
+        )
+        self._spawn(self.gitlab_worker.run(), "gitlab-events")
         self._spawn(self._refresh_catalog(), "catalog-refresh")
         if not settings.kube_contexts:
             log.info("KUBE_CONTEXTS is unset: rollout watching is off")

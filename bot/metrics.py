@@ -20,6 +20,16 @@ EVENTS = Counter(
     "Inbound events by source and outcome (accepted, duplicate, rejected, ignored)",
     ["source", "outcome"],
 )
+EVENTS_UNROUTED = Counter(
+    "pitcrew_events_unrouted_total",
+    "Events of projects or workloads that no app of the catalog claims",
+    ["source"],
+)
+PIPELINE_OBSERVATIONS = Counter(
+    "pitcrew_pipeline_observations_total",
+    "Pipeline and job observations by effect (advanced, unchanged: duplicate or stale, race)",
+    ["effect"],
+)
 STREAM_LAG = Gauge(
     "pitcrew_stream_lag", "Entries not yet delivered to the consumer group", ["stream"]
 )

@@ -49,6 +49,24 @@ class OutgoingMessage:
 
 
 class Outbox(Protocol):
-    async def send(self, message: OutgoingMessage) -> None:
-        """Queue the message durably; it reaches Slack once, paced, whatever happens meanwhile."""
+    async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
+        """Queue the message durably; it reaches Slack once, paced, whatever happens meanwhile.
+
+        With a ``version``, a state older than one already queued for the key is ignored."""
+        ...
+
+
+Rendered = tuple[str, Sequence[JsonBlock]]
+"""A message as Slack shows it: the text fallback and the Block Kit blocks."""
+
+
+class Throttle(Protocol):
+    async def first_in(self, key: str, *, seconds: float) -> bool:
+        """True for the first call with ``key`` in a window of ``seconds``, across replicas."""
+        ...
+
+
+class PeopleDirectory(Protocol):
+    async def slack_user_for_email(self, email: str) -> str | None:
+        """The Slack user id of the person with this email, or ``None`` when Slack has none."""
         ...

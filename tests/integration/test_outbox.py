@@ -174,3 +174,18 @@ async def test_writes_to_a_channel_are_paced_so_slack_never_throttles(make_bot) 
         assert [c.status for c in posts] == [200] * 6
         gaps = [b.time - a.time for a, b in itertools.pairwise(posts)]
         assert min(gaps) >= 0.95
+
+
+async def test_an_older_version_never_overwrites_a_newer_one(
+    bot: Pitcrew, slack: SlackSandbox
+) -> None:
+    """Two replicas race: the one holding the older state sends last."""
+    assert bot.outbox is not None
+    await bot.outbox.send(_message("k", "v2"), version=2)
+    await bot.outbox.send(_message("k", "v1"), version=1)
+    await eventually(lambda: _drained(bot))
+    await bot.outbox.send(_message("k", "v3"), version=3)
+    await eventually(lambda: slack.messages("payments-deploys")[0].text == "v3")
+    await bot.outbox.send(_message("k", "v2 again"), version=2)
+    await eventually(lambda: _drained(bot))
+    assert [m.text for m in slack.messages("payments-deploys")] == ["v3"]

@@ -59,6 +59,14 @@ _AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "account_inactive
 _GONE_ERRORS = {"message_not_found", "cant_update_message", "edit_window_closed"}
 
 _ENQUEUE = """
+if ARGV[8] ~= '' then
+  local known = tonumber(redis.call('HGET', KEYS[5], 'version') or '-1')
+  if tonumber(ARGV[8]) < known then
+    return 0
+  end
+  redis.call('HSET', KEYS[5], 'version', ARGV[8])
+  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], 'channel', ARGV[1], 'text', ARGV[2], 'blocks', ARGV[3],
            'thread_key', ARGV[4], 'broadcast', ARGV[5], 'seq', seq)
@@ -147,9 +155,17 @@ class SlackOutbox:
 
     # ------------------------------------------------------------------ the port
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
+        """Queue the newest state of ``message.key``. With a ``version``, a state older than one
+        already taken for the key is ignored: a slow replica never overwrites a newer state."""
         await self._enqueue(
-            keys=[_want(message.key), _queue(message.channel), _CHANNELS, _SEQ],
+            keys=[
+                _want(message.key),
+                _queue(message.channel),
+                _CHANNELS,
+                _SEQ,
+                f"{PREFIX}:version:{message.key}",
+            ],
             args=[
                 message.channel,
                 message.text,
@@ -158,6 +174,7 @@ class SlackOutbox:
                 "1" if message.broadcast else "",
                 message.key,
                 KEY_TTL_MS,
+                "" if version is None else str(version),
             ],
         )
         self._wake.set()
