@@ -10,7 +10,6 @@ import sentry_sdk
 from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 from sentry_sdk.integrations.asyncio import AsyncioIntegration
 
-
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "cookie", "x-slack-signature", "x-gitlab-token", "private-token"}
 )

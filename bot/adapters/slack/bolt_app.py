@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
