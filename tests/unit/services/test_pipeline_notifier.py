@@ -1,0 +1,189 @@
+"""The pipeline service's guarantees, one observation at a time, with in-memory ports."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.adapters.gitlab.payloads import observed, parse_event
+from bot.adapters.slack.blocks.pipelines import PipelineBlocks
+from bot.domain.catalog import parse_catalog
+from bot.domain.pipelines import PipelineObserved, RefHistory
+from bot.services.catalog import CatalogHolder
+from bot.services.pipelines import PipelineNotifier, PipelineRecord, RefUpdate
+from bot.services.ports import OutgoingMessage
+
+CATALOG = Path(__file__).parents[2] / "fixtures" / "catalog.yaml"
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+class Source:
+    async def read(self) -> tuple[str, str]:
+        return "catalog.yaml", CATALOG.read_text()
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], PipelineRecord] = {}
+        self.refs: dict[str, tuple[RefHistory, int]] = {}
+
+    async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None:
+        return self.records.get((project, pipeline_id))
+
+    async def load_ref(self, *, project: str, scope: str) -> tuple[RefHistory | None, int]:
+        history, version = self.refs.get(scope, (None, 0))
+        return history, version
+
+    async def commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
+        key = (record.state.project, record.state.id)
+        current = self.records.get(key)
+        if (current.version if current else 0) != expected:
+            return False
+        if ref is not None:
+            if self.refs.get(ref.scope, (None, 0))[1] != ref.expected:
+                return False
+            self.refs[ref.scope] = (ref.history, ref.expected + 1)
+        announced = current.announced if current else 0
+        self.records[key] = replace(record, announced=announced)
+        return True
+
+    async def mark_announced(self, *, project: str, pipeline_id: int, version: int) -> None:
+        record = self.records[(project, pipeline_id)]
+        self.records[(project, pipeline_id)] = replace(
+            record, announced=max(record.announced, version)
+        )
+
+
+class MemoryOutbox:
+    def __init__(self) -> None:
+        self.sent: dict[str, tuple[OutgoingMessage, int | None]] = {}
+        self.fail_next = 0
+
+    async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("the process died here")
+        self.sent[message.key] = (message, version)
+
+
+class People:
+    async def slack_user_for_email(self, email: str) -> str | None:
+        return {"alice@example.com": "U0ALICE"}.get(email)
+
+
+class Throttle:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def first_in(self, key: str, *, seconds: float) -> bool:
+        first = key not in self.keys
+        self.keys.append(key)
+        return first
+
+
+def _observation(pipeline_id: int, status: str, *, minutes: int = 0) -> PipelineObserved:
+    at = T0 + timedelta(minutes=minutes)
+    return PipelineObserved(
+        project="shop/orders",
+        default_branch="main",
+        pipeline_id=pipeline_id,
+        status=status,  # type: ignore[arg-type]
+        ref="main",
+        sha="a1b2c3d4e5f6",
+        commit_title="Add retries",
+        author_name="Alice",
+        author_email="alice@example.com",
+        source="push",
+        created_at=at,
+        finished_at=at + timedelta(minutes=3) if status in ("success", "failed") else None,
+        timestamp=at + timedelta(minutes=3 if status in ("success", "failed") else 0),
+    )
+
+
+@pytest.fixture
+async def parts() -> tuple[PipelineNotifier, MemoryStore, MemoryOutbox, Throttle]:
+    holder = CatalogHolder(Source())
+    await holder.reload()
+    store, outbox, throttle = MemoryStore(), MemoryOutbox(), Throttle()
+    notifier = PipelineNotifier(
+        catalog=holder,
+        store=store,
+        outbox=outbox,
+        people=People(),
+        throttle=throttle,
+        views=PipelineBlocks(),
+        gitops_project="platform/deployments",
+    )
+    return notifier, store, outbox, throttle
+
+
+async def test_a_crash_between_commit_and_announce_is_repaired_by_the_next_event(parts) -> None:
+    notifier, store, outbox, _ = parts
+    outbox.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await notifier.observe(_observation(1, "failed"))
+    assert outbox.sent == {}
+    assert store.records[("shop/orders", 1)].announced == 0
+
+    await notifier.observe(_observation(1, "failed"))  # GitLab's retry: a duplicate
+    assert set(outbox.sent) == {"pipeline:shop/orders:1", "pipeline:shop/orders:1:failure:1"}
+    message, version = outbox.sent["pipeline:shop/orders:1:failure:1"]
+    assert "<@U0ALICE>" in message.text or any("U0ALICE" in str(b) for b in message.blocks)
+    assert version == 1
+    assert store.records[("shop/orders", 1)].announced == 1
+
+
+async def test_a_due_reply_survives_a_newer_event_before_it_was_announced(parts) -> None:
+    notifier, store, outbox, _ = parts
+    await notifier.observe(_observation(1, "failed"))
+    outbox.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await notifier.observe(_observation(2, "failed", minutes=5))
+    outbox.sent.clear()
+    await notifier.observe(_observation(2, "running", minutes=5))  # stale, but repairs
+    assert "pipeline:shop/orders:2:failure:1" in outbox.sent
+
+
+async def test_duplicates_announce_nothing_again(parts) -> None:
+    notifier, _, outbox, _ = parts
+    await notifier.observe(_observation(1, "success"))
+    outbox.sent.clear()
+    await notifier.observe(_observation(1, "success"))
+    await notifier.observe(_observation(1, "running"))
+    assert outbox.sent == {}
+
+
+async def test_fixed_is_announced_once_in_the_passing_pipelines_thread(parts) -> None:
+    notifier, _, outbox, _ = parts
+    await notifier.observe(_observation(1, "failed"))
+    await notifier.observe(_observation(2, "failed", minutes=5))
+    await notifier.observe(_observation(3, "success", minutes=10))
+    fixed, _ = outbox.sent["pipeline:shop/orders:3:fixed"]
+    assert fixed.thread_key == "pipeline:shop/orders:3"
+    assert fixed.broadcast
+    assert "2 failures" in fixed.text
+    outbox.sent.clear()
+    await notifier.observe(_observation(3, "success", minutes=10))
+    assert outbox.sent == {}
+
+
+async def test_unknown_projects_are_logged_once_and_the_gitops_repo_not_at_all(parts) -> None:
+    notifier, _, outbox, throttle = parts
+    stranger = replace(_observation(1, "failed"), project="elsewhere/app")
+    await notifier.observe(stranger)
+    await notifier.observe(stranger)
+    await notifier.observe(replace(_observation(1, "failed"), project="platform/deployments"))
+    assert outbox.sent == {}
+    assert throttle.keys == ["unknown-project:elsewhere/app"] * 2
+
+
+def test_the_documented_pipeline_hook_translates() -> None:
+    body = (Path(__file__).parents[2] / "fixtures" / "gitlab" / "pipeline_hook.json").read_bytes()
+    observation = observed(parse_event("Pipeline Hook", body))
+    assert isinstance(observation, PipelineObserved)
+    assert parse_catalog(CATALOG.read_text(), source="catalog.yaml").app_for_source(
+        observation.project
+    )
