@@ -137,7 +137,7 @@ async def test_a_crash_between_commit_and_announce_is_repaired_by_the_next_event
 
 
 async def test_a_due_reply_survives_a_newer_event_before_it_was_announced(parts) -> None:
-    notifier, store, outbox, _ = parts
+    notifier, _store, outbox, _ = parts
     await notifier.observe(_observation(1, "failed"))
     outbox.fail_next = 1
     with pytest.raises(ConnectionError):
