@@ -41,6 +41,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from bot.domain.errors import PitcrewError
+from bot.domain.pipelines import PipelineStatus
 
 __all__ = [
     "DEFAULT_BRANCH",
@@ -55,7 +56,6 @@ __all__ = [
     "NotifyFilter",
     "People",
     "PipelineSource",
-    "PipelineStatus",
     "Policy",
     "Team",
     "parse_catalog",
@@ -65,21 +65,6 @@ __all__ = [
 # Vocabulary
 
 Policy = Literal["auto", "manual"]
-
-PipelineStatus = Literal[
-    "created",
-    "waiting_for_resource",
-    "preparing",
-    "pending",
-    "running",
-    "success",
-    "failed",
-    "canceling",
-    "canceled",
-    "skipped",
-    "manual",
-    "scheduled",
-]
 
 PipelineSource = Literal[
     "push",
