@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from bot import __version__, errortracking, logs
 from bot.domain.errors import PitcrewError
-from bot.settings import Settings, SettingsError, load_settings
+from bot.services.ports import AuditEntry
+from bot.settings import Settings, SettingsError, load_core_settings, load_settings
 
 EXIT_USAGE = 2
 
@@ -166,6 +167,71 @@ def demo(*, scenes: Sequence[str]) -> int:
         return _fail(str(exc))
 
 
+def parse_since(text: str, *, now: float) -> float:
+    """``7d``, ``12h``, ``30m`` ago, or an ISO date/time (UTC when no offset is given)."""
+    import re
+    from datetime import UTC, datetime
+
+    match = re.fullmatch(r"(\d+)([dhm])", text.strip())
+    if match:
+        amount, unit = int(match[1]), match[2]
+        return now - amount * {"d": 86400, "h": 3600, "m": 60}[unit]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PitcrewError(
+            f"--since {text!r}: expected 7d, 12h, 30m or a date like 2026-11-01"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def format_audit(entries: Sequence[AuditEntry]) -> str:
+    from datetime import UTC, datetime
+
+    if not entries:
+        return "no audit entries match"
+    rows = [("when (UTC)", "who", "action", "env", "target", "detail", "from")]
+    for e in entries:
+        when = datetime.fromtimestamp(e.at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((when, e.actor, e.action, e.env or "", e.target or "", e.detail, e.origin))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    )
+
+
+def audit(*, env: str | None, user: str | None, since: str | None) -> int:
+    import time
+
+    from bot.adapters.store.audit import RedisAuditLog
+    from bot.adapters.store.connection import open_store
+
+    try:
+        core = load_core_settings()
+        since_at = parse_since(since, now=time.time()) if since else None
+    except (SettingsError, PitcrewError) as exc:
+        return _fail(str(exc))
+    logs.configure(level="warning", fmt=core.log_format)
+
+    async def read() -> Sequence[AuditEntry]:
+        redis_url = core.redis_url.get_secret_value() if core.redis_url else None
+        store = await asyncio.to_thread(open_store, redis_url=redis_url, state_dir=core.state_dir)
+        try:
+            return await RedisAuditLog(store.redis).query(env=env, actor=user, since=since_at)
+        finally:
+            await store.close()
+
+    try:
+        entries = asyncio.run(read())
+    except PitcrewError as exc:
+        return _fail(str(exc))
+    print(format_audit(entries))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pitcrew", description="ChatOps for GitOps teams on GitLab and Kubernetes."
@@ -176,7 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="validate settings and catalog, check every connection")
     demo_parser = commands.add_parser("demo", help="play a scenario against the built-in sandbox")
     demo_parser.add_argument("scenes", nargs="*", help="scenes to play (default: all)")
+    audit_parser = commands.add_parser("audit", help="print the audit log: who did what, when")
+    audit_parser.add_argument("--env", help="only this environment")
+    audit_parser.add_argument("--user", help="only this Slack user id (U…)")
+    audit_parser.add_argument("--since", help="7d, 12h, 30m, or a date like 2026-11-01")
     args = parser.parse_args(argv)
+    if args.command == "audit":
+        return audit(env=args.env, user=args.user, since=args.since)
     if args.command == "check":
         return check()
     if args.command == "demo":

@@ -70,3 +70,20 @@ class PeopleDirectory(Protocol):
     async def slack_user_for_email(self, email: str) -> str | None:
         """The Slack user id of the person with this email, or ``None`` when Slack has none."""
         ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """Who did what, when, from where (SPEC 7). ``actor`` is a Slack user id or ``pitcrew``."""
+
+    at: float
+    actor: str
+    action: str
+    env: str | None = None
+    target: str | None = None
+    detail: str = ""
+    origin: str = ""
+
+
+class AuditLog(Protocol):
+    async def record(self, entry: AuditEntry) -> None: ...
