@@ -1,0 +1,61 @@
+"""A GitLab instance in a box: a REST API v4 subset over real git repositories, for tests and
+``pitcrew demo``.
+
+The real ``python-gitlab`` client (``gitlab.Gitlab(sandbox.url, private_token=...)``) talks to it
+unchanged, and every repository is a bare git repository on disk (``sandbox.repo_path(...)``):
+each API commit is one real git commit, each merge a real merge commit.
+
+Simulated, as GitLab documents it (doc/api/*.md, webhook_events.md):
+
+* Auth: ``PRIVATE-TOKEN`` or ``Authorization: Bearer`` against the configured tokens (401
+  ``{"message": "401 Unauthorized"}``); read-only tokens get 403 on writes. ``GET /user``,
+  ``/users?username=|search=``, ``/users/:id`` (with ``public_email`` and ``email``).
+* Projects by id or URL-encoded path (``platform%2Fdeployments``). Repository files (get, ``HEAD``
+  with ``X-Gitlab-*`` headers, raw, and create/update/delete), blobs, tree (offset or keyset
+  pagination), commits (list with ``ref_name``/``path``/``since``/``until``/``all``, get with
+  stats and last pipeline, diff, related merge requests, create with ``actions``
+  create/update/delete/move/chmod, ``start_branch``/``start_sha``/``force``, ``last_commit_id``
+  checks — GitLab's 400 messages when an action does not apply), branches and tags (list with
+  ``search``, get, create, delete; tags newest first or by name/version), compare.
+* Merge requests: create (409 for a second open MR of a branch), get, list (state, branches,
+  labels, iids, author, search), update (title, description, labels, target, ``state_event``
+  close/reopen), commits, changes, diffs, pipelines, notes, approvals/approve/unapprove (``sha``
+  checked: 409; approving twice: 401), merge (``sha`` 409, conflicts 406, not mergeable 405,
+  ``merge_when_pipeline_succeeds``/``auto_merge``, ``should_remove_source_branch``), real
+  ``merge_status``/``detailed_merge_status``/``has_conflicts`` (``git merge-tree``).
+* CI for projects created with ``ci=True``: a pipeline per push (branch, tag, or a merge request
+  pipeline on ``refs/merge-requests/<iid>/head`` while an MR is open), jobs per stage, outcomes
+  set per branch glob, created → pending → running → success/failed one ``advance()`` at a time
+  or on a ticker at ``pipeline_speed``; retries make new jobs; auto-merge follows the head
+  pipeline. Pipelines, pipeline jobs, project jobs.
+* Webhooks (Push, Tag Push, Merge Request, Pipeline, Job Hook) with GitLab's payload shapes and
+  headers (``X-Gitlab-Event``, ``X-Gitlab-Token``, ``X-Gitlab-Event-UUID``,
+  ``X-Gitlab-Webhook-UUID``, ``X-Gitlab-Instance``, ``Idempotency-Key``, ``User-Agent:
+  GitLab/17.x``), delivered in order per project, recorded in ``deliveries``, optionally twice.
+* Pagination headers (``X-Page``, ``X-Per-Page``, ``X-Total``, ``X-Total-Pages``,
+  ``X-Next-Page``, ``X-Prev-Page``, ``Link``) as ``get_all``/``iterator`` follow them; faults on
+  demand (5xx gateway pages, 429 with ``Retry-After``, optionally after the request took effect).
+
+Deliberately not simulated: groups and namespaces beyond the project path, members and
+permissions (every token may do everything, or read only), forks, protected branches and push
+rules, squash and fast-forward merges, rebase, draft/discussion checks other than a ``Draft:``
+title, approval rules (one project-wide count; the author may approve), issues, releases,
+environments and deployments (no Deployment Hook), Note Hooks, job logs and artifacts,
+``.gitlab-ci.yml`` (jobs come from ``add_project(jobs=...)``), LFS, the GraphQL API, webhook
+retries and auto-disabling, rate limits other than injected 429s.
+"""
+
+from bot.sandbox.gitlab.delivery import ALL_EVENTS, USER_AGENT, Delivery
+from bot.sandbox.gitlab.records import DEFAULT_DURATION, DEFAULT_JOBS
+from bot.sandbox.gitlab.server import DEFAULT_TOKENS, Call, GitLabSandbox
+
+__all__ = [
+    "ALL_EVENTS",
+    "DEFAULT_DURATION",
+    "DEFAULT_JOBS",
+    "DEFAULT_TOKENS",
+    "USER_AGENT",
+    "Call",
+    "Delivery",
+    "GitLabSandbox",
+]

@@ -178,9 +178,7 @@ class Repository:
 
     def refs(self) -> dict[str, str]:
         """Every ref (``refs/heads/main``...) → the commit it points to (tags peeled)."""
-        out = self._out(
-            "for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)"
-        )
+        out = self._out("for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)")
         found: dict[str, str] = {}
         for line in out.splitlines():
             name, sha, peeled = line.split("\0")
@@ -217,6 +215,10 @@ class Repository:
     def set_ref(self, ref: str, new: str, old: str | None) -> None:
         """Move ``ref`` to ``new`` only if it still points at ``old`` (None: must not exist)."""
         self._git("update-ref", ref, new, old or ZERO_SHA)
+
+    def point(self, ref: str, new: str) -> None:
+        """Set ``ref`` unconditionally (for refs only the sandbox writes, like MR heads)."""
+        self._git("update-ref", ref, new)
 
     def delete_ref(self, ref: str, old: str) -> None:
         self._git("update-ref", "-d", ref, old)
@@ -368,7 +370,9 @@ class Repository:
             mode, kind_name, sha = meta.split()
             full = f"{path}/{name}" if path else name
             entries.append(
-                TreeEntry(sha=sha, name=name.rsplit("/", 1)[-1], type=kind_name, path=full, mode=mode)
+                TreeEntry(
+                    sha=sha, name=name.rsplit("/", 1)[-1], type=kind_name, path=full, mode=mode
+                )
             )
         return entries
 
@@ -377,9 +381,7 @@ class Repository:
     def changed_paths(self, commit: CommitInfo) -> tuple[list[str], list[str], list[str]]:
         """(added, modified, removed) against the first parent, as a Push Hook lists them."""
         base = commit.parents[0] if commit.parents else EMPTY_TREE
-        out = self._out(
-            "diff-tree", "-r", "-z", "--no-renames", "--name-status", base, commit.sha
-        )
+        out = self._out("diff-tree", "-r", "-z", "--no-renames", "--name-status", base, commit.sha)
         items = [item for item in out.split("\0") if item]
         added: list[str] = []
         modified: list[str] = []
