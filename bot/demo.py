@@ -21,6 +21,7 @@ import aiohttp
 
 from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
+from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.slack import SlackSandbox
 from bot.services.ports import OutgoingMessage
 from bot.settings import Settings
@@ -34,6 +35,7 @@ WEBHOOK_SECRET = "demo-webhook-secret"
 class Stage:
     bot: Pitcrew
     slack: SlackSandbox
+    gitlab: GitLabSandbox
     http: aiohttp.ClientSession
     out: Callable[[str], None]
 
@@ -55,13 +57,31 @@ class Stage:
             return f"{response.status} {answer.get('status') or answer.get('error')}"
 
     async def settle(self, *, within: float = 30.0) -> None:
-        """Wait until the outbox has delivered everything (the outbox is polled, not awaited:
-        delivery happens in its own task, possibly on another replica)."""
+        """Wait until GitLab has delivered its webhooks, the bot has handled every event and the
+        outbox has delivered everything (polled: the work happens in the bot's own tasks)."""
         assert self.bot.outbox is not None
+        assert self.bot.store is not None
+        await self.gitlab.drain(within=within)
         for _ in range(int(within / 0.05)):
-            if not await self.bot.outbox.pending():
+            groups = await self.bot.store.redis.xinfo_groups("events:gitlab")
+            busy = any(g["pending"] or g["lag"] for g in groups)
+            if not busy and not await self.bot.outbox.pending():
                 return
             await asyncio.sleep(0.05)
+
+    async def git(self, project: str, message: str, *, author: str, branch: str = "main") -> None:
+        """Push a commit to an app's repository and let its pipeline run to the end."""
+        path = f"src/{uuid.uuid4().hex[:8]}.txt"
+        await asyncio.to_thread(
+            self.gitlab.commit,
+            project,
+            {path: message},
+            message=message,
+            author=author,
+            branch=branch,
+        )
+        await asyncio.to_thread(self.gitlab.run_pipelines, project)
+        await self.settle()
 
 
 Scene = Callable[[Stage], Awaitable[None]]
@@ -131,23 +151,59 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-SCENES: dict[str, Scene] = {"foundation": foundation}
+async def pipelines(stage: Stage) -> None:
+    """A pipeline that fails, then the fix: one message each, the failure and the fix in threads."""
+    gitlab = stage.gitlab
+    gitlab.set_pipeline_outcome("shop/orders", ref="main", outcome="failed", failed_job="unit")
+    stage.say("alice pushes to shop/orders main; the unit tests fail")
+    await stage.git("shop/orders", "Add retries to the payment client", author="alice")
+    gitlab.set_pipeline_outcome("shop/orders", ref="*", outcome="success")
+    stage.say("someone's feature branch passes: not reported (team filter: main, tags, failures)")
+    await stage.git("shop/orders", "Try a new logo", author="bob", branch="new-logo")
+    stage.say("alice pushes the fix; main passes again")
+    await stage.git("shop/orders", "Fix the retry loop", author="alice")
+    hooks = sum(1 for d in gitlab.deliveries if d.event in ("Pipeline Hook", "Job Hook"))
+    posts = sum(1 for c in stage.slack.calls if c.method == "chat.postMessage" and c.ok)
+    stage.say(f"GitLab sent {hooks} pipeline and job events; Slack got {_count(posts, 'post')}")
 
 
-def _settings(slack: SlackSandbox, state_dir: Path) -> Settings:
+SCENES: dict[str, Scene] = {"foundation": foundation, "pipelines": pipelines}
+
+
+def _settings(slack: SlackSandbox, gitlab: GitLabSandbox, state_dir: Path) -> Settings:
     return Settings(
         _env_file=None,
         SLACK_BOT_TOKEN=slack.bot_token,
         SLACK_SIGNING_SECRET=slack.signing_secret,
         SLACK_API_URL=slack.api_url,
-        GITLAB_URL="http://127.0.0.1:9",
-        GITLAB_TOKEN="glpat-demo",
+        GITLAB_URL=gitlab.url,
+        GITLAB_TOKEN="glpat-sandbox",
         GITLAB_WEBHOOK_SECRET=WEBHOOK_SECRET,
         GITOPS_PROJECT="platform/deployments",
         CATALOG_PATH=str(CATALOG),
         STATE_DIR=str(state_dir),
         LOG_LEVEL="warning",
         LOG_FORMAT="console",
+    )
+
+
+def _shop(gitlab: GitLabSandbox) -> None:
+    """The sandbox shop's people and repositories, as the example catalog describes them."""
+    gitlab.add_user("alice", name="Alice Martin", email="alice@example.com")
+    gitlab.add_user("bob", name="Bob Stone", email="bob@example.com")
+    jobs = (("build", "compile"), ("test", "unit"), ("test", "lint"))
+    for project in ("shop/orders", "shop/invoices", "shop/search-api"):
+        gitlab.add_project(project, ci=True, jobs=jobs)
+        gitlab.commit(
+            project, {"README.md": f"# {project}\n"}, message="Initial commit", author="alice"
+        )
+    gitlab.run_pipelines()  # the initial commits' pipelines, before Pitcrew listens
+    gitlab.add_project("platform/deployments")
+    gitlab.commit(
+        "platform/deployments",
+        {"README.md": "# GitOps\n"},
+        message="Initial commit",
+        author="alice",
     )
 
 
@@ -158,17 +214,24 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
         raise PitcrewError(f"no scene {unknown[0]!r}; scenes are: {', '.join(SCENES)}")
     out("Pitcrew demo: the real bot against its built-in sandbox (no credentials, no network)")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as state_dir:
-        async with SlackSandbox(channels=CHANNELS) as slack, aiohttp.ClientSession() as http:
-            bot = Pitcrew(_settings(slack, Path(state_dir)), host="127.0.0.1", port=0)
+    with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as tmp:
+        async with (
+            SlackSandbox(channels=CHANNELS) as slack,
+            GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
+            aiohttp.ClientSession() as http,
+        ):
+            _shop(gitlab)
+            bot = Pitcrew(_settings(slack, gitlab, Path(tmp) / "var"), host="127.0.0.1", port=0)
             await bot.start()
+            gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
+            stage = Stage(bot=bot, slack=slack, gitlab=gitlab, http=http, out=out)
             try:
                 for name in chosen:
                     scene = SCENES[name]
                     out("")
                     out(f"▶ {name}: {(scene.__doc__ or '').strip()}")
-                    await scene(Stage(bot=bot, slack=slack, http=http, out=out))
-                    await Stage(bot=bot, slack=slack, http=http, out=out).settle()
+                    await scene(stage)
+                    await stage.settle()
                 out("")
                 out("What the channels show")
                 out("──────────────────────")

@@ -1449,7 +1449,8 @@ class SlackSandbox:
         return f"@{name}" if at else name
 
     def _readable(self, line: str) -> str:
-        """Mentions as Slack shows them (``<@U0BOB>`` → ``@bob``); mrkdwn and links stay."""
+        """Mentions and links as Slack shows them (``<@U0BOB>`` → ``@bob``, ``<url|label>`` →
+        ``label``, ``<url>`` → ``url``); mrkdwn emphasis stays."""
 
         def mention(match: re.Match[str]) -> str:
             kind, ref, label = match.group(1), match.group(2), match.group(3)
@@ -1469,6 +1470,7 @@ class SlackSandbox:
             return label or ref
 
         line = re.sub(r"<([@#!])([^>|]+)(?:\|([^>]*))?>", mention, line)
+        line = re.sub(r"<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>", _link_label, line)
         return line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").rstrip()
 
 
@@ -1849,6 +1851,19 @@ def _text_of(obj: Any) -> str:
     return ""
 
 
+def _link_label(match: re.Match[str]) -> str:
+    return match.group(2) or match.group(1)
+
+
+def _field_grid(fields: list[Any]) -> list[str]:
+    """Section fields as Slack lays them out: two columns, each "title value" pair on a line."""
+    cells = []
+    for item in fields:
+        title, _, value = _text_of(item).partition("\n")
+        cells.append(f"{title.strip('*')}: {value}" if value else title)
+    return ["    ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)]
+
+
 def _plain_lines(text: str, blocks: list[JsonDict]) -> list[str]:
     """What a person reads: the blocks when there are any, else the fallback text."""
     lines: list[str] = []
@@ -1858,8 +1873,7 @@ def _plain_lines(text: str, blocks: list[JsonDict]) -> list[str]:
             lines += (_text_of(block.get("text")) or str(block.get("text") or "")).splitlines()
         elif kind == "section":
             section = _text_of(block.get("text")).splitlines()
-            for item in block.get("fields") or []:
-                section += _text_of(item).splitlines()
+            section += _field_grid(block.get("fields") or [])
             label = _element_label(block.get("accessory"))
             if label:
                 section = [*section[:-1], f"{section[-1]} {label}"] if section else [label]

@@ -24,6 +24,24 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     ) in text
 
 
+async def test_the_pipelines_scene_reads_like_a_team_channel() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["pipelines"], out=lines.append) == 0
+    text = "\n".join(lines)
+    assert (
+        "pitcrew: :x: *failed* · shop/orders · pipeline #4\n         Ref: main    Commit: "
+    ) in text
+    assert "  ↳ pitcrew: :x: Pipeline #4 failed on main — commit " in text
+    assert (
+        "by @alice\n             1 job failed:\n             • test: unit — script failed" in text
+    )
+    assert (
+        "  ↳ pitcrew: :white_check_mark: main is fixed — pipeline #6 passed after 1 failure"
+        " (also sent to the channel)"
+    ) in text
+    assert "new-logo" not in text  # a passing feature branch is not the team's business
+
+
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
-    with pytest.raises(PitcrewError, match="no scene 'nope'; scenes are: foundation"):
+    with pytest.raises(PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines"):
         await run_demo(scenes=["nope"], out=lambda _: None)

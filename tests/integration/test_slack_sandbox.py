@@ -500,7 +500,7 @@ async def test_render_reads_like_the_channel(sandbox: SlackSandbox, client: Asyn
         "pitcrew: Deploy orders 1.4.2 to production\n"
         "         *from* 1.4.1 → 1.4.2, approved by @bob\n"
         "         @sre-oncall (edited 1×)\n"  # noqa: RUF001 - how Slack-like transcripts count edits
-        "  ↳ pitcrew: Merge request <https://gitlab.example.com/mr/12|!12> merged\n"
+        "  ↳ pitcrew: Merge request !12 merged\n"
         "  ↳ pitcrew: orders 1.4.2 is live in production (also sent to the channel)\n"
         "pitcrew: Usage: `/deploy <app> <version>` (only visible to @alice)\n"
         "\n"

@@ -53,3 +53,20 @@ class SlackPeople:
             return None
         await self._redis.set(key, user_id, ex=HIT_TTL)
         return user_id
+
+    async def timezone(self, user_id: str) -> str | None:
+        """The user's Slack time zone (``Europe/Paris``), for times they type and read."""
+        key = f"slack:tz:{user_id}"
+        cached = await self._redis.get(key)
+        if cached is not None:
+            return cached.decode() or None
+        try:
+            answer = await self._client.users_info(user=user_id)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            metrics.SLACK_CALLS.labels("users.info", "error").inc()
+            log.warning("slack user lookup failed", user=user_id, error=repr(exc))
+            return None
+        metrics.SLACK_CALLS.labels("users.info", "ok").inc()
+        tz = str((answer.get("user") or {}).get("tz") or "")
+        await self._redis.set(key, tz, ex=24 * 3600)
+        return tz or None
