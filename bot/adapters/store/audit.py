@@ -22,7 +22,10 @@ class RedisAuditLog:
         fields = {"at": repr(entry.at), **{f: getattr(entry, f) or "" for f in _FIELDS}}
         oldest_ms = int((time.time() - RETENTION) * 1000)
         await self._redis.xadd(
-            STREAM, fields, minid=f"{oldest_ms}-0", approximate=True  # type: ignore[arg-type]
+            STREAM,
+            fields,
+            minid=f"{oldest_ms}-0",
+            approximate=True,  # type: ignore[arg-type]
         )
 
     async def query(
