@@ -19,13 +19,16 @@ class RedisAuditLog:
         self._redis = redis
 
     async def record(self, entry: AuditEntry) -> None:
-        fields = {"at": repr(entry.at), **{f: getattr(entry, f) or "" for f in _FIELDS}}
+        fields: dict[Any, Any] = {
+            "at": repr(entry.at),
+            **{f: getattr(entry, f) or "" for f in _FIELDS},
+        }
         oldest_ms = int((time.time() - RETENTION) * 1000)
         await self._redis.xadd(
             STREAM,
             fields,
             minid=f"{oldest_ms}-0",
-            approximate=True,  # type: ignore[arg-type]
+            approximate=True,
         )
 
     async def query(
