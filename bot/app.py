@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,18 +21,23 @@ from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.intake import GitLabIntake
+from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
+from bot.adapters.slack.commands import Commands
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
+from bot.adapters.store.audit import RedisAuditLog
 from bot.adapters.store.connection import Store, open_store
 from bot.adapters.store.inbox import RedisInbox, stream_name
 from bot.adapters.store.leases import Lease, lead
+from bot.adapters.store.locks import RedisLockStore
 from bot.adapters.store.pipelines import RedisPipelineStore
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.services.catalog import CatalogHolder, CatalogSource
+from bot.services.locks import LockService
 from bot.services.pipelines import PipelineNotifier
 from bot.settings import Settings
 from bot.web import build_web_app
@@ -61,6 +67,7 @@ class Pitcrew:
         outbox_pacing: float = 1.0,
         lease_ttl: float = 10.0,
         catalog_source: CatalogSource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.instance = instance_name()
@@ -69,6 +76,7 @@ class Pitcrew:
         self._outbox_pacing = outbox_pacing
         self._lease_ttl = lease_ttl
         self._catalog_source = catalog_source
+        self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._socket_mode: Any = None
@@ -78,6 +86,7 @@ class Pitcrew:
         self.slack: AsyncWebClient | None = None
         self.bound_port: int | None = None
         self.gitlab_worker: StreamConsumer | None = None
+        self.locks: LockService | None = None
 
     @property
     def url(self) -> str:
@@ -131,6 +140,20 @@ class Pitcrew:
         bolt = build_bolt_app(
             client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
         )
+        people = SlackPeople(self.store.redis, self.slack)
+        throttle = RedisThrottle(self.store.redis)
+        audit = RedisAuditLog(self.store.redis)
+        self.locks = LockService(
+            catalog=self.catalog,
+            store=RedisLockStore(self.store.redis),
+            outbox=self.outbox,
+            audit=audit,
+            views=LockBlocks(),
+            clock=self._clock,
+        )
+        Commands(
+            outbox=self.outbox, people=people, audit=audit, once=throttle, locks=self.locks
+        ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
             slack_events=None if settings.socket_mode else aiohttp_handler(bolt),
@@ -142,12 +165,16 @@ class Pitcrew:
             self.store.redis, name="outbox", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(outbox_lease, self.outbox.run), "outbox")
+        locks_lease = Lease(
+            self.store.redis, name="locks", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(locks_lease, self.locks.run_sweeper), "lock-sweeper")
         pipelines = PipelineNotifier(
             catalog=self.catalog,
             store=RedisPipelineStore(self.store.redis),
             outbox=self.outbox,
-            people=SlackPeople(self.store.redis, self.slack),
-            throttle=RedisThrottle(self.store.redis),
+            people=people,
+            throttle=throttle,
             views=PipelineBlocks(),
             gitops_project=settings.gitops_project,
         )

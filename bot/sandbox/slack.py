@@ -532,6 +532,10 @@ class SlackSandbox:
         wanted = None if channel is None else self.channel_id(channel)
         return copy.deepcopy([e for e in self._ephemerals if wanted in (None, e.channel)])
 
+    def read(self, item: Message | Ephemeral) -> str:
+        """One message or private answer as a person reads it: blocks, links and mentions."""
+        return "\n".join(self._readable(line) for line in _plain_lines(item.text, item.blocks))
+
     def render(self, channel: str | None = None, *, times: bool = False) -> str:
         """The channels as a person would read them; ``times`` adds local HH:MM:SS (off by
         default so that transcripts are deterministic)."""

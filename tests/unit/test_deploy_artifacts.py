@@ -71,6 +71,7 @@ BOT_SCOPES = {
     "users:read",
     "users:read.email",
     "usergroups:read",
+    "im:write",
     "metadata.message:read",
     # conversations.history (the outbox's look-up) needs membership of public channels too.
     "channels:join",

@@ -55,6 +55,7 @@ PREFIX = "outbox"
 KEY_TTL_MS = 30 * 24 * 3600 * 1000
 METADATA_TYPE = "pitcrew_message"
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{4,}$")
 _AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
 _GONE_ERRORS = {"message_not_found", "cant_update_message", "edit_window_closed"}
 
@@ -436,7 +437,8 @@ class SlackOutbox:
         return None
 
     async def channel_id(self, channel: str) -> str:
-        """Resolve ``#name``, ``name`` or an ID to a channel ID (chat.update needs IDs).
+        """Resolve ``#name``, ``name``, a channel ID or a user ID (their DM) to a channel ID
+        (chat.update needs IDs).
 
         The first time a public channel is used, the bot joins it: posting needs no membership
         (``chat:write.public``) but reading history, which crash recovery relies on, does.
@@ -448,7 +450,11 @@ class SlackOutbox:
         if cached:
             self._channel_ids[name] = cached.decode()
             return self._channel_ids[name]
-        if _CHANNEL_ID.match(name):
+        if _USER_ID.match(name):
+            # A direct message to a person (a reminder to a lock's holder): its DM channel.
+            opened = await self._call("conversations.open", users=name)
+            info = {**(opened.get("channel") or {}), "is_im": True}
+        elif _CHANNEL_ID.match(name):
             info = (await self._call("conversations.info", channel=name)).get("channel") or {}
         else:
             info = await self._find_channel(name)

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 from urllib.parse import quote
 
+from bot.adapters.slack.blocks.common import (
+    MAX_FIELD,
+    MAX_NAME,
+    MAX_SECTION,
+    MAX_TITLE,
+    Rendered,
+    escape,
+)
+from bot.adapters.slack.blocks.common import clip as _clip
+from bot.adapters.slack.blocks.common import section as _section
 from bot.domain.pipelines import Pipeline, PipelineStatus
 
 __all__ = [
@@ -77,30 +87,11 @@ FAILURE_REASONS: Final[Mapping[str, str]] = {
 }
 """GitLab's ``failure_reason`` codes in words; codes not listed are shown with spaces."""
 
-MAX_SECTION: Final = 3000
-MAX_FIELD: Final = 2000
-MAX_TITLE: Final = 150
-MAX_NAME: Final = 100
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
-
-
-class Rendered(NamedTuple):
-    text: str
-    """Fallback for notifications and clients without Block Kit; mrkdwn like the blocks."""
-    blocks: list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------------------------
 # mrkdwn
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters: user text must never become a mention or a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _link(url: str | None, label: str) -> str:
@@ -125,10 +116,6 @@ def _fit(items: Sequence[str], *, limit: int, separator: str) -> str:
         kept.append(item)
         size = grown
     return separator.join(kept)
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _plural(count: int, word: str) -> str:

@@ -1,0 +1,118 @@
+"""Slash-command listeners: acknowledge at once, record, then let a service answer privately.
+
+Bolt acknowledges within Slack's 3 seconds (``ack()`` first); the work continues after the
+acknowledgement and the answer goes through the command's ``response_url``. Every command is
+written to the audit log before it runs. Slack does not retry slash commands, but a proxy or a
+second delivery could: a command is run once per ``trigger_id``.
+
+A command that fails for a reason of ours (Redis unreachable, a race lost) gets a one-line
+apology with what to do; the trace goes to the logs and Sentry, never to the person.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot import logs
+from bot.adapters.slack.outbox import SlackOutbox
+from bot.adapters.slack.people import SlackPeople
+from bot.domain.errors import PitcrewError
+from bot.services.locks import LockService
+from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
+
+log = logs.get(__name__)
+
+Work = Callable[[dict[str, Any], Callable[[Rendered], Awaitable[None]]], Awaitable[None]]
+
+
+def _origin(command: dict[str, Any]) -> str:
+    name = command.get("channel_name") or command.get("channel_id") or "?"
+    return f"slack #{name}" if not str(name).startswith("#") else f"slack {name}"
+
+
+class Commands:
+    def __init__(
+        self,
+        *,
+        outbox: SlackOutbox,
+        people: SlackPeople,
+        audit: AuditLog,
+        once: Throttle,
+        locks: LockService,
+    ) -> None:
+        self._outbox = outbox
+        self._people = people
+        self._audit = audit
+        self._once = once
+        self._locks = locks
+
+    def register(self, app: AsyncApp) -> None:
+        self._listen(app, "/lock", self._lock)
+        self._listen(app, "/unlock", self._unlock)
+
+    def _listen(self, app: AsyncApp, name: str, work: Work) -> None:
+        @app.command(name)
+        async def listener(ack: AsyncAck, command: dict[str, Any]) -> None:
+            await ack()
+            trigger = command.get("trigger_id") or f"{command.get('user_id')}:{time.time()}"
+            if not await self._once.first_in(f"slack-command:{trigger}", seconds=3600):
+                return
+            # Slack escapes &, < and > in command text; people typed the characters.
+            command = {**command, "text": html.unescape(command.get("text") or "").strip()}
+            await self._audit.record(
+                AuditEntry(
+                    at=time.time(),
+                    actor=str(command.get("user_id")),
+                    action="command",
+                    target=name,
+                    detail=command["text"][:300],
+                    origin=_origin(command),
+                )
+            )
+            response_url = str(command.get("response_url") or "")
+
+            async def reply(rendered: Rendered) -> None:
+                await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
+
+            try:
+                await work(command, reply)
+            except PitcrewError as exc:
+                log.warning("command failed", command=name, error=str(exc))
+                await reply((f":warning: `{name}` did not go through: {exc}. Try again.", ()))
+            except Exception:
+                log.exception("command failed", command=name)
+                await reply(
+                    (
+                        f":warning: `{name}` failed on Pitcrew's side. Try again, or ask the "
+                        "platform team to look at Pitcrew's logs.",
+                        (),
+                    )
+                )
+
+    async def _lock(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        user = str(command["user_id"])
+        await self._locks.lock_command(
+            user=user,
+            text=command["text"],
+            tz=await self._people.timezone(user),
+            reply=reply,
+            origin=_origin(command),
+        )
+
+    async def _unlock(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await self._locks.unlock_command(
+            user=str(command["user_id"]),
+            text=command["text"],
+            reply=reply,
+            origin=_origin(command),
+        )
