@@ -45,6 +45,7 @@ from bot.web import build_web_app
 log = logs.get(__name__)
 
 CATALOG_REFRESH = 300.0
+STOP_TIMEOUT = 10.0
 
 
 class StartupError(PitcrewError):
@@ -252,7 +253,14 @@ class Pitcrew:
             self._runner = None
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:  # a bug, but shutdown must not hang on it
+                log.error(
+                    "worker did not stop in time",
+                    worker=task.get_name(),
+                    stack="".join(str(f) for f in task.get_stack(limit=5)),
+                )
         self._tasks.clear()
         if self.slack is not None:
             session = getattr(self.slack, "session", None)

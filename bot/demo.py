@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +32,16 @@ CHANNELS = ("payments-deploys", "search-deploys", "releases")
 WEBHOOK_SECRET = "demo-webhook-secret"
 
 
+class DemoClock:
+    """The bot's clock in the demo: real time, plus whatever the story skips ("2 h later")."""
+
+    def __init__(self) -> None:
+        self.skipped = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.skipped
+
+
 @dataclass
 class Stage:
     bot: Pitcrew
@@ -38,6 +49,7 @@ class Stage:
     gitlab: GitLabSandbox
     http: aiohttp.ClientSession
     out: Callable[[str], None]
+    clock: DemoClock
 
     def say(self, line: str) -> None:
         self.out(f"  {line}")
@@ -68,6 +80,25 @@ class Stage:
             if not busy and not await self.bot.outbox.pending():
                 return
             await asyncio.sleep(0.05)
+
+    async def slash(self, user: str, command: str, text: str, *, channel: str) -> None:
+        """Type a command in Slack as ``user``; show the private answer as they see it."""
+        self.say(f"{user} types in #{channel}: {command} {text}".rstrip())
+        before = len(self.slack.ephemerals())
+        body, headers = self.slack.slash_command(
+            command=command, text=text, user=user, channel=channel
+        )
+        async with self.http.post(
+            f"{self.bot.url}/slack/events", data=body, headers=headers
+        ) as response:
+            await response.read()
+        for _ in range(200):
+            if len(self.slack.ephemerals()) > before:
+                break
+            await asyncio.sleep(0.02)
+        for answer in self.slack.ephemerals()[before:]:
+            for line in self.slack.read(answer).splitlines():
+                self.say(f"    (only {user} sees) {line}")
 
     async def git(self, project: str, message: str, *, author: str, branch: str = "main") -> None:
         """Push a commit to an app's repository and let its pipeline run to the end."""
@@ -167,7 +198,24 @@ async def pipelines(stage: Stage) -> None:
     stage.say(f"GitLab sent {hooks} pipeline and job events; Slack got {_count(posts, 'post')}")
 
 
-SCENES: dict[str, Scene] = {"foundation": foundation, "pipelines": pipelines}
+async def locks(stage: Stage) -> None:
+    """A freeze is set, seen by everyone, and expires on its own."""
+    await stage.slash(
+        "alice", "/lock", "production for 2h black friday freeze", channel="payments-deploys"
+    )
+    await stage.settle()
+    await stage.slash("bob", "/lock", "production hotfix", channel="search-deploys")
+    await stage.slash("bob", "/lock", "", channel="search-deploys")
+    stage.say("… two hours later …")
+    stage.clock.skipped += timedelta(hours=2, minutes=1)
+    for _ in range(300):  # the sweep runs every few seconds, on one replica
+        if len(stage.slack.messages("releases")) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await stage.settle()
+
+
+SCENES: dict[str, Scene] = {"foundation": foundation, "pipelines": pipelines, "locks": locks}
 
 
 def _settings(slack: SlackSandbox, gitlab: GitLabSandbox, state_dir: Path) -> Settings:
@@ -221,10 +269,12 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
             aiohttp.ClientSession() as http,
         ):
             _shop(gitlab)
-            bot = Pitcrew(_settings(slack, gitlab, Path(tmp) / "var"), host="127.0.0.1", port=0)
+            clock = DemoClock()
+            settings = _settings(slack, gitlab, Path(tmp) / "var")
+            bot = Pitcrew(settings, host="127.0.0.1", port=0, clock=clock)
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
-            stage = Stage(bot=bot, slack=slack, gitlab=gitlab, http=http, out=out)
+            stage = Stage(bot=bot, slack=slack, gitlab=gitlab, http=http, out=out, clock=clock)
             try:
                 for name in chosen:
                     scene = SCENES[name]

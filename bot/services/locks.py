@@ -41,6 +41,7 @@ from bot.domain.locks import (
     parse_unlock,
     reminder_due,
 )
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
 from bot.services.ports import AuditEntry, AuditLog, Outbox, OutgoingMessage, Rendered
 
@@ -219,11 +220,13 @@ class LockService:
 
     async def run_sweeper(self) -> None:
         while True:
+            reraise_if_cancelling()
             try:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed sweep is retried at the next tick
+                reraise_if_cancelling()
                 log.exception("lock sweep failed")
             await asyncio.sleep(SWEEP_EVERY)
 

@@ -42,6 +42,23 @@ async def test_the_pipelines_scene_reads_like_a_team_channel() -> None:
     assert "new-logo" not in text  # a passing feature branch is not the team's business
 
 
+async def test_the_locks_scene_shows_a_freeze_seen_and_expired() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["locks"], out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "(only alice sees) :lock: You locked *production* — black friday freeze · until" in text
+    assert (
+        "(only bob sees) Your lock was not set: ask @alice, or `/unlock production` first" in text
+    )
+    assert "#releases\npitcrew: :lock: *production* locked by @alice — black friday freeze" in text
+    assert (
+        "pitcrew: :hourglass_flowing_sand: *production* is open again: the lock by @alice "
+        "(black friday freeze) expired after 2 h"
+    ) in text
+
+
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
-    with pytest.raises(PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines"):
+    with pytest.raises(
+        PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines, locks"
+    ):
         await run_demo(scenes=["nope"], out=lambda _: None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -246,3 +247,15 @@ async def test_socket_mode_takes_slack_traffic_when_an_app_token_is_set(
     finally:
         await bot.stop()
     assert slack.socket_connections == 0
+
+
+async def test_stop_ends_every_worker(make_bot: Callable[..., Pitcrew]) -> None:
+    """A worker that swallowed its cancellation would keep a stopped bot half alive."""
+    bot = make_bot()
+    await bot.start()
+    await asyncio.sleep(0.3)  # the workers are inside their Redis calls by now
+    names = {"outbox", "lock-sweeper", "gitlab-events", "catalog-refresh"}
+    workers = [t for t in asyncio.all_tasks() if t.get_name() in names]
+    assert {t.get_name() for t in workers} == names
+    await bot.stop()
+    assert [t.get_name() for t in workers if not t.done()] == []

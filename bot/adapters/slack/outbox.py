@@ -45,8 +45,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import logs, metrics
-from bot.adapters.cancellation import reraise_if_cancelling
 from bot.errors import SlackUnavailable
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.ports import JsonBlock, OutgoingMessage
 
 log = logs.get(__name__)
@@ -247,6 +247,7 @@ class SlackOutbox:
         measured = 0.0
         try:
             while True:
+                reraise_if_cancelling()
                 self._wake.clear()
                 try:
                     channels = [c.decode() for c in await self._redis.smembers(_CHANNELS)]
@@ -276,6 +277,7 @@ class SlackOutbox:
     async def _drain(self, channel: str) -> None:
         backoff = 1.0
         while True:
+            reraise_if_cancelling()
             try:
                 head = await self._redis.zrange(_queue(channel), 0, 0)
                 if not head:

@@ -17,8 +17,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot import logs, metrics
-from bot.adapters.cancellation import reraise_if_cancelling
 from bot.adapters.store.connection import Redis
+from bot.services.cancellation import reraise_if_cancelling
 
 log = logs.get(__name__)
 
@@ -72,6 +72,7 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
     gauge = metrics.LEADER.labels(lease.name)
     interval = lease.ttl / 3
     while True:
+        reraise_if_cancelling()
         try:
             acquired = await lease.acquire()
         except (RedisError, OSError) as exc:
@@ -86,6 +87,7 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
         task = asyncio.create_task(work(), name=f"lease:{lease.name}")
         try:
             while not task.done():
+                reraise_if_cancelling()
                 done, _ = await asyncio.wait({task}, timeout=interval)
                 if done:
                     break

@@ -19,8 +19,8 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from bot import logs, metrics
-from bot.adapters.cancellation import reraise_if_cancelling
 from bot.adapters.store.connection import Redis
+from bot.services.cancellation import reraise_if_cancelling
 
 log = logs.get(__name__)
 
@@ -84,6 +84,7 @@ class StreamConsumer:
         self.running = True
         try:
             while True:
+                reraise_if_cancelling()
                 try:
                     await self.ensure_group()
                     now = time.monotonic()

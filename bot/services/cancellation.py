@@ -1,8 +1,9 @@
 """Keeping cancellation intact around redis-py.
 
 redis-py can turn a cancellation that lands in the middle of a command into a connection
-error. A loop that catches connection errors to retry would then swallow the cancellation and
-never stop. Every such ``except`` calls ``reraise_if_cancelling()`` first.
+error, or swallow it altogether (a blocking read returns as if it had timed out). A loop that
+catches connection errors to retry, or simply loops, would then never stop. Every worker loop
+calls ``reraise_if_cancelling()`` at the top of each turn and in its ``except`` clauses.
 """
 
 from __future__ import annotations
