@@ -193,6 +193,7 @@ class Pitcrew:
             consumer=self.instance,
             handler=on_gitlab_event,
         )
+        await self.gitlab_worker.ensure_group()  # readiness and lag are meaningful from the start
         self._spawn(self.gitlab_worker.run(), "gitlab-events")
         self._spawn(self._refresh_catalog(), "catalog-refresh")
         if not settings.kube_contexts:

@@ -76,7 +76,7 @@ class Stage:
         await self.gitlab.drain(within=within)
         for _ in range(int(within / 0.05)):
             groups = await self.bot.store.redis.xinfo_groups("events:gitlab")
-            busy = any(g["pending"] or g["lag"] for g in groups)
+            busy = not groups or any(g["pending"] or g["lag"] for g in groups)
             if not busy and not await self.bot.outbox.pending():
                 return
             await asyncio.sleep(0.05)

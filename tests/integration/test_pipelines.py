@@ -57,7 +57,7 @@ async def settled(bot: Pitcrew) -> bool:
     assert bot.store is not None
     assert bot.outbox is not None
     groups = await bot.store.redis.xinfo_groups("events:gitlab")
-    busy = any(g["pending"] or g["lag"] for g in groups)
+    busy = not groups or any(g["pending"] or g["lag"] for g in groups)
     return not busy and await bot.outbox.pending() == 0
 
 
