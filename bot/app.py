@@ -21,8 +21,12 @@ from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.intake import GitLabIntake
+from bot.adapters.kube.mapping import to_snapshot
+from bot.adapters.kube.pods import PodReader
+from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
+from bot.adapters.slack.blocks.rollouts import RolloutBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.commands import Commands
 from bot.adapters.slack.outbox import SlackOutbox
@@ -33,18 +37,24 @@ from bot.adapters.store.inbox import RedisInbox, stream_name
 from bot.adapters.store.leases import Lease, lead
 from bot.adapters.store.locks import RedisLockStore
 from bot.adapters.store.pipelines import RedisPipelineStore
+from bot.adapters.store.rollouts import RedisRolloutStore
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.locks import LockService
 from bot.services.pipelines import PipelineNotifier
+from bot.services.rollouts import RolloutNotifier
 from bot.settings import Settings
 from bot.web import build_web_app
 
 log = logs.get(__name__)
 
 CATALOG_REFRESH = 300.0
+PROGRESS_DEADLINE = 600
+"""Seconds without progress before a StatefulSet or DaemonSet rollout fails (Deployments carry
+their own ``progressDeadlineSeconds``)."""
 STOP_TIMEOUT = 10.0
 
 
@@ -88,6 +98,8 @@ class Pitcrew:
         self.bound_port: int | None = None
         self.gitlab_worker: StreamConsumer | None = None
         self.locks: LockService | None = None
+        self.rollouts: RolloutNotifier | None = None
+        self.watchers: list[KubeWatcher] = []
 
     @property
     def url(self) -> str:
@@ -196,7 +208,9 @@ class Pitcrew:
         await self.gitlab_worker.ensure_group()  # readiness and lag are meaningful from the start
         self._spawn(self.gitlab_worker.run(), "gitlab-events")
         self._spawn(self._refresh_catalog(), "catalog-refresh")
-        if not settings.kube_contexts:
+        if settings.kube_contexts:
+            self._watch_kubernetes()
+        else:
             log.info("KUBE_CONTEXTS is unset: rollout watching is off")
 
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
@@ -230,6 +244,60 @@ class Pitcrew:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
         await asyncio.Event().wait()
+
+    def _watch_kubernetes(self) -> None:
+        """Rollouts are watched and reported by one replica at a time: the lease holder."""
+        assert self.store is not None and self.outbox is not None and self.catalog is not None
+        settings = self.settings
+        contexts = settings.kube_contexts  # env → kube context
+        self.rollouts = RolloutNotifier(
+            catalog=self.catalog,
+            store=RedisRolloutStore(self.store.redis),
+            outbox=self.outbox,
+            views=RolloutBlocks(),
+            envs={context: env for env, context in contexts.items()},
+            pods={
+                context: PodReader(context=context, kubeconfig=settings.kubeconfig)
+                for context in contexts.values()
+            },
+            clock=self._clock,
+        )
+        self.watchers = [
+            KubeWatcher(
+                context=context,
+                kubeconfig=settings.kubeconfig,
+                label_selector=settings.kube_label_selector,
+            )
+            for context in contexts.values()
+        ]
+        rollouts = self.rollouts
+
+        async def on_object(event: ObjectEvent) -> None:
+            meta = event.obj.get("metadata") or {}
+            key = f"{event.context}/{event.kind}/{meta.get('namespace')}/{meta.get('name')}"
+            try:
+                if event.type == "DELETED":
+                    await rollouts.forget(key)
+                    return
+                snapshot = to_snapshot(
+                    event.obj,
+                    kind=event.kind,
+                    context=event.context,
+                    observed_at=self._clock(),
+                    deadline=PROGRESS_DEADLINE,
+                )
+                await rollouts.observe(snapshot)
+            except Exception:  # one odd object must not stop the watch
+                reraise_if_cancelling()
+                log.exception("workload event failed", workload=key, type=event.type)
+
+        async def watch_all() -> None:
+            await asyncio.gather(
+                *(watcher.run(on_object) for watcher in self.watchers), rollouts.run_ticker()
+            )
+
+        lease = Lease(self.store.redis, name="kubernetes", owner=self.instance, ttl=self._lease_ttl)
+        self._spawn(lead(lease, watch_all), "kubernetes")
 
     async def _refresh_catalog(self) -> None:
         assert self.catalog is not None

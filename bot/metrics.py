@@ -31,14 +31,18 @@ PIPELINE_OBSERVATIONS = Counter(
     ["effect"],
 )
 KUBE_WATCH_EVENTS = Counter(
-    "pitcrew_kube_watch_events_total", "Watch events by context, kind and type",
+    "pitcrew_kube_watch_events_total",
+    "Watch events by context, kind and type",
     ["context", "kind", "type"],
 )
-KUBE_RELISTS = Counter(
-    "pitcrew_kube_relists_total", "Lists after a 410 Gone", ["context", "kind"]
-)
+KUBE_RELISTS = Counter("pitcrew_kube_relists_total", "Lists after a 410 Gone", ["context", "kind"])
 KUBE_WATCH_ERRORS = Counter(
     "pitcrew_kube_watch_errors_total", "Watch connections lost or refused", ["context", "kind"]
+)
+ROLLOUTS = Counter(
+    "pitcrew_rollouts_total",
+    "Rollout announcements by what happened (started, succeeded, failed, recovered, ...)",
+    ["what"],
 )
 STREAM_LAG = Gauge(
     "pitcrew_stream_lag", "Entries not yet delivered to the consumer group", ["stream"]

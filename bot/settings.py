@@ -95,6 +95,8 @@ class Settings(CoreSettings):
         default_factory=dict, validation_alias="KUBE_CONTEXTS"
     )
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
+    kube_label_selector: str | None = Field(default=None, validation_alias="KUBE_LABEL_SELECTOR")
+    """Watch only workloads with these labels (``appId``, ``team=payments``); unset: all."""
     port: int = Field(default=3000, ge=0, le=65535, validation_alias="PORT")  # 0: any free port
 
     @field_validator(

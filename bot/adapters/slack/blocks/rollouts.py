@@ -1,0 +1,233 @@
+"""The rollout message, its pod-problems reply and its recovery reply, as Block Kit.
+
+The emoji are the pipelines' (``STATUS_DISPLAY``), so a glance reads the same everywhere:
+:arrows_counterclockwise: rolling out, :white_check_mark: rolled out, :x: failed, and
+:fast_forward: for a rollout that a newer one overtook. The headline says what changed (image
+tags of the changed containers) and where, in the words of the SPEC: "orders 1.4.1 → 1.4.2
+rolling out in production", then "rolled out in 48 s" or "failed: ProgressDeadlineExceeded".
+Durations are written with spaces ("3 min 12 s") because they sit inside a sentence.
+
+Everything from the cluster (names, reasons, container messages) is escaped and clipped: a
+container's last message can be a whole stack trace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from bot.adapters.slack.blocks.common import (
+    MAX_NAME,
+    MAX_SECTION,
+    MAX_TITLE,
+    Rendered,
+    clip,
+    escape,
+    section,
+)
+from bot.adapters.slack.blocks.pipelines import STATUS_DISPLAY
+from bot.domain.rollouts import (
+    ImageChange,
+    PodProblem,
+    Rollout,
+    RolloutPhase,
+    summarize_problems,
+)
+
+__all__ = [
+    "MAX_PROBLEMS",
+    "PHASE_EMOJI",
+    "PROBLEMS_EMOJI",
+    "RolloutBlocks",
+    "format_rollout_duration",
+    "render_problems",
+    "render_recovered",
+    "render_rollout",
+]
+
+PHASE_EMOJI: Final[Mapping[RolloutPhase, str]] = {
+    "progressing": STATUS_DISPLAY["running"][0],
+    "succeeded": STATUS_DISPLAY["success"][0],
+    "failed": STATUS_DISPLAY["failed"][0],
+    "superseded": STATUS_DISPLAY["skipped"][0],
+}
+PROBLEMS_EMOJI: Final = ":mag:"
+MAX_PROBLEMS: Final = 5
+"""Problems listed in a reply; the rest are counted. Five reasons are already a bad day."""
+MAX_MESSAGE: Final = 300
+"""Characters of a container's last message: enough for the error, not the stack trace."""
+_MAX_VERSIONS: Final = 500
+_WHITESPACE = re.compile(r"\s+")
+_TIMES: Final = "\N{MULTIPLICATION SIGN}"
+
+
+def format_rollout_duration(seconds: float) -> str:
+    """``48 s``, ``3 min 12 s``, ``1 h 4 min``: seconds stop mattering after an hour."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+
+
+def _pair(change: ImageChange) -> str:
+    old, new = change.old_version, change.new_version
+    return new if old is None or old == new else f"{old} → {new}"
+
+
+def _versions(rollout: Rollout) -> str:
+    """Old → new, for the changed containers; one pair when they all moved alike."""
+    changes = rollout.changes
+    if not changes:
+        return f"{_target(rollout)} (no image change)".lstrip()
+    if len({(c.old_version, c.new_version) for c in changes}) == 1:
+        text = _pair(changes[0])
+    else:
+        text = ", ".join(f"{c.container} {_pair(c)}" for c in changes)
+    return escape(clip(text, _MAX_VERSIONS))
+
+
+def _target(rollout: Rollout) -> str:
+    """The version(s) rolled out: those of the changed containers, else of all of them."""
+    shown = rollout.changes or rollout.images
+    if len({c.new_version for c in shown}) == 1:
+        text = shown[0].new_version
+    else:
+        text = ", ".join(f"{c.container} {c.new_version}" for c in shown)
+    return escape(clip(text, _MAX_VERSIONS))
+
+
+def _subject(app: str, versions: str) -> str:
+    name = f"*{escape(clip(app, MAX_NAME))}*"
+    return f"{name} {versions}" if versions else name
+
+
+def _env(env: str) -> str:
+    return f"*{escape(clip(env, MAX_NAME))}*"
+
+
+def _pods(rollout: Rollout) -> str:
+    p = rollout.progress
+    return (
+        f"{p.updated}/{p.replicas} updated, {p.ready}/{p.replicas} ready, "
+        f"{p.available}/{p.replicas} available"
+    )
+
+
+def _reason(reason: str | None) -> str:
+    return escape(clip(reason, MAX_TITLE)) if reason else "no reason given"
+
+
+def _where(rollout: Rollout) -> dict[str, Any]:
+    text = (
+        f"{rollout.kind} {escape(clip(rollout.namespace, MAX_NAME))}/"
+        f"{escape(clip(rollout.name, 2 * MAX_NAME))} · generation {rollout.generation}"
+        f" · context {escape(clip(rollout.context, MAX_NAME))}"
+    )
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _code(text: str) -> str:
+    # Slack has no escape for a backtick inside inline code; pod names never hold one anyway.
+    plain = clip(text, 2 * MAX_NAME).replace("`", "'")
+    return f"`{escape(plain)}`"
+
+
+def _problem_line(problem: PodProblem) -> str:
+    line = _code(problem.pod)
+    others = problem.pods - 1
+    if others > 0:
+        line += f" (and {others} other pod{'s' if others > 1 else ''})"
+    if problem.container:
+        line += f" {escape(clip(problem.container, MAX_NAME))}"
+    line += f" — {escape(clip(problem.reason, MAX_TITLE))}"
+    if problem.restarts > 0:
+        line += f" (restarted {problem.restarts}{_TIMES})"
+    message = _WHITESPACE.sub(" ", problem.message).strip()
+    if message:
+        line += f": {escape(clip(message, MAX_MESSAGE))}"
+    return line
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+
+def render_rollout(rollout: Rollout, *, app: str, env: str) -> Rendered:
+    """The rollout's own message, posted when it starts and updated in place."""
+    emoji = PHASE_EMOJI[rollout.phase]
+    match rollout.phase:
+        case "progressing":
+            headline = (
+                f"{emoji} {_subject(app, _versions(rollout))} rolling out in {_env(env)}"
+                f" · {_pods(rollout)}"
+            )
+        case "succeeded":
+            headline = f"{emoji} {_subject(app, _target(rollout))} rolled out in {_env(env)}"
+            if rollout.duration is not None:
+                headline += f" in {format_rollout_duration(rollout.duration)}"
+            if rollout.recovered:
+                headline += f", after failing: {_reason(rollout.reason)}"
+        case "failed":
+            headline = (
+                f"{emoji} {_subject(app, _target(rollout))} failed in {_env(env)}: "
+                f"{_reason(rollout.reason)} · {_pods(rollout)}"
+            )
+        case "superseded":
+            headline = (
+                f"{emoji} {_subject(app, _versions(rollout))} superseded in {_env(env)}"
+                " by a newer rollout"
+            )
+    headline = clip(headline, MAX_SECTION)
+    return Rendered(text=headline, blocks=[section(headline), _where(rollout)])
+
+
+def render_problems(problems: Sequence[PodProblem]) -> Rendered:
+    """The thread reply that says why the new pods are not becoming ready."""
+    summary = summarize_problems(problems)
+    if not summary:
+        text = f"{PROBLEMS_EMOJI} New pods: none reports a problem."
+        return Rendered(text=text, blocks=[section(text)])
+    lines = [_problem_line(p) for p in summary[:MAX_PROBLEMS]]
+    more = len(summary) - len(lines)
+    if len(summary) == 1:
+        text = f"{PROBLEMS_EMOJI} New pods: {lines[0]}"
+    else:
+        text = f"{PROBLEMS_EMOJI} New pods:\n" + "\n".join(f"• {line}" for line in lines)
+        if more > 0:
+            text += f"\n… and {more} more"
+    text = clip(text, MAX_SECTION)
+    return Rendered(text=text, blocks=[section(text)])
+
+
+def render_recovered(rollout: Rollout, *, app: str, env: str) -> Rendered:
+    """The thread reply for a failed rollout that completed after all."""
+    text = f"{PHASE_EMOJI['succeeded']} {_subject(app, _target(rollout))} recovered in {_env(env)}"
+    if rollout.reason:
+        text += f" after {_reason(rollout.reason)}"
+    text += ": rolled out"
+    if rollout.duration is not None:
+        text += f" in {format_rollout_duration(rollout.duration)}"
+    text = clip(text, MAX_SECTION)
+    return Rendered(text=text, blocks=[section(text)])
+
+
+class RolloutBlocks:
+    """The renderers, for a rollout service's views port."""
+
+    def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered:
+        return render_rollout(rollout, app=app, env=env)
+
+    def problems(self, problems: Sequence[PodProblem]) -> Rendered:
+        return render_problems(problems)
+
+    def recovered(self, rollout: Rollout, *, app: str, env: str) -> Rendered:
+        return render_recovered(rollout, app=app, env=env)

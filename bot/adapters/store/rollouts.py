@@ -1,0 +1,66 @@
+"""Rollout state per workload in Redis, changed by compare-and-set, so that a restart replays
+nothing already reported and two leaders for a moment never announce twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from bot.adapters.store.connection import Redis
+from bot.domain.rollouts import Workload
+
+TTL_MS = 90 * 24 * 3600 * 1000
+_ACTIVE = "rollouts:active"
+_workload = TypeAdapter(Workload)
+
+_SAVE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if current ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', current + 1, 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[5])
+else
+  redis.call('SREM', KEYS[2], ARGV[5])
+end
+return 1
+"""
+
+
+def _key(workload_key: str) -> str:
+    return f"rollouts:{workload_key}"
+
+
+class RedisRolloutStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._save = redis.register_script(_SAVE)
+
+    async def load(self, key: str) -> tuple[Workload | None, int]:
+        raw: Any = await self._redis.hgetall(_key(key))
+        data = raw.get(b"data")
+        return (_workload.validate_json(data) if data else None), int(raw.get(b"v") or 0)
+
+    async def save(self, workload: Workload, *, expected: int, active: bool) -> bool:
+        done = await self._save(
+            keys=[_key(workload.key), _ACTIVE],
+            args=[
+                expected,
+                _workload.dump_json(workload).decode(),
+                TTL_MS,
+                "1" if active else "0",
+                workload.key,
+            ],
+        )
+        return bool(done)
+
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(_key(key))
+        await self._redis.srem(_ACTIVE, key)
+
+    async def active(self) -> list[str]:
+        members: Any = await self._redis.smembers(_ACTIVE)
+        return sorted(m.decode() for m in members)

@@ -1,0 +1,213 @@
+"""Rollout notifications: the real bot, the official client, the Kubernetes sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Pitcrew
+from bot.sandbox.kube import KubeSandbox
+from bot.sandbox.slack import SlackSandbox
+
+from .conftest import eventually
+
+IMAGE = "registry.example.com/shop/orders"
+CHANNEL = "payments-deploys"
+ROLLOUT = "rollout:prod/Deployment/orders/orders/2"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[KubeSandbox, Path]]:
+    async with KubeSandbox() as sandbox:
+        sandbox.add_namespace("orders", {"appId": "orders"})
+        sandbox.add_deployment(
+            "orders", "orders", image=f"{IMAGE}:1.4.1", replicas=3, labels={"appId": "orders"}
+        )
+        yield sandbox, sandbox.kubeconfig(tmp_path / "kubeconfig", context="prod")
+
+
+@pytest.fixture
+async def start_bot(
+    make_bot: Callable[..., Pitcrew], cluster: tuple[KubeSandbox, Path]
+) -> AsyncIterator[Callable[..., Any]]:
+    _, kubeconfig = cluster
+    bots: list[Pitcrew] = []
+
+    async def start(**options: Any) -> Pitcrew:
+        bot = make_bot(
+            KUBE_CONTEXTS="production=prod", KUBECONFIG=str(kubeconfig), lease_ttl=1.0, **options
+        )
+        await bot.start()
+        bots.append(bot)
+        return bot
+
+    yield start
+    for bot in bots:
+        await bot.stop()
+
+
+async def watching(sandbox: KubeSandbox) -> bool:
+    return sandbox.open_watches == 3
+
+
+async def roll(sandbox: KubeSandbox, *, steps: int = 40) -> None:
+    """Let the controller work, one replica at a time, while the watch keeps up."""
+    for _ in range(steps):
+        if not sandbox.step():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def quiet(bot: Pitcrew) -> bool:
+    assert bot.outbox is not None
+    return await bot.outbox.pending() == 0
+
+
+def says(slack: SlackSandbox, words: str, index: int = 0) -> bool:
+    messages = slack.messages(CHANNEL)
+    return len(messages) > index and words in slack.read(messages[index])
+
+
+def keys(slack: SlackSandbox) -> list[str]:
+    return [m.metadata["event_payload"]["key"] for m in slack.all_messages() if m.metadata]
+
+
+async def test_a_rollout_is_reported_once_from_start_to_success(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await eventually(lambda: slack.messages(CHANNEL))
+    first = slack.read(slack.messages(CHANNEL)[0])
+    assert first.startswith(":arrows_counterclockwise: *orders* 1.4.1 → 1.4.2 rolling out in")
+    await roll(sandbox)
+    await eventually(lambda: says(slack, "rolled out"))
+    await eventually(lambda: quiet(bot))
+    [message] = slack.messages(CHANNEL)
+    assert slack.read(message).startswith(
+        ":white_check_mark: *orders* 1.4.2 rolled out in *production* in "
+    )
+    assert keys(slack) == [ROLLOUT]
+
+
+async def test_a_failure_names_the_new_pods_problems_in_the_thread(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.3")
+    sandbox.fail_rollout("deploy", "orders", "orders", "CrashLoopBackOff")
+    await roll(sandbox, steps=5)
+    sandbox.advance(700)  # past progressDeadlineSeconds
+    await eventually(lambda: says(slack, " failed "), within=15)
+    await eventually(lambda: says(slack, "") and slack.messages(CHANNEL)[0].replies, within=20)
+    await eventually(lambda: quiet(bot))
+    [message] = slack.messages(CHANNEL)
+    assert "ProgressDeadlineExceeded" in slack.read(message)
+    [reply] = message.replies
+    assert "CrashLoopBackOff" in slack.read(reply)
+
+
+async def test_a_cut_watch_and_a_410_neither_duplicate_nor_miss(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    sandbox.step()
+    sandbox.cut_watches()
+    sandbox.step()
+    await eventually(lambda: watching(sandbox), within=15)
+    sandbox.cut_watches()
+    await roll(sandbox)
+    sandbox.expire()  # the watcher's version is gone: it must list again
+    await eventually(lambda: says(slack, "rolled out"), within=20)
+    await eventually(lambda: quiet(bot))
+    assert keys(slack) == [ROLLOUT]
+
+
+async def test_a_restart_mid_rollout_neither_replays_nor_misses(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await eventually(lambda: slack.messages(CHANNEL))
+    await eventually(lambda: quiet(bot))
+    await bot.stop()
+    await roll(sandbox)  # finishes while no bot is watching
+
+    bot = await start_bot()
+    await eventually(lambda: says(slack, "rolled out"), within=15)
+    await eventually(lambda: quiet(bot))
+    assert keys(slack) == [ROLLOUT]
+    posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
+    assert len(posts) == 1
+
+
+async def test_two_replicas_produce_one_set_of_messages(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    first, second = await start_bot(), await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await roll(sandbox)
+    await eventually(lambda: slack.messages(CHANNEL))
+    await eventually(lambda: says(slack, "rolled out"), within=15)
+    await first.stop()  # the leader may be either; the other takes over
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.3")
+    await eventually(lambda: watching(sandbox), within=15)
+    await roll(sandbox)
+    await eventually(lambda: len(slack.messages(CHANNEL)) == 2, within=15)
+    await eventually(lambda: says(slack, "rolled out", 1), within=15)
+    await eventually(lambda: quiet(second))
+    assert keys(slack) == [ROLLOUT, ROLLOUT.replace("/2", "/3")]
+
+
+async def test_five_thousand_quiet_deployments_post_nothing(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    sandbox.bulk_add_deployments(5000, labels={"appId": "orders"})
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox), within=30)
+    assert bot.watchers[0].listed.get("Deployment") == 1
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await roll(sandbox)
+    await eventually(lambda: slack.messages(CHANNEL), within=15)
+    await eventually(lambda: quiet(bot))
+    assert keys(slack) == [ROLLOUT]
+
+
+async def test_a_recovery_after_a_failure_is_reported_to_the_channel(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    sandbox, _ = cluster
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.3")
+    sandbox.fail_rollout("deploy", "orders", "orders", "ImagePullBackOff")
+    await roll(sandbox, steps=5)
+    sandbox.advance(700)
+    await eventually(lambda: says(slack, " failed "), within=15)
+    sandbox.recover("deploy", "orders", "orders")
+    await roll(sandbox)
+    await eventually(
+        lambda: any("recovered" in slack.read(r) for r in slack.messages(CHANNEL)[0].replies),
+        within=20,
+    )
+    await eventually(lambda: quiet(bot))
+    [message] = slack.messages(CHANNEL)
+    recovered = [r for r in message.replies if "recovered" in slack.read(r)]
+    assert len(recovered) == 1
+    assert recovered[0].reply_broadcast
