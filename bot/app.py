@@ -247,7 +247,9 @@ class Pitcrew:
 
     def _watch_kubernetes(self) -> None:
         """Rollouts are watched and reported by one replica at a time: the lease holder."""
-        assert self.store is not None and self.outbox is not None and self.catalog is not None
+        assert self.store is not None
+        assert self.outbox is not None
+        assert self.catalog is not None
         settings = self.settings
         contexts = settings.kube_contexts  # env → kube context
         self.rollouts = RolloutNotifier(
