@@ -9,6 +9,7 @@ would read them.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ import aiohttp
 from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
 from bot.sandbox.gitlab import GitLabSandbox
+from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.slack import SlackSandbox
 from bot.services.ports import OutgoingMessage
 from bot.settings import Settings
@@ -47,6 +49,7 @@ class Stage:
     bot: Pitcrew
     slack: SlackSandbox
     gitlab: GitLabSandbox
+    kube: KubeSandbox
     http: aiohttp.ClientSession
     out: Callable[[str], None]
     clock: DemoClock
@@ -120,12 +123,34 @@ Scene = Callable[[Stage], Awaitable[None]]
 
 async def foundation(stage: Stage) -> None:
     """Webhooks are stored once; one Slack message per key survives a rate limit."""
-    body = b'{"object_kind":"pipeline","object_attributes":{"id":1,"status":"running"}}'
+    body = json.dumps(
+        {
+            "object_kind": "pipeline",
+            "object_attributes": {
+                "id": 1,
+                "ref": "main",
+                "tag": False,
+                "status": "running",
+                "source": "push",
+                "sha": "9f2c1e0b7d3a4c5e6f708192a3b4c5d6e7f80912",
+                "created_at": "2026-11-22 08:00:00 UTC",
+                "stages": ["test"],
+            },
+            "project": {
+                "path_with_namespace": "tools/linter",
+                "default_branch": "main",
+                "web_url": "https://gitlab.example.com/tools/linter",
+            },
+            "commit": {"id": "9f2c1e0b7d3a4c5e6f708192a3b4c5d6e7f80912", "message": "Lint\n"},
+            "builds": [],
+        }
+    ).encode()
     event = str(uuid.uuid4())
     stage.say(
         "GitLab posts a pipeline event ............ "
         + await stage.webhook("Pipeline Hook", body, event_id=event)
     )
+    stage.say("  (tools/linter belongs to no app of the catalog: counted, not posted)")
     stage.say(
         "GitLab retries the same event ............ "
         + await stage.webhook("Pipeline Hook", body, event_id=event)
@@ -215,10 +240,56 @@ async def locks(stage: Stage) -> None:
     await stage.settle()
 
 
-SCENES: dict[str, Scene] = {"foundation": foundation, "pipelines": pipelines, "locks": locks}
+async def rollouts(stage: Stage) -> None:
+    """Two rollouts in production: one goes through, one crash-loops and fails."""
+    kube = stage.kube
+    registry = "registry.example.com/shop"
+    stage.say("orders 1.4.1 → 1.4.2 is applied to the production cluster")
+    kube.set_image("deploy", "orders", "orders", "orders", f"{registry}/orders:1.4.2")
+    await _roll(stage, steps=20)
+    stage.say("invoices 2.0.0 → 2.1.0 is applied; its new pods crash on start")
+    kube.set_image("deploy", "invoices", "invoices", "invoices", f"{registry}/invoices:2.1.0")
+    kube.fail_rollout(
+        "deploy",
+        "invoices",
+        "invoices",
+        "CrashLoopBackOff",
+        message="panic: DATABASE_URL is not set",
+    )
+    await _roll(stage, steps=3)
+    stage.say("… ten minutes later: the progress deadline passes …")
+    kube.advance(601)
+    stage.clock.skipped += timedelta(seconds=601)
+    for _ in range(300):
+        messages = stage.slack.messages("payments-deploys")
+        if messages and messages[-1].replies:
+            break
+        await asyncio.sleep(0.05)
+    await stage.settle()
 
 
-def _settings(slack: SlackSandbox, gitlab: GitLabSandbox, state_dir: Path) -> Settings:
+async def _roll(stage: Stage, *, steps: int) -> None:
+    """Let the cluster's controllers work; the bot's clock follows the cluster's simulated one."""
+    for _ in range(steps):
+        if not stage.kube.step():
+            break
+        stage.clock.skipped += timedelta(seconds=stage.kube.step_seconds)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    await stage.settle()
+
+
+SCENES: dict[str, Scene] = {
+    "foundation": foundation,
+    "pipelines": pipelines,
+    "locks": locks,
+    "rollouts": rollouts,
+}
+
+
+def _settings(
+    slack: SlackSandbox, gitlab: GitLabSandbox, kubeconfig: Path, state_dir: Path
+) -> Settings:
     return Settings(
         _env_file=None,
         SLACK_BOT_TOKEN=slack.bot_token,
@@ -230,6 +301,8 @@ def _settings(slack: SlackSandbox, gitlab: GitLabSandbox, state_dir: Path) -> Se
         GITOPS_PROJECT="platform/deployments",
         CATALOG_PATH=str(CATALOG),
         STATE_DIR=str(state_dir),
+        KUBE_CONTEXTS="production=prod",
+        KUBECONFIG=str(kubeconfig),
         LOG_LEVEL="warning",
         LOG_FORMAT="console",
     )
@@ -255,6 +328,23 @@ def _shop(gitlab: GitLabSandbox) -> None:
     )
 
 
+def _cluster(kube: KubeSandbox) -> None:
+    """The production cluster: the shop's apps, running, per the ground rules."""
+    for app, version, replicas in (
+        ("orders", "1.4.1", 3),
+        ("invoices", "2.0.0", 2),
+        ("search-api", "3.2.0", 2),
+    ):
+        kube.add_namespace(app, {"appId": app})
+        kube.add_deployment(
+            app,
+            app,
+            image=f"registry.example.com/shop/{app}:{version}",
+            replicas=replicas,
+            labels={"appId": app},
+        )
+
+
 async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = print) -> int:
     chosen = list(scenes) or list(SCENES)
     unknown = [s for s in chosen if s not in SCENES]
@@ -266,15 +356,24 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
         async with (
             SlackSandbox(channels=CHANNELS) as slack,
             GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
+            KubeSandbox() as kube,
             aiohttp.ClientSession() as http,
         ):
             _shop(gitlab)
+            _cluster(kube)
+            kubeconfig = kube.kubeconfig(Path(tmp) / "kubeconfig", context="prod")
             clock = DemoClock()
-            settings = _settings(slack, gitlab, Path(tmp) / "var")
+            settings = _settings(slack, gitlab, kubeconfig, Path(tmp) / "var")
             bot = Pitcrew(settings, host="127.0.0.1", port=0, clock=clock)
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
-            stage = Stage(bot=bot, slack=slack, gitlab=gitlab, http=http, out=out, clock=clock)
+            for _ in range(200):  # the cluster is being watched before the story starts
+                if kube.open_watches >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            stage = Stage(
+                bot=bot, slack=slack, gitlab=gitlab, kube=kube, http=http, out=out, clock=clock
+            )
             try:
                 for name in chosen:
                     scene = SCENES[name]

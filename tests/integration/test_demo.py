@@ -57,8 +57,18 @@ async def test_the_locks_scene_shows_a_freeze_seen_and_expired() -> None:
     ) in text
 
 
+async def test_the_rollouts_scene_shows_a_success_and_a_failure_with_reasons() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["rollouts"], out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "pitcrew: :white_check_mark: *orders* 1.4.2 rolled out in *production* in " in text
+    assert "pitcrew: :x: *invoices* 2.1.0 failed in *production*: ProgressDeadlineExceeded" in text
+    assert "CrashLoopBackOff" in text
+    assert "panic: DATABASE_URL is not set" in text
+
+
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
-        PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines, locks"
+        PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines, locks, rollouts"
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
