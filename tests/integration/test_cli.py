@@ -117,3 +117,29 @@ async def test_check_reports_a_refused_slack_token(
     code, out, _ = await _pitcrew("check", env=env, cwd=tmp_path)
     assert code == 1
     assert "FAIL  slack       auth.test: invalid_auth" in out
+
+
+async def test_check_passes_when_every_connection_works(
+    slack: SlackSandbox, redis_url: str, tmp_path: Path
+) -> None:
+    from bot.sandbox.gitlab import GitLabSandbox
+    from bot.sandbox.kube import KubeSandbox
+
+    async with GitLabSandbox(tmp_path / "gitlab") as gitlab, KubeSandbox() as kube:
+        gitlab.add_project("platform/deployments")
+        kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig", context="prod")
+        env = {
+            **bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var"),
+            "GITLAB_URL": gitlab.url,
+            "KUBE_CONTEXTS": "production=prod",
+            "KUBECONFIG": str(kubeconfig),
+        }
+        code, out, _ = await _pitcrew("check", env=env, cwd=tmp_path)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert any(
+        line.startswith("ok    gitlab") and "platform/deployments readable" in line
+        for line in lines
+    )
+    assert any(line.startswith("ok    kubernetes production") for line in lines)
+    assert lines[-1] == "all checks passed"
