@@ -532,6 +532,28 @@ class SlackSandbox:
         wanted = None if channel is None else self.channel_id(channel)
         return copy.deepcopy([e for e in self._ephemerals if wanted in (None, e.channel)])
 
+    def seed_message(
+        self, channel: str, *, text: str, at: float, metadata: JsonDict | None = None
+    ) -> str:
+        """A bot message already in the channel's history, posted at ``at`` (epoch seconds):
+        what an earlier run of the bot left behind. Returns its ts."""
+        where = self._channel(channel)
+        micros = int(at * 1_000_000)
+        while (where.id, f"{micros // 1_000_000}.{micros % 1_000_000:06d}") in self._index:
+            micros += 1
+        message = Message(
+            ts=f"{micros // 1_000_000}.{micros % 1_000_000:06d}",
+            channel=where.id,
+            user=BOT_USER_ID,
+            text=text,
+            metadata=metadata,
+            seq=next(self._seq),
+        )
+        where.messages.append(message)
+        where.messages.sort(key=lambda m: _micros(m.ts))
+        self._index[(where.id, message.ts)] = message
+        return message.ts
+
     def read(self, item: Message | Ephemeral) -> str:
         """One message or private answer as a person reads it: blocks, links and mentions."""
         return "\n".join(self._readable(line) for line in _plain_lines(item.text, item.blocks))

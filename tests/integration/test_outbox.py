@@ -4,6 +4,7 @@ answers meanwhile."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
@@ -189,3 +190,26 @@ async def test_an_older_version_never_overwrites_a_newer_one(
     await bot.outbox.send(_message("k", "v2 again"), version=2)
     await eventually(lambda: _drained(bot))
     assert [m.text for m in slack.messages("payments-deploys")] == ["v3"]
+
+
+async def test_recovery_finds_the_post_however_long_the_bot_was_down(
+    bot: Pitcrew, slack: SlackSandbox
+) -> None:
+    """The attempt was recorded an hour ago, then the bot died before storing the ts."""
+    assert bot.outbox is not None
+    assert bot.store is not None
+    channel = slack.channel_id("payments-deploys")
+    posted_ts = slack.seed_message(
+        "payments-deploys",
+        text="v1",
+        at=time.time() - 3600,
+        metadata={"event_type": "pitcrew_message", "event_payload": {"key": "k"}},
+    )
+    await bot.store.redis.hset(
+        "outbox:sent:k",
+        mapping={"attempt": "x", "attempt_at": repr(time.time() - 3600), "channel_id": channel},
+    )
+    await bot.outbox.send(_message("k", "v2"))
+    await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2")
+    [message] = slack.messages("payments-deploys")
+    assert message.ts == posted_ts

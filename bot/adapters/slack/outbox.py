@@ -138,13 +138,11 @@ class SlackOutbox:
         *,
         pacing: float = 1.0,
         max_backoff: float = 60.0,
-        lookback: float = 600.0,
     ) -> None:
         self._redis = redis
         self._client = client
         self._pacing = pacing
         self._max_backoff = max_backoff
-        self._lookback = lookback
         self._wake = asyncio.Event()
         self._not_before: dict[str, float] = {}
         self._last_write: dict[str, float] = {}
@@ -406,7 +404,8 @@ class SlackOutbox:
         self, *, key: str, channel_id: str, thread_ts: str, since: float
     ) -> str | None:
         """Find the message an earlier, interrupted attempt may have posted for ``key``."""
-        oldest = f"{max(since - 60.0, time.time() - self._lookback, 0):.6f}"
+        # From the attempt (less a minute of clock skew), however long the bot was down since.
+        oldest = f"{max(since - 60.0, 0):.6f}"
         cursor: str | None = None
         for _ in range(10):
             if thread_ts:
