@@ -5,11 +5,9 @@ from __future__ import annotations
 import gitlab
 import requests
 
-from bot.errors import PitcrewError
+from bot.adapters.gitlab.errors import GitLabUnavailable
 
-
-class GitLabUnavailable(PitcrewError):
-    """GitLab refused the token, does not have the project, or cannot be reached."""
+__all__ = ["GitLabUnavailable", "check_access"]
 
 
 def check_access(*, url: str, token: str, project: str, timeout: float = 10.0) -> str:
