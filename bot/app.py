@@ -20,7 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
+from bot.adapters.gitlab.gitops import GitOpsFilesFromGitLab
 from bot.adapters.gitlab.intake import GitLabIntake
+from bot.adapters.gitlab.repository import GitLabRepository
 from bot.adapters.kube.mapping import to_snapshot
 from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
@@ -34,6 +36,7 @@ from bot.adapters.slack.people import SlackPeople
 from bot.adapters.store.audit import RedisAuditLog
 from bot.adapters.store.connection import Store, open_store
 from bot.adapters.store.inbox import RedisInbox, stream_name
+from bot.adapters.store.inventory import RedisInventoryCache
 from bot.adapters.store.leases import Lease, lead
 from bot.adapters.store.locks import RedisLockStore
 from bot.adapters.store.pipelines import RedisPipelineStore
@@ -43,6 +46,7 @@ from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
+from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.pipelines import PipelineNotifier
 from bot.services.rollouts import RolloutNotifier
@@ -100,6 +104,8 @@ class Pitcrew:
         self.locks: LockService | None = None
         self.rollouts: RolloutNotifier | None = None
         self.watchers: list[KubeWatcher] = []
+        self.gitlab: GitLabRepository | None = None
+        self.inventory: InventoryService | None = None
 
     @property
     def url(self) -> str:
@@ -153,6 +159,18 @@ class Pitcrew:
         bolt = build_bolt_app(
             client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
         )
+        self.gitlab = GitLabRepository(
+            url=str(settings.gitlab_url),
+            token=settings.gitlab_token.get_secret_value(),
+            gitops_project=settings.gitops_project,
+            branch=settings.gitops_branch,
+        )
+        self.inventory = InventoryService(
+            catalog=self.catalog,
+            files=GitOpsFilesFromGitLab(self.gitlab),
+            cache=RedisInventoryCache(self.store.redis),
+            clock=self._clock,
+        )
         people = SlackPeople(self.store.redis, self.slack)
         throttle = RedisThrottle(self.store.redis)
         audit = RedisAuditLog(self.store.redis)
@@ -165,7 +183,14 @@ class Pitcrew:
             clock=self._clock,
         )
         Commands(
-            outbox=self.outbox, people=people, audit=audit, once=throttle, locks=self.locks
+            outbox=self.outbox,
+            people=people,
+            audit=audit,
+            once=throttle,
+            locks=self.locks,
+            inventory=self.inventory,
+            catalog=self.catalog,
+            clock=self._clock,
         ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
@@ -191,7 +216,15 @@ class Pitcrew:
             views=PipelineBlocks(),
             gitops_project=settings.gitops_project,
         )
-        gitlab_events = GitLabEvents(pipelines=pipelines)
+        gitlab_events = GitLabEvents(
+            pipelines=pipelines,
+            gitops_project=settings.gitops_project,
+            gitops_pushes=[self.inventory],
+        )
+        inventory_lease = Lease(
+            self.store.redis, name="inventory", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(inventory_lease, self.inventory.run_refresher), "inventory")
 
         async def on_gitlab_event(entry: Entry) -> None:
             await gitlab_events.handle(
@@ -337,6 +370,9 @@ class Pitcrew:
             session = getattr(self.slack, "session", None)
             if session is not None:
                 await session.close()
+        if self.gitlab is not None:
+            self.gitlab.close()
+            self.gitlab = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -14,15 +14,21 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs
+from bot.adapters.slack.blocks.common import escape
+from bot.adapters.slack.blocks.whatsinprod import render_whatsinprod
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
 from bot.domain.errors import PitcrewError
+from bot.domain.inventory import QueryError, parse_whatsinprod
+from bot.services.catalog import CatalogHolder
+from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
 
@@ -45,16 +51,23 @@ class Commands:
         audit: AuditLog,
         once: Throttle,
         locks: LockService,
+        inventory: InventoryService,
+        catalog: CatalogHolder,
+        clock: Callable[[], datetime],
     ) -> None:
         self._outbox = outbox
         self._people = people
         self._audit = audit
         self._once = once
         self._locks = locks
+        self._inventory = inventory
+        self._catalog = catalog
+        self._clock = clock
 
     def register(self, app: AsyncApp) -> None:
         self._listen(app, "/lock", self._lock)
         self._listen(app, "/unlock", self._unlock)
+        self._listen(app, "/whatsinprod", self._whatsinprod)
 
     def _listen(self, app: AsyncApp, name: str, work: Work) -> None:
         @app.command(name)
@@ -106,6 +119,26 @@ class Commands:
             reply=reply,
             origin=_origin(command),
         )
+
+    async def _whatsinprod(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        """Answered from the inventory cache: never waits on GitLab."""
+        catalog = self._catalog.current
+        try:
+            query = parse_whatsinprod(command["text"], catalog=catalog)
+        except QueryError as exc:
+            problem = f":warning: {escape(exc.problem)}\n" if exc.problem else ""
+            await reply((problem + escape(exc.usage), ()))
+            return
+        rendered = render_whatsinprod(
+            query,
+            inventory=await self._inventory.current(),
+            catalog=catalog,
+            locks=await self._locks.locks(),
+            now=self._clock(),
+        )
+        await reply(rendered)
 
     async def _unlock(
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]

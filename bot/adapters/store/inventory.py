@@ -1,0 +1,41 @@
+"""The inventory cache: one JSON entry per (app, env), and when it was last refreshed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from bot.adapters.store.connection import Redis
+from bot.domain.inventory import Deployed, Inventory
+
+_ENTRIES = "inventory:entries"
+_REFRESHED = "inventory:refreshed_at"
+_deployed = TypeAdapter(Deployed)
+
+
+class RedisInventoryCache:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def load(self) -> Inventory:
+        raw: Any = await self._redis.hgetall(_ENTRIES)
+        refreshed: Any = await self._redis.get(_REFRESHED)
+        entries = {}
+        for value in raw.values():
+            entry = _deployed.validate_json(value)
+            entries[(entry.app, entry.env)] = entry
+        return Inventory(
+            entries=entries,
+            refreshed_at=datetime.fromisoformat(refreshed.decode()) if refreshed else None,
+        )
+
+    async def save(self, entries: Iterable[Deployed], *, refreshed_at: datetime) -> None:
+        mapping = {f"{e.app}\0{e.env}": _deployed.dump_json(e) for e in entries}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if mapping:
+                pipe.hset(_ENTRIES, mapping=mapping)  # type: ignore[arg-type]
+            pipe.set(_REFRESHED, refreshed_at.isoformat())
+            await pipe.execute()

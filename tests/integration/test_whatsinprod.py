@@ -1,0 +1,144 @@
+"""/whatsinprod against a GitOps repo in the GitLab sandbox, answered from the inventory cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import Pitcrew
+from bot.sandbox.gitlab import GitLabSandbox
+from bot.sandbox.slack import SlackSandbox
+
+from .conftest import WEBHOOK_SECRET, eventually
+
+GITOPS = "platform/deployments"
+
+
+def deployment(app: str, version: str) -> str:
+    return f"""# {app}: managed by Pitcrew
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {app}
+  namespace: {app}
+  labels: {{appId: {app}}}
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+        - name: {app}
+          image: registry.example.com/shop/{app}:{version}   # the version
+        - name: envoy
+          image: envoyproxy/envoy:v1.30.1
+"""
+
+
+KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: invoices
+images:
+  - name: registry.example.com/shop/invoices
+    newTag: "2.1.0"
+"""
+VALUES = "image:\n  repository: registry.example.com/shop/search-api\n  tag: '3.2.0'\n"
+
+
+@pytest.fixture
+async def gitlab(tmp_path: Path) -> AsyncIterator[GitLabSandbox]:
+    async with GitLabSandbox(tmp_path / "gitlab") as sandbox:
+        sandbox.add_user("alice", name="Alice Martin", email="alice@example.com")
+        sandbox.add_project(GITOPS)
+        files = {
+            "apps/orders/staging/deployment.yaml": deployment("orders", "1.4.2"),
+            "apps/orders/production/deployment.yaml": deployment("orders", "1.4.1"),
+            "apps/invoices/staging/kustomization.yaml": KUSTOMIZATION,
+            "apps/invoices/production/kustomization.yaml": "images: [unclosed\n",
+            "apps/search-api/production/values.yaml": VALUES,
+        }
+        await asyncio.to_thread(
+            sandbox.commit, GITOPS, files, message="Initial manifests", author="alice"
+        )
+        yield sandbox
+
+
+@pytest.fixture
+async def bot(make_bot: Callable[..., Pitcrew], gitlab: GitLabSandbox) -> AsyncIterator[Pitcrew]:
+    pitcrew = make_bot(GITLAB_URL=gitlab.url)
+    await pitcrew.start()
+    gitlab.add_webhook(f"{pitcrew.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
+    assert pitcrew.inventory is not None
+    inventory = pitcrew.inventory
+
+    async def built() -> bool:
+        return (await inventory.current()).refreshed_at is not None
+
+    await eventually(built, within=20)
+    yield pitcrew
+    await pitcrew.stop()
+
+
+@pytest.fixture
+async def ask(bot: Pitcrew, slack: SlackSandbox) -> AsyncIterator[Callable[..., Any]]:
+    async with aiohttp.ClientSession() as http:
+
+        async def send(text: str, *, user: str = "bob") -> str:
+            before = len(slack.ephemerals())
+            body, headers = slack.slash_command(
+                command="/whatsinprod", text=text, user=user, channel="payments-deploys"
+            )
+            async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r:
+                assert r.status == 200
+            await eventually(lambda: len(slack.ephemerals()) > before)
+            return slack.read(slack.ephemerals()[-1])
+
+        yield send
+
+
+async def test_one_app_across_environments(ask: Callable[..., Any]) -> None:
+    answer = await ask("orders")
+    lines = answer.splitlines()
+    assert lines[0].startswith(":mag: *orders* · payments")
+    assert any(line.startswith("*staging* `1.4.2`") and "Alice Martin" in line for line in lines)
+    assert any(line.startswith("*production* `1.4.1`") for line in lines)
+
+
+async def test_a_team_shows_an_unreadable_manifest_without_failing(ask: Callable[..., Any]) -> None:
+    answer = await ask("payments production")
+    assert "*orders* `1.4.1`" in answer
+    assert "*invoices* :x: unreadable:" in answer
+
+
+async def test_all_apps_in_one_environment(ask: Callable[..., Any]) -> None:
+    answer = await ask("all staging")
+    assert "*orders* `1.4.2`" in answer
+    assert "*invoices* `2.1.0`" in answer
+    assert "*search-api* not deployed" in answer
+
+
+async def test_a_push_to_the_gitops_repo_changes_the_answer(
+    ask: Callable[..., Any], gitlab: GitLabSandbox
+) -> None:
+    await asyncio.to_thread(
+        gitlab.commit,
+        GITOPS,
+        {"apps/orders/production/deployment.yaml": deployment("orders", "1.4.3")},
+        message="Deploy orders 1.4.3 to production",
+        author="alice",
+    )
+
+    async def updated() -> bool:
+        return "*production* `1.4.3`" in await ask("orders")
+
+    await eventually(updated, within=5, interval=0.2)
+
+
+async def test_unknown_names_get_a_suggestion(ask: Callable[..., Any]) -> None:
+    answer = await ask("ordrs")
+    assert "no app or team named ordrs" in answer
+    assert "orders" in answer
