@@ -142,3 +142,26 @@ async def test_unknown_names_get_a_suggestion(ask: Callable[..., Any]) -> None:
     answer = await ask("ordrs")
     assert "no app or team named ordrs" in answer
     assert "orders" in answer
+
+
+async def test_a_lock_is_shown_with_its_age(
+    ask: Callable[..., Any], bot: Pitcrew, slack: SlackSandbox
+) -> None:
+    body, headers = slack.slash_command(
+        command="/lock",
+        text="production for 2h release freeze",
+        user="alice",
+        channel="payments-deploys",
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r:
+            assert r.status == 200
+    assert bot.locks is not None
+    locks = bot.locks
+
+    async def locked() -> bool:
+        return bool(await locks.locks())
+
+    await eventually(locked)
+    answer = await ask("payments production")
+    assert ":lock: *production* locked by @alice just now — release freeze" in answer

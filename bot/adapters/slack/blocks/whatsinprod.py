@@ -200,7 +200,7 @@ def _context(
         reason = f" — {escape(clip(why, MAX_REASON))}" if why else ""
         notes.append(
             f"{EMOJI_LOCKED} *{_name(env)}* locked by {mention(lock.holder)}"
-            f" for {format_age(lock.age(now))}{reason}"
+            f" {_held_for(lock, now)}{reason}"
         )
     return notes
 
@@ -238,6 +238,11 @@ def _pack(lines: Sequence[str], *, budget: int) -> tuple[list[dict[str, Any]], i
     if current:
         blocks.append(section("\n".join(current)))
     return blocks, len(lines)
+
+
+def _held_for(lock: Lock, now: datetime) -> str:
+    age = format_age(lock.age(now))
+    return age if age == "just now" else f"for {age}"
 
 
 def render_whatsinprod(
