@@ -159,6 +159,7 @@ class Pitcrew:
         bolt = build_bolt_app(
             client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
         )
+        self._inventory_cache = RedisInventoryCache(self.store.redis)
         self.gitlab = GitLabRepository(
             url=str(settings.gitlab_url),
             token=settings.gitlab_token.get_secret_value(),
@@ -168,7 +169,7 @@ class Pitcrew:
         self.inventory = InventoryService(
             catalog=self.catalog,
             files=GitOpsFilesFromGitLab(self.gitlab),
-            cache=RedisInventoryCache(self.store.redis),
+            cache=self._inventory_cache,
             clock=self._clock,
         )
         people = SlackPeople(self.store.redis, self.slack)
@@ -291,6 +292,7 @@ class Pitcrew:
             outbox=self.outbox,
             views=RolloutBlocks(),
             envs={context: env for env, context in contexts.items()},
+            live=self._inventory_cache,
             pods={
                 context: PodReader(context=context, kubeconfig=settings.kubeconfig)
                 for context in contexts.values()

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from bot import logs, metrics
 from bot.domain.catalog import App
+from bot.domain.inventory import Live
 from bot.domain.rollouts import (
     PodProblem,
     PodsObserved,
@@ -59,6 +60,10 @@ class PodSource(Protocol):
     async def problems(self, *, kind: str, namespace: str, name: str) -> list[PodProblem]: ...
 
 
+class LiveSink(Protocol):
+    async def put_live(self, live: Live) -> None: ...
+
+
 class RolloutViews(Protocol):
     def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
 
@@ -77,6 +82,7 @@ class RolloutNotifier:
         views: RolloutViews,
         envs: Mapping[str, str],
         pods: Mapping[str, PodSource],
+        live: LiveSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._catalog = catalog
@@ -86,6 +92,7 @@ class RolloutNotifier:
         self._envs = envs
         """kube context → environment name."""
         self._pods = pods
+        self._live = live
         self._clock = clock
         self._owners: dict[str, str] = {}
         """Workload key → app, as routed when last observed (pods ticks have no labels)."""
@@ -96,6 +103,18 @@ class RolloutNotifier:
             metrics.EVENTS_UNROUTED.labels("kubernetes").inc()
             return
         self._owners[snapshot.key] = app.name
+        if self._live is not None:
+            # /whatsinprod's live column: what runs, whatever a rollout is doing.
+            await self._live.put_live(
+                Live(
+                    app=app.name,
+                    env=self._envs.get(snapshot.context, snapshot.context),
+                    ready=snapshot.ready,
+                    desired=snapshot.replicas,
+                    images=tuple(c.image for c in snapshot.containers),
+                    observed_at=snapshot.observed_at,
+                )
+            )
         transition = await self._commit(snapshot.key, lambda state: observe(state, snapshot))
         if transition is not None:
             await self._announce(transition, app=app)

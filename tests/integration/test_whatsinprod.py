@@ -165,3 +165,48 @@ async def test_a_lock_is_shown_with_its_age(
     await eventually(locked)
     answer = await ask("payments production")
     assert ":lock: *production* locked by @alice just now — release freeze" in answer
+
+
+async def test_the_cluster_is_checked_against_git(
+    make_bot: Callable[..., Pitcrew], gitlab: GitLabSandbox, slack: SlackSandbox, tmp_path: Path
+) -> None:
+    from bot.sandbox.kube import KubeSandbox
+
+    async with KubeSandbox() as kube, aiohttp.ClientSession() as http:
+        kube.add_namespace("orders", {"appId": "orders"})
+        kube.add_deployment(
+            "orders",
+            "orders",
+            image="registry.example.com/shop/orders:1.4.0",
+            replicas=3,
+            labels={"appId": "orders"},
+        )
+        kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig", context="prod")
+        bot = make_bot(
+            GITLAB_URL=gitlab.url, KUBE_CONTEXTS="production=prod", KUBECONFIG=str(kubeconfig)
+        )
+        await bot.start()
+        try:
+            assert bot.inventory is not None
+            inventory = bot.inventory
+
+            async def known() -> bool:
+                current = await inventory.current()
+                return current.refreshed_at is not None and bool(current.live)
+
+            await eventually(known, within=20)
+            body, headers = slack.slash_command(
+                command="/whatsinprod",
+                text="orders production",
+                user="bob",
+                channel="payments-deploys",
+            )
+            async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r:
+                assert r.status == 200
+            await eventually(lambda: slack.ephemerals())
+            answer = slack.read(slack.ephemerals()[-1])
+        finally:
+            await bot.stop()
+    assert "`1.4.1`" in answer
+    assert "3/3 ready" in answer
+    assert "drift: cluster runs 1.4.0" in answer

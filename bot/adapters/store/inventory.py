@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from bot.adapters.store.connection import Redis
-from bot.domain.inventory import Deployed, Inventory
+from bot.domain.inventory import Deployed, Inventory, Live
 
 _ENTRIES = "inventory:entries"
+_LIVE = "inventory:live"
+_live = TypeAdapter(Live)
 _REFRESHED = "inventory:refreshed_at"
 _deployed = TypeAdapter(Deployed)
 
@@ -22,15 +24,25 @@ class RedisInventoryCache:
 
     async def load(self) -> Inventory:
         raw: Any = await self._redis.hgetall(_ENTRIES)
+        running: Any = await self._redis.hgetall(_LIVE)
         refreshed: Any = await self._redis.get(_REFRESHED)
         entries = {}
         for value in raw.values():
             entry = _deployed.validate_json(value)
             entries[(entry.app, entry.env)] = entry
+        live = {}
+        for value in running.values():
+            state = _live.validate_json(value)
+            live[(state.app, state.env)] = state
         return Inventory(
             entries=entries,
+            live=live,
             refreshed_at=datetime.fromisoformat(refreshed.decode()) if refreshed else None,
         )
+
+    async def put_live(self, live: Live) -> None:
+        """What the cluster runs, written by the rollout watcher as it sees workloads."""
+        await self._redis.hset(_LIVE, f"{live.app}\0{live.env}", _live.dump_json(live))
 
     async def save(self, entries: Iterable[Deployed], *, refreshed_at: datetime) -> None:
         mapping = {f"{e.app}\0{e.env}": _deployed.dump_json(e) for e in entries}
