@@ -153,9 +153,11 @@ async def test_a_lock_is_shown_with_its_age(
         user="alice",
         channel="payments-deploys",
     )
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r:
-            assert r.status == 200
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r,
+    ):
+        assert r.status == 200
     assert bot.locks is not None
     locks = bot.locks
 
