@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
-from bot.adapters.gitlab.gitops import GitOpsFilesFromGitLab
+from bot.adapters.gitlab.gitops import GitLabCatalogSource, GitOpsFilesFromGitLab
 from bot.adapters.gitlab.intake import GitLabIntake
 from bot.adapters.gitlab.repository import GitLabRepository
 from bot.adapters.kube.mapping import to_snapshot
@@ -114,19 +114,22 @@ class Pitcrew:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    def _catalog_source_from_settings(self) -> CatalogSource:
+    def _catalog_source_from_settings(self, gitlab: GitLabRepository) -> CatalogSource:
         if self._catalog_source is not None:
             return self._catalog_source
         if self.settings.catalog_path is None:
-            raise StartupError(
-                "setting CATALOG_PATH is required: reading catalog.yaml from the GitOps repo "
-                "is not available in this version yet"
-            )
+            return GitLabCatalogSource(gitlab, project=self.settings.gitops_project)
         return FileCatalogSource(self.settings.catalog_path)
 
     async def start(self) -> None:
         settings = self.settings
-        self.catalog = CatalogHolder(self._catalog_source_from_settings())
+        self.gitlab = GitLabRepository(
+            url=str(settings.gitlab_url),
+            token=settings.gitlab_token.get_secret_value(),
+            gitops_project=settings.gitops_project,
+            branch=settings.gitops_branch,
+        )
+        self.catalog = CatalogHolder(self._catalog_source_from_settings(self.gitlab))
         try:
             await self.catalog.reload()
         except PitcrewError as exc:
@@ -160,12 +163,6 @@ class Pitcrew:
             client=self.slack, signing_secret=None if settings.socket_mode else signing_secret
         )
         self._inventory_cache = RedisInventoryCache(self.store.redis)
-        self.gitlab = GitLabRepository(
-            url=str(settings.gitlab_url),
-            token=settings.gitlab_token.get_secret_value(),
-            gitops_project=settings.gitops_project,
-            branch=settings.gitops_branch,
-        )
         self.inventory = InventoryService(
             catalog=self.catalog,
             files=GitOpsFilesFromGitLab(self.gitlab),
@@ -220,7 +217,7 @@ class Pitcrew:
         gitlab_events = GitLabEvents(
             pipelines=pipelines,
             gitops_project=settings.gitops_project,
-            gitops_pushes=[self.inventory],
+            gitops_pushes=[self.catalog, self.inventory],  # the catalog first: it names the apps
         )
         inventory_lease = Lease(
             self.store.redis, name="inventory", owner=self.instance, ttl=self._lease_ttl

@@ -67,27 +67,40 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     from bot.adapters.gitlab.access import check_access
     from bot.adapters.kube.contexts import check_context
     from bot.adapters.store.connection import open_store
-    from bot.services.catalog import CatalogHolder
+    from bot.adapters.gitlab.gitops import GitLabCatalogSource
+    from bot.adapters.gitlab.repository import GitLabRepository
+    from bot.services.catalog import CatalogHolder, CatalogSource
 
     results = [CheckResult("settings", True, "all required settings present")]
 
+    gitlab = GitLabRepository(
+        url=str(settings.gitlab_url),
+        token=settings.gitlab_token.get_secret_value(),
+        gitops_project=settings.gitops_project,
+        branch=settings.gitops_branch,
+        tries=1,
+    )
     if settings.catalog_path is None:
-        results.append(CheckResult("catalog", False, "CATALOG_PATH is unset"))
+        source: CatalogSource = GitLabCatalogSource(gitlab, project=settings.gitops_project)
+        where = f"{settings.gitops_project}:catalog.yaml"
     else:
-        try:
-            holder = CatalogHolder(FileCatalogSource(settings.catalog_path))
-            await holder.reload()
-            catalog = holder.current
-            results.append(
-                CheckResult(
-                    "catalog",
-                    True,
-                    f"{settings.catalog_path}: {len(catalog.teams)} teams, "
-                    f"{len(catalog.environments)} environments, {len(catalog.apps)} apps",
-                )
+        source, where = FileCatalogSource(settings.catalog_path), str(settings.catalog_path)
+    try:
+        holder = CatalogHolder(source)
+        await holder.reload()
+        catalog = holder.current
+        results.append(
+            CheckResult(
+                "catalog",
+                True,
+                f"{where}: {len(catalog.teams)} teams, "
+                f"{len(catalog.environments)} environments, {len(catalog.apps)} apps",
             )
-        except PitcrewError as exc:
-            results.append(CheckResult("catalog", False, str(exc).replace("\n", "; ")))
+        )
+    except PitcrewError as exc:
+        results.append(CheckResult("catalog", False, str(exc).replace("\n", "; ")))
+    finally:
+        gitlab.close()
 
     try:
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None

@@ -10,6 +10,7 @@ Only the very first load has nothing to fall back on: it raises, and start-up st
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -80,6 +81,11 @@ class CatalogHolder:
         if self._catalog is None:
             raise CatalogNotLoaded("the catalog has not been loaded yet")
         return self._catalog
+
+    async def on_push(self, paths: Iterable[str] | None) -> None:
+        """A push to the GitOps repo: read the catalog again if it may have changed."""
+        if paths is None or any(p == "catalog.yaml" for p in paths):
+            await self.reload()
 
     async def reload(self) -> ReloadResult:
         """Read the source again; raises ``CatalogError``/``CatalogUnavailable`` only on the

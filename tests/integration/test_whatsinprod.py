@@ -212,3 +212,47 @@ async def test_the_cluster_is_checked_against_git(
     assert "`1.4.1`" in answer
     assert "3/3 ready" in answer
     assert "drift: cluster runs 1.4.0" in answer
+
+
+async def test_the_catalog_comes_from_the_gitops_repo_and_follows_its_pushes(
+    make_bot: Callable[..., Pitcrew], gitlab: GitLabSandbox, slack: SlackSandbox
+) -> None:
+    catalog = (Path(__file__).parents[2] / "bot" / "sandbox" / "example_catalog.yaml").read_text()
+    await asyncio.to_thread(
+        gitlab.commit, GITOPS, {"catalog.yaml": catalog}, message="Catalog", author="alice"
+    )
+    bot = make_bot(GITLAB_URL=gitlab.url, CATALOG_PATH="")
+    await bot.start()
+    gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
+    try:
+        assert bot.catalog is not None
+        assert "billing" not in bot.catalog.current.app_names
+        billing = (
+            "  billing:\n    team: payments\n    source: shop/billing\n"
+            "    image: registry.example.com/shop/billing\n"
+            '    manifests: "apps/billing/{env}/deployment.yaml"\n'
+        )
+        await asyncio.to_thread(
+            gitlab.commit,
+            GITOPS,
+            {
+                "catalog.yaml": catalog + billing,
+                "apps/billing/production/deployment.yaml": deployment("billing", "0.1.0"),
+            },
+            message="Add billing",
+            author="alice",
+        )
+        holder, inventory = bot.catalog, bot.inventory
+        assert inventory is not None
+
+        async def billing_known() -> bool:
+            entry = (await inventory.current()).deployed("billing", "production")
+            return (
+                "billing" in holder.current.app_names
+                and entry is not None
+                and entry.version == "0.1.0"
+            )
+
+        await eventually(billing_known, within=10)
+    finally:
+        await bot.stop()
