@@ -65,10 +65,10 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
 
     from bot.adapters.catalog_file import FileCatalogSource
     from bot.adapters.gitlab.access import check_access
-    from bot.adapters.kube.contexts import check_context
-    from bot.adapters.store.connection import open_store
     from bot.adapters.gitlab.gitops import GitLabCatalogSource
     from bot.adapters.gitlab.repository import GitLabRepository
+    from bot.adapters.kube.contexts import check_context
+    from bot.adapters.store.connection import open_store
     from bot.services.catalog import CatalogHolder, CatalogSource
 
     results = [CheckResult("settings", True, "all required settings present")]
