@@ -256,3 +256,41 @@ async def test_the_catalog_comes_from_the_gitops_repo_and_follows_its_pushes(
         await eventually(billing_known, within=10)
     finally:
         await bot.stop()
+
+
+async def test_with_gitlab_down_the_answer_comes_from_the_cache_and_says_its_age(
+    make_bot: Callable[..., Pitcrew], gitlab: GitLabSandbox, slack: SlackSandbox
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.domain.errors import PitcrewError
+
+    skipped = timedelta(0)
+    bot = make_bot(GITLAB_URL=gitlab.url, clock=lambda: datetime.now(UTC) + skipped)
+    await bot.start()
+    try:
+        assert bot.inventory is not None
+        inventory = bot.inventory
+
+        async def built() -> bool:
+            return (await inventory.current()).refreshed_at is not None
+
+        await eventually(built, within=20)
+        gitlab.fail("*", status=503, times=1000)
+        skipped = timedelta(minutes=25)
+        with pytest.raises(PitcrewError):
+            await inventory.rebuild()  # what the 5-minute refresher meets
+        body, headers = slack.slash_command(
+            command="/whatsinprod", text="orders", user="bob", channel="payments-deploys"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r,
+        ):
+            assert r.status == 200
+        await eventually(lambda: slack.ephemerals())
+        answer = slack.read(slack.ephemerals()[-1])
+    finally:
+        await bot.stop()
+    assert ":warning: GitLab unreachable? answer from 25 min ago" in answer
+    assert "*production* `1.4.1`" in answer
