@@ -279,10 +279,17 @@ async def _roll(stage: Stage, *, steps: int) -> None:
     await stage.settle()
 
 
+async def whatsinprod(stage: Stage) -> None:
+    """What runs where, from git, checked against the cluster: one app drifts."""
+    await stage.slash("carol", "/whatsinprod", "", channel="search-deploys")
+    await stage.slash("carol", "/whatsinprod", "search-api", channel="search-deploys")
+
+
 SCENES: dict[str, Scene] = {
     "foundation": foundation,
     "pipelines": pipelines,
     "locks": locks,
+    "whatsinprod": whatsinprod,
     "rollouts": rollouts,
 }
 
@@ -326,6 +333,40 @@ def _shop(gitlab: GitLabSandbox) -> None:
         message="Initial commit",
         author="alice",
     )
+    gitlab.commit("platform/deployments", _manifests(), message="Deploy the shop", author="bob")
+
+
+def _manifests() -> dict[str, str]:
+    """The GitOps repo of the sandbox shop: the three kinds of manifest SPEC section 3 names."""
+    registry = "registry.example.com/shop"
+
+    def deployment(app: str, version: str) -> str:
+        return (
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n"
+            f"  namespace: {app}\n  labels:\n    appId: {app}\nspec:\n  replicas: 3\n"
+            f"  template:\n    spec:\n      containers:\n        - name: {app}\n"
+            f"          image: {registry}/{app}:{version}\n"
+        )
+
+    def kustomization(version: str) -> str:
+        return (
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"namespace: invoices\nimages:\n  - name: {registry}/invoices\n"
+            f'    newTag: "{version}"\n'
+        )
+
+    def values(version: str) -> str:
+        return f"image:\n  repository: {registry}/search-api\n  tag: '{version}'\n"
+
+    return {
+        "apps/orders/staging/deployment.yaml": deployment("orders", "1.4.2"),
+        "apps/orders/production/deployment.yaml": deployment("orders", "1.4.1"),
+        "apps/invoices/staging/kustomization.yaml": kustomization("2.1.0"),
+        "apps/invoices/production/kustomization.yaml": kustomization("2.0.0"),
+        "apps/search-api/staging/values.yaml": values("3.2.1"),
+        # git says 3.2.1, but the production cluster still runs 3.2.0 (see _cluster): drift
+        "apps/search-api/production/values.yaml": values("3.2.1"),
+    }
 
 
 def _cluster(kube: KubeSandbox) -> None:
@@ -367,8 +408,10 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
             bot = Pitcrew(settings, host="127.0.0.1", port=0, clock=clock)
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
-            for _ in range(200):  # the cluster is being watched before the story starts
-                if kube.open_watches >= 3:
+            for _ in range(200):  # the cluster is watched and git read before the story starts
+                assert bot.inventory is not None
+                current = await bot.inventory.current()
+                if kube.open_watches >= 3 and current.refreshed_at and len(current.live) >= 3:
                     break
                 await asyncio.sleep(0.05)
             stage = Stage(

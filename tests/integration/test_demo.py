@@ -67,8 +67,21 @@ async def test_the_rollouts_scene_shows_a_success_and_a_failure_with_reasons() -
     assert "panic: DATABASE_URL is not set" in text
 
 
+async def test_the_whatsinprod_scene_flags_the_drifting_app() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["whatsinprod"], out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "(only carol sees) :mag: *all apps* in *production* · 3 apps · 1 drifting" in text
+    assert "(only carol sees) *orders* `1.4.1` · payments · changed just now by Bob Stone" in text
+    assert (
+        "*search-api* `3.2.1` · search · changed just now by Bob Stone · 2/2 ready"
+        " · :warning: drift: cluster runs 3.2.0"
+    ) in text
+
+
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
-        PitcrewError, match="no scene 'nope'; scenes are: foundation, pipelines, locks, rollouts"
+        PitcrewError,
+        match="no scene 'nope'; scenes are: foundation, pipelines, locks, whatsinprod, rollouts",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
