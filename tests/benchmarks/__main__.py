@@ -174,8 +174,134 @@ async def webhook_intake() -> list[Result]:
     ]
 
 
+def _big_catalog(path: Path, *, apps: int, teams: int) -> list[str]:
+    envs = ["dev", "staging", "preprod", "production"]
+    lines = ["teams:"]
+    for t in range(teams):
+        lines += [f"  team-{t:02d}:", f'    channel: "#team-{t:02d}"']
+    lines.append("environments:")
+    for env in envs:
+        lines += [f"  - name: {env}", "    policy: auto"]
+    lines.append("apps:")
+    for a in range(apps):
+        lines += [
+            f"  app-{a:03d}:",
+            f"    team: team-{a % teams:02d}",
+            f"    source: shop/app-{a:03d}",
+            f"    image: registry.example.com/shop/app-{a:03d}",
+            f'    manifests: "apps/app-{a:03d}/{{env}}/deployment.yaml"',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return envs
+
+
+async def whatsinprod() -> list[Result]:
+    """/whatsinprod for 500 apps x 4 environments, answered from the inventory cache."""
+    from datetime import UTC, datetime
+
+    from bot.adapters.store.connection import client_for
+    from bot.adapters.store.inventory import RedisInventoryCache
+    from bot.domain.inventory import Deployed
+
+    apps, teams = 500, 20
+    with tempfile.TemporaryDirectory(prefix="pitcrew-bench-") as tmp:
+        catalog = Path(tmp) / "catalog.yaml"
+        envs = _big_catalog(catalog, apps=apps, teams=teams)
+        redis = EmbeddedRedis(Path(tmp) / "redis")
+        redis_url = redis.start()
+        client = client_for(redis_url)
+        now = datetime.now(UTC)
+        await RedisInventoryCache(client).save(
+            [
+                Deployed(
+                    app=f"app-{a:03d}",
+                    env=env,
+                    version=f"1.{a}.{i}",
+                    changed_at=now,
+                    changed_by="Alice Martin",
+                    mr_iid=a,
+                    mr_url=f"https://gitlab/mr/{a}",
+                )
+                for a in range(apps)
+                for i, env in enumerate(envs)
+            ],
+            refreshed_at=now,
+        )
+        await client.aclose()
+        channels = [f"team-{t:02d}" for t in range(teams)]
+        async with SlackSandbox(channels=channels, enforce_pacing=False) as slack:
+            port = 39000 + os.getpid() % 1000
+            env = {
+                **os.environ,
+                **bot_environment(slack=slack, redis_url=redis_url, state_dir=Path(tmp) / "var"),
+                "PORT": str(port),
+                "LOG_LEVEL": "error",
+                "CATALOG_PATH": str(catalog),
+            }
+            bot = _start_bot(env)
+            url = f"http://127.0.0.1:{port}"
+            answers: list[float] = []
+            acks: list[float] = []
+            try:
+                async with aiohttp.ClientSession() as http:
+                    for _ in range(200):
+                        try:
+                            async with http.get(f"{url}/readyz") as response:
+                                if response.status == 200:
+                                    break
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.05)
+                    queries = ["", "all staging", "team-03", "app-042", "team-11 dev"]
+                    for i in range(100):
+                        before = len(slack.ephemerals())
+                        body, headers = slack.slash_command(
+                            command="/whatsinprod",
+                            text=queries[i % len(queries)],
+                            user="alice",
+                            channel="team-00",
+                        )
+                        sent = time.perf_counter()
+                        async with http.post(
+                            f"{url}/slack/events", data=body, headers=headers
+                        ) as response:
+                            await response.read()
+                        for _ in range(5000):  # the answer arrives through response_url
+                            if len(slack.ephemerals()) > before:
+                                break
+                            await asyncio.sleep(0.002)
+                        answers.append(time.perf_counter() - sent)
+
+                    async def one(i: int) -> None:
+                        body, headers = slack.slash_command(
+                            command="/whatsinprod",
+                            text=queries[i % len(queries)],
+                            user="bob",
+                            channel="team-01",
+                        )
+                        sent = time.perf_counter()
+                        async with http.post(
+                            f"{url}/slack/events", data=body, headers=headers
+                        ) as response:
+                            await response.read()
+                        acks.append(time.perf_counter() - sent)
+
+                    await asyncio.gather(*(one(i) for i in range(50)))
+            finally:
+                bot.terminate()
+                bot.wait(timeout=15)
+                redis.stop()
+    await asyncio.sleep(0.5)  # let the last answers finish before the bot is stopped
+    p95 = _pct(answers, 95)
+    p99 = _pct(acks, 99)
+    return [
+        Result("/whatsinprod 500 apps x 4 envs, answer p95", p95, "ms", "≤ 300", p95 <= 300),
+        Result("slash command ack p99, 50 concurrent", p99, "ms", "≤ 100", p99 <= 100),
+    ]
+
+
 def main() -> int:
-    results = asyncio.run(webhook_intake())
+    results = asyncio.run(webhook_intake()) + asyncio.run(whatsinprod())
     width = max(len(r.name) for r in results)
     print(f"{'benchmark'.ljust(width)}  {'value':>10}  unit        target    met")
     for r in results:
