@@ -234,11 +234,19 @@ async def test_socket_mode_takes_slack_traffic_when_an_app_token_is_set(
     try:
         await eventually(lambda: slack.socket_connections == 1)
         ack = await slack.socket_slash_command(
-            command="/whatsinprod", text="orders", user="alice", channel="payments-deploys"
+            command="/deploy",
+            text="orders 1.4.2 to staging",
+            user="alice",
+            channel="payments-deploys",
         )
         assert ack["payload"] == {
-            "text": "`/whatsinprod` is not available in this version of Pitcrew (0.1.0)."
+            "text": "`/deploy` is not available in this version of Pitcrew (0.1.0)."
         }
+        await slack.socket_slash_command(
+            command="/lock", text="", user="alice", channel="payments-deploys"
+        )
+        await eventually(lambda: slack.ephemerals())  # answered through its response_url
+        assert "*production* open" in slack.read(slack.ephemerals()[-1])
         body, headers = slack.slash_command(
             command="/whatsinprod", text="", user="alice", channel="payments-deploys"
         )
