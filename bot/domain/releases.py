@@ -1,0 +1,498 @@
+"""Releases: what ``/deploy`` and ``/rollback`` ask for, who may approve them, where they stand.
+
+Everything here is pure. The deploy and rollback services parse the command with the catalog at
+hand, then check what needs the outside world (the tag exists, the version differs, the lock).
+The approve service asks ``decide_approval`` at every click, and every service that moves a
+release (a click, a pipeline webhook, a rollout) asks ``advance`` for its next state.
+
+Grammar::
+
+    /deploy <app> <version> to <env>
+    /deploy <app> from <env> to <env>   promotion: the version that runs in the first env
+    /deploy help
+    /rollback <app> <env> [to <version>]
+    /rollback help
+
+Choices a user can notice:
+
+- App and environment names are lower-cased (the catalog's names are lower case); a version is
+  kept as typed, since tags are case-sensitive.
+- A version is an image tag (``^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$``): it lands in a manifest and
+  a branch name, so no path, space or shell character gets that far.
+- Promotion goes forward only, in the catalog's promotion order: going back is a rollback, or a
+  deploy of a named version.
+- Words we do not expect are refused rather than ignored: deploying the wrong thing is worse
+  than retyping.
+
+Release states::
+
+    requested ──► awaiting_approval (manual) ──► approved ──► merging ──► merged
+        │     └─► waiting_pipeline (auto) ─────┘                            │
+        └─► refused                                       deploying ◄───────┤
+                                                              │             │
+                                                              ▼             │
+                                 healthy ◄── rolling_out ◄────┴─────────────┘
+                                               │
+                                               ▼
+                                             failed
+
+Before the merge a release can be ``rejected`` (Reject, or the MR closed); an unapproved one
+``expired``; a change that fails validation is ``refused`` before anything is opened. A release
+goes ``failed`` when the MR pipeline, the merge, the GitOps pipeline or the rollout fails. A
+rollout can recover after its deadline (see ``rollouts``), so ``failed`` still accepts
+``rollout_healthy``. Webhooks and watch events are delivered more than once, so an event that
+has already had its effect changes nothing; one that makes no sense from the current state is
+refused with ``IllegalTransition``. The GitOps repo may have no pipeline, or its webhook may be
+late: a rollout seen straight after the merge skips ``deploying``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from bot.domain.catalog import Catalog, Environment
+from bot.domain.errors import PitcrewError
+from bot.domain.images import is_tag
+from bot.domain.locks import CommandError
+
+__all__ = [
+    "DEPLOY_USAGE",
+    "ROLLBACK_USAGE",
+    "TERMINAL_STATES",
+    "AlreadyApproved",
+    "AlreadyComplete",
+    "ApprovalDecision",
+    "ApprovalNotRequired",
+    "Approved",
+    "DeployRequest",
+    "IllegalTransition",
+    "NotAnApprover",
+    "PromoteRequest",
+    "ReleaseCommandError",
+    "ReleaseEvent",
+    "ReleaseHelp",
+    "ReleaseKind",
+    "ReleaseSnapshot",
+    "ReleaseState",
+    "RollbackRequest",
+    "SelfApprovalForbidden",
+    "advance",
+    "approvers_label",
+    "decide_approval",
+    "parse_deploy",
+    "parse_rollback",
+    "release_title",
+]
+
+DEPLOY_USAGE: Final = (
+    "Usage: `/deploy <app> <version> to <env>` or `/deploy <app> from <env> to <env>`"
+    " — e.g. `/deploy orders 1.4.2 to staging`"
+)
+ROLLBACK_USAGE: Final = (
+    "Usage: `/rollback <app> <env> [to <version>]` — e.g. `/rollback orders production`"
+)
+
+_QUOTED: Final = 40
+_LISTED: Final = 10
+_HELP_WORDS: Final = frozenset({"help", "-h", "--help", "?"})
+
+
+class ReleaseCommandError(CommandError):
+    """A ``/deploy`` or ``/rollback`` typed wrong: ``problem`` then ``usage`` with an example.
+
+    A ``CommandError``, so one handler answers every mistyped command the same way.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployRequest:
+    app: str
+    version: str
+    env: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteRequest:
+    """Deploy to ``env`` the version that runs in ``source_env``, which comes before it."""
+
+    app: str
+    source_env: str
+    env: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackRequest:
+    app: str
+    env: str
+    version: str | None = None
+    """``None``: the version the environment ran before, from its manifest's history."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseHelp:
+    usage: str
+
+
+def parse_deploy(text: str, *, catalog: Catalog) -> DeployRequest | PromoteRequest | ReleaseHelp:
+    tokens = _words(text)
+    if not tokens:
+        raise ReleaseCommandError(
+            "Name the app, the version and the environment.", usage=DEPLOY_USAGE
+        )
+    if tokens[0].lower() in _HELP_WORDS:
+        return ReleaseHelp(usage=DEPLOY_USAGE)
+    app = _app(tokens[0], catalog=catalog, usage=DEPLOY_USAGE)
+    rest = tokens[1:]
+    if rest and rest[0].lower() == "from":
+        source, env = _promotion(rest[1:], catalog=catalog)
+        return PromoteRequest(app=app, source_env=source, env=env)
+    if not rest:
+        raise ReleaseCommandError(
+            f"Name the version and the environment: `/deploy {app} <version> to <env>`.",
+            usage=DEPLOY_USAGE,
+        )
+    version = _version(rest[0], usage=DEPLOY_USAGE)
+    env = _to_env(rest[1:], catalog=catalog, usage=DEPLOY_USAGE)
+    return DeployRequest(app=app, version=version, env=env)
+
+
+def parse_rollback(text: str, *, catalog: Catalog) -> RollbackRequest | ReleaseHelp:
+    tokens = _words(text)
+    if not tokens:
+        raise ReleaseCommandError("Name the app and the environment.", usage=ROLLBACK_USAGE)
+    if tokens[0].lower() in _HELP_WORDS:
+        return ReleaseHelp(usage=ROLLBACK_USAGE)
+    app = _app(tokens[0], catalog=catalog, usage=ROLLBACK_USAGE)
+    if len(tokens) == 1:
+        raise ReleaseCommandError(
+            f"Name the environment to roll back: `/rollback {app} <env>`.", usage=ROLLBACK_USAGE
+        )
+    env = _env(tokens[1], catalog=catalog, usage=ROLLBACK_USAGE)
+    rest = tokens[2:]
+    if not rest:
+        return RollbackRequest(app=app, env=env)
+    if rest[0].lower() != "to":
+        raise ReleaseCommandError(
+            f"Expected `to <version>` after the environment, not {_quote(' '.join(rest))}.",
+            usage=ROLLBACK_USAGE,
+        )
+    if len(rest) == 1:
+        raise ReleaseCommandError("`to` needs a version.", usage=ROLLBACK_USAGE)
+    version = _version(rest[1], usage=ROLLBACK_USAGE)
+    _no_more(rest[2:], usage=ROLLBACK_USAGE)
+    return RollbackRequest(app=app, env=env, version=version)
+
+
+def _promotion(tokens: list[str], *, catalog: Catalog) -> tuple[str, str]:
+    if not tokens:
+        raise ReleaseCommandError("`from` needs an environment.", usage=DEPLOY_USAGE)
+    source = _env(tokens[0], catalog=catalog, usage=DEPLOY_USAGE)
+    env = _to_env(tokens[1:], catalog=catalog, usage=DEPLOY_USAGE)
+    order = catalog.env_names
+    if source == env:
+        raise ReleaseCommandError(
+            f"Promote from one environment to another, not from {source} to itself.",
+            usage=DEPLOY_USAGE,
+        )
+    if order.index(source) > order.index(env):
+        raise ReleaseCommandError(
+            f"{source} comes after {env} in promotion order ({' → '.join(order)}): promotions "
+            "go forward. To go back, use `/rollback` or deploy a version by name.",
+            usage=DEPLOY_USAGE,
+        )
+    return source, env
+
+
+def _to_env(tokens: list[str], *, catalog: Catalog, usage: str) -> str:
+    if not tokens:
+        raise ReleaseCommandError("Say where: `to <env>`.", usage=usage)
+    if tokens[0].lower() != "to":
+        raise ReleaseCommandError(
+            f"Expected `to <env>`, not {_quote(' '.join(tokens))}.", usage=usage
+        )
+    if len(tokens) == 1:
+        raise ReleaseCommandError("`to` needs an environment.", usage=usage)
+    env = _env(tokens[1], catalog=catalog, usage=usage)
+    _no_more(tokens[2:], usage=usage)
+    return env
+
+
+def _no_more(tokens: list[str], *, usage: str) -> None:
+    if tokens:
+        raise ReleaseCommandError(f"Unexpected {_quote(' '.join(tokens))} at the end.", usage=usage)
+
+
+def _app(token: str, *, catalog: Catalog, usage: str) -> str:
+    name = token.lower()
+    if name in catalog.app_names:
+        return name
+    close = catalog.suggest(name, among="app")
+    if close:
+        hint = f"did you mean {close[0]}?"
+    elif catalog.app_names:
+        hint = f"apps are {_listed(catalog.app_names)}"
+    else:
+        hint = "the catalog has no apps"
+    raise ReleaseCommandError(f"No app {_quote(token)} — {hint}", usage=usage)
+
+
+def _env(token: str, *, catalog: Catalog, usage: str) -> str:
+    name = token.lower()
+    if name in catalog.env_names:
+        return name
+    close = catalog.suggest(name, among="environment")
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ReleaseCommandError(
+        f"No environment {_quote(token)} — {hint}environments are {_listed(catalog.env_names)}",
+        usage=usage,
+    )
+
+
+def _version(token: str, *, usage: str) -> str:
+    if is_tag(token):
+        return token
+    if len(token) > 128:
+        problem = f"{_quote(token)} is too long for a version: tags have at most 128 characters."
+    else:
+        problem = (
+            f"{_quote(token)} is not a version: a tag is letters, digits, `_`, `.` and `-`,"
+            " and does not start with `.` or `-`."
+        )
+    raise ReleaseCommandError(problem, usage=usage)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:_LISTED]) + (", …" if len(names) > _LISTED else "")
+
+
+def _quote(token: str) -> str:
+    shown = token if len(token) <= _QUOTED else token[: _QUOTED - 1] + "…"
+    return f"“{shown}”"
+
+
+def _words(text: str) -> list[str]:
+    """Split on any whitespace; other control characters count as spaces, never as text."""
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split()
+
+
+# --------------------------------------------------------------------------------------------
+# Approvals
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSnapshot:
+    """What a click is judged against, read fresh from the release record at click time."""
+
+    requester: str
+    """Slack user id."""
+    approvals: tuple[str, ...]
+    """Slack user ids of the approvals so far, in order."""
+    env: Environment
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approved:
+    approvals: tuple[str, ...]
+    """The approvals to store: the previous ones and this user."""
+    count: int
+    needed: int
+    complete: bool
+    """Enough distinct approvers: time to merge."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotAnApprover:
+    approvers_label: str
+    """For "you are not an approver for production (approvers: @sre-oncall)"."""
+
+
+@dataclass(frozen=True)
+class SelfApprovalForbidden:
+    pass
+
+
+@dataclass(frozen=True)
+class AlreadyApproved:
+    """This user's approval is already counted: a double click changes nothing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlreadyComplete:
+    """Enough people approved before this click (two approvers clicking at once)."""
+
+    approvals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApprovalNotRequired:
+    """``auto`` environments merge on a green pipeline: a click there (a forged or stale
+    button) approves nothing."""
+
+
+ApprovalDecision = (
+    Approved
+    | NotAnApprover
+    | SelfApprovalForbidden
+    | AlreadyApproved
+    | AlreadyComplete
+    | ApprovalNotRequired
+)
+
+
+def decide_approval(
+    release: ReleaseSnapshot,
+    *,
+    user: str,
+    approvers: frozenset[str],
+    named: Sequence[str] = (),
+) -> ApprovalDecision:
+    """May ``user`` approve ``release``, and is it then approved enough to merge?
+
+    ``approvers`` are the user ids allowed (groups already resolved by the service); ``named``
+    is how the catalog names them (``Catalog.approvers_for``), only for the refusal's wording.
+    Checked in the order a person can fix them: who they are, then what already happened.
+    """
+    env = release.env
+    if env.policy != "manual":
+        return ApprovalNotRequired()
+    so_far = tuple(dict.fromkeys(release.approvals))
+    if user in so_far:
+        return AlreadyApproved()
+    if user not in approvers:
+        return NotAnApprover(approvers_label=approvers_label(named))
+    if user == release.requester and not env.self_approval:
+        return SelfApprovalForbidden()
+    if len(so_far) >= env.approvals:
+        return AlreadyComplete(approvals=so_far)
+    approvals = (*so_far, user)
+    return Approved(
+        approvals=approvals,
+        count=len(approvals),
+        needed=env.approvals,
+        complete=len(approvals) >= env.approvals,
+    )
+
+
+def approvers_label(named: Sequence[str]) -> str:
+    """Slack mrkdwn for the catalog's approvers: user and group ids become mentions."""
+    if not named:
+        return "nobody is configured"
+    return ", ".join(_mention(person) for person in named)
+
+
+def _mention(person: str) -> str:
+    if person.startswith("S") and person[1:].isalnum() and person.isupper():
+        return f"<!subteam^{person}>"
+    if person[:1] in {"U", "W"} and person[1:].isalnum() and person.isupper():
+        return f"<@{person}>"
+    return person
+
+
+# --------------------------------------------------------------------------------------------
+# States
+
+
+ReleaseState = Literal[
+    "requested",
+    "awaiting_approval",
+    "waiting_pipeline",
+    "approved",
+    "merging",
+    "merged",
+    "deploying",
+    "rolling_out",
+    "healthy",
+    "failed",
+    "rejected",
+    "expired",
+    "refused",
+]
+ReleaseEvent = Literal[
+    "await_approval",
+    "await_pipeline",
+    "approved",
+    "pipeline_passed",
+    "merge_started",
+    "merged",
+    "deploy_started",
+    "rollout_started",
+    "rollout_healthy",
+    "failed",
+    "rejected",
+    "expired",
+    "refused",
+]
+
+TERMINAL_STATES: Final[frozenset[ReleaseState]] = frozenset(
+    {"healthy", "failed", "rejected", "expired", "refused"}
+)
+"""States after which the release message stops changing (``failed`` may still recover)."""
+
+_BEFORE_MERGE: Final[tuple[ReleaseState, ...]] = (
+    "awaiting_approval",
+    "waiting_pipeline",
+    "approved",
+)
+_IN_FLIGHT: Final[tuple[ReleaseState, ...]] = (
+    "waiting_pipeline",
+    "approved",
+    "merging",
+    "deploying",
+    "rolling_out",
+)
+
+_MOVES: Final[dict[ReleaseEvent, tuple[tuple[ReleaseState, ...], ReleaseState]]] = {
+    "await_approval": (("requested",), "awaiting_approval"),
+    "await_pipeline": (("requested",), "waiting_pipeline"),
+    "approved": (("awaiting_approval",), "approved"),
+    "pipeline_passed": (("waiting_pipeline",), "approved"),
+    "merge_started": (("approved",), "merging"),
+    "merged": (("merging",), "merged"),
+    "deploy_started": (("merged",), "deploying"),
+    "rollout_started": (("merged", "deploying"), "rolling_out"),
+    "rollout_healthy": (("rolling_out", "failed"), "healthy"),
+    "failed": (_IN_FLIGHT, "failed"),
+    "rejected": (_BEFORE_MERGE, "rejected"),
+    "expired": (("awaiting_approval",), "expired"),
+    "refused": (("requested",), "refused"),
+}
+"""Each event: the states it may leave, and the state it leads to."""
+
+
+class IllegalTransition(PitcrewError, ValueError):
+    """An event that makes no sense for the release as it stands: a bug or a stale event."""
+
+    def __init__(self, state: ReleaseState, event: ReleaseEvent) -> None:
+        self.state = state
+        self.event = event
+        super().__init__(f"a release that is {state} cannot take {event}")
+
+
+def advance(state: ReleaseState, event: ReleaseEvent) -> ReleaseState:
+    """The state after ``event``; the same state when the event already had its effect."""
+    sources, target = _MOVES[event]
+    if state == target:
+        return state
+    if state not in sources:
+        raise IllegalTransition(state, event)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Titles
+
+ReleaseKind = Literal["deploy", "rollback"]
+
+
+def release_title(*, kind: ReleaseKind, app: str, version: str, env: str) -> str:
+    """The MR's title and the release message's header, one wording for both."""
+    if kind == "rollback":
+        return f"Roll back {app} to {version} in {env}"
+    return f"Deploy {app} {version} to {env}"

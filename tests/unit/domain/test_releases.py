@@ -1,0 +1,455 @@
+"""/deploy and /rollback as people type them, approvals as people click them, and the release's
+states as webhooks and the watcher move them (SPEC 5)."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+
+from bot.domain.catalog import App, Catalog, Environment, Team
+from bot.domain.locks import CommandError
+from bot.domain.releases import (
+    DEPLOY_USAGE,
+    ROLLBACK_USAGE,
+    AlreadyApproved,
+    AlreadyComplete,
+    ApprovalDecision,
+    ApprovalNotRequired,
+    Approved,
+    DeployRequest,
+    IllegalTransition,
+    NotAnApprover,
+    PromoteRequest,
+    ReleaseCommandError,
+    ReleaseEvent,
+    ReleaseHelp,
+    ReleaseKind,
+    ReleaseSnapshot,
+    ReleaseState,
+    RollbackRequest,
+    SelfApprovalForbidden,
+    advance,
+    approvers_label,
+    decide_approval,
+    parse_deploy,
+    parse_rollback,
+    release_title,
+)
+
+
+def _app(name: str) -> App:
+    return App(
+        name=name,
+        team="payments",
+        source=f"shop/{name}",
+        image=f"registry.example.com/shop/{name}",
+        manifests=f"apps/{name}/{{env}}/deployment.yaml",
+        namespace=name,
+    )
+
+
+CATALOG = Catalog(
+    teams=(Team(name="payments", channel="#payments-deploys", oncall=("@payments-oncall",)),),
+    environments=(
+        Environment(name="dev", policy="auto"),
+        Environment(name="staging", policy="auto"),
+        Environment(name="production", policy="manual"),
+    ),
+    apps=(_app("orders"), _app("orders-api"), _app("billing")),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# /deploy
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("orders 1.4.2 to staging", DeployRequest(app="orders", version="1.4.2", env="staging")),
+        (
+            "  Orders   v1.4.2-rc.1  TO  Production ",
+            DeployRequest(app="orders", version="v1.4.2-rc.1", env="production"),
+        ),
+        (
+            "orders-api main_2024 to dev",
+            DeployRequest(app="orders-api", version="main_2024", env="dev"),
+        ),
+        (
+            "orders\t1.4.2\nto\u0000staging",
+            DeployRequest(app="orders", version="1.4.2", env="staging"),
+        ),
+        (
+            "orders " + "a" * 128 + " to dev",
+            DeployRequest(app="orders", version="a" * 128, env="dev"),
+        ),
+        (
+            "orders from staging to production",
+            PromoteRequest(app="orders", source_env="staging", env="production"),
+        ),
+        (
+            "orders FROM dev TO production",
+            PromoteRequest(app="orders", source_env="dev", env="production"),
+        ),
+        ("help", ReleaseHelp(usage=DEPLOY_USAGE)),
+        ("--help", ReleaseHelp(usage=DEPLOY_USAGE)),
+        ("HELP me", ReleaseHelp(usage=DEPLOY_USAGE)),
+    ],
+)
+def test_deploy_commands_are_understood(
+    text: str, expected: DeployRequest | PromoteRequest | ReleaseHelp
+) -> None:
+    assert parse_deploy(text, catalog=CATALOG) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "Name the app, the version and the environment."),
+        ("   \t ", "Name the app, the version and the environment."),
+        ("orders", "Name the version and the environment: `/deploy orders <version> to <env>`."),
+        ("ordres 1.4.2 to staging", "No app “ordres” — did you mean orders?"),
+        ("zzz 1.4.2 to staging", "No app “zzz” — apps are orders, orders-api, billing"),
+        ("órders 1.4.2 to staging", "No app “órders” — did you mean orders?"),
+        (
+            "orders 1.4.2 to prod",
+            "No environment “prod” — environments are dev, staging, production",
+        ),
+        (
+            "orders 1.4.2 to stagin",
+            "No environment “stagin” — did you mean staging? environments are dev, staging, "
+            "production",
+        ),
+        ("orders 1.4.2", "Say where: `to <env>`."),
+        ("orders 1.4.2 staging", "Expected `to <env>`, not “staging”."),
+        ("orders 1.4.2 to", "`to` needs an environment."),
+        ("orders 1.4.2 to staging now", "Unexpected “now” at the end."),
+        (
+            "orders 1.4.2 to staging; rm -rf /",
+            "No environment “staging;” — did you mean staging? "
+            "environments are dev, staging, production",
+        ),
+        ("orders from", "`from` needs an environment."),
+        ("orders from staging", "Say where: `to <env>`."),
+        ("orders from staging production", "Expected `to <env>`, not “production”."),
+        (
+            "orders from staging to staging",
+            "Promote from one environment to another, not from staging to itself.",
+        ),
+        (
+            "orders from production to staging",
+            "production comes after staging in promotion order (dev → staging → production): "
+            "promotions go forward. To go back, use `/rollback` or deploy a version by name.",
+        ),
+        (
+            "orders from qa to production",
+            "No environment “qa” — environments are dev, staging, production",
+        ),
+    ],
+)
+def test_wrong_deploy_commands_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ReleaseCommandError) as caught:
+        parse_deploy(text, catalog=CATALOG)
+    assert caught.value.problem == problem
+    assert caught.value.usage == DEPLOY_USAGE
+    assert str(caught.value) == f"{problem}\n{DEPLOY_USAGE}"
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "../1.4.2",
+        "1.4/2",
+        ".hidden",
+        "-rf",
+        "1.4.2;reboot",
+        "$(whoami)",
+        "`id`",
+        "1.4.2|cat",
+        "1.4.2&&x",
+        "1.4.2>out",
+        "v1.4.2'",
+        'v1.4.2"',
+        "1.4.2*",
+        "versión",
+        "1.4.2\u200b",
+        "१.४.२",
+        "a" * 129,
+    ],
+)
+def test_versions_must_be_tags(version: str) -> None:
+    with pytest.raises(ReleaseCommandError) as caught:
+        parse_deploy(f"orders {version} to staging", catalog=CATALOG)
+    assert caught.value.problem is not None
+    assert "version" in caught.value.problem
+    assert len(caught.value.problem) < 200  # a long paste is quoted cut short, not echoed
+
+
+def test_a_very_long_command_is_refused_with_a_short_line() -> None:
+    with pytest.raises(ReleaseCommandError) as caught:
+        parse_deploy("x" * 100_000, catalog=CATALOG)
+    assert caught.value.problem == f"No app “{'x' * 39}…” — apps are orders, orders-api, billing"
+
+
+def test_release_errors_are_command_errors() -> None:
+    with pytest.raises(CommandError):
+        parse_deploy("nope", catalog=CATALOG)
+
+
+# --------------------------------------------------------------------------------------------
+# /rollback
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("orders production", RollbackRequest(app="orders", env="production")),
+        (
+            "orders production to 1.4.1",
+            RollbackRequest(app="orders", env="production", version="1.4.1"),
+        ),
+        ("BILLING Staging TO V2", RollbackRequest(app="billing", env="staging", version="V2")),
+        ("help", ReleaseHelp(usage=ROLLBACK_USAGE)),
+        ("?", ReleaseHelp(usage=ROLLBACK_USAGE)),
+    ],
+)
+def test_rollback_commands_are_understood(
+    text: str, expected: RollbackRequest | ReleaseHelp
+) -> None:
+    assert parse_rollback(text, catalog=CATALOG) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "Name the app and the environment."),
+        ("orders", "Name the environment to roll back: `/rollback orders <env>`."),
+        ("ordres production", "No app “ordres” — did you mean orders?"),
+        (
+            "orders prod",
+            "No environment “prod” — environments are dev, staging, production",
+        ),
+        ("orders production 1.4.1", "Expected `to <version>` after the environment, not “1.4.1”."),
+        ("orders production to", "`to` needs a version."),
+        ("orders production to 1.4.1 please", "Unexpected “please” at the end."),
+        (
+            "orders production to ../etc",
+            "“../etc” is not a version: a tag is letters, digits, `_`, `.` and `-`, and does not "
+            "start with `.` or `-`.",
+        ),
+        (
+            "orders production to " + "9" * 200,
+            f"“{'9' * 39}…” is too long for a version: tags have at most 128 characters.",
+        ),
+    ],
+)
+def test_wrong_rollback_commands_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ReleaseCommandError) as caught:
+        parse_rollback(text, catalog=CATALOG)
+    assert caught.value.problem == problem
+    assert caught.value.usage == ROLLBACK_USAGE
+
+
+# --------------------------------------------------------------------------------------------
+# Approvals
+
+REQUESTER = "UREQ"
+ALICE, BOB, CAROL, MALLORY = "UALICE", "UBOB", "UCAROL", "UMALLORY"
+APPROVERS = frozenset({REQUESTER, ALICE, BOB, CAROL})
+
+
+def _release(
+    *approvals: str, needed: int = 1, self_approval: bool = False, policy: str = "manual"
+) -> ReleaseSnapshot:
+    if policy == "auto":
+        env = Environment(name="staging", policy="auto")
+    else:
+        env = Environment(
+            name="production", policy="manual", approvals=needed, self_approval=self_approval
+        )
+    return ReleaseSnapshot(requester=REQUESTER, approvals=approvals, env=env)
+
+
+@pytest.mark.parametrize(
+    ("release", "user", "expected"),
+    [
+        (
+            _release(),
+            ALICE,
+            Approved(approvals=(ALICE,), count=1, needed=1, complete=True),
+        ),
+        (
+            _release(needed=2),
+            ALICE,
+            Approved(approvals=(ALICE,), count=1, needed=2, complete=False),
+        ),
+        (
+            _release(ALICE, needed=2),
+            BOB,
+            Approved(approvals=(ALICE, BOB), count=2, needed=2, complete=True),
+        ),
+        (
+            _release(ALICE, ALICE, needed=2),  # a duplicate in the record counts once
+            BOB,
+            Approved(approvals=(ALICE, BOB), count=2, needed=2, complete=True),
+        ),
+        (_release(ALICE, needed=2), ALICE, AlreadyApproved()),  # double click
+        (_release(ALICE), ALICE, AlreadyApproved()),
+        (_release(ALICE), BOB, AlreadyComplete(approvals=(ALICE,))),  # counted up to N only
+        (_release(ALICE, BOB, needed=2), CAROL, AlreadyComplete(approvals=(ALICE, BOB))),
+        (_release(), MALLORY, NotAnApprover(approvers_label="@sre-oncall")),
+        (_release(ALICE, needed=2), MALLORY, NotAnApprover(approvers_label="@sre-oncall")),
+        (_release(), REQUESTER, SelfApprovalForbidden()),
+        (
+            _release(self_approval=True),
+            REQUESTER,
+            Approved(approvals=(REQUESTER,), count=1, needed=1, complete=True),
+        ),
+        (
+            _release(ALICE, needed=2, self_approval=True),
+            REQUESTER,
+            Approved(approvals=(ALICE, REQUESTER), count=2, needed=2, complete=True),
+        ),
+        (_release(policy="auto"), ALICE, ApprovalNotRequired()),
+    ],
+)
+def test_approval_policy(release: ReleaseSnapshot, user: str, expected: ApprovalDecision) -> None:
+    assert (
+        decide_approval(release, user=user, approvers=APPROVERS, named=("@sre-oncall",)) == expected
+    )
+
+
+def test_a_requester_who_is_no_approver_is_told_so_first() -> None:
+    decision = decide_approval(_release(), user=REQUESTER, approvers=frozenset({ALICE}))
+    assert decision == NotAnApprover(approvers_label="nobody is configured")
+
+
+def test_nobody_approves_when_nobody_is_an_approver() -> None:
+    decision = decide_approval(_release(), user=ALICE, approvers=frozenset())
+    assert isinstance(decision, NotAnApprover)
+
+
+@pytest.mark.parametrize(
+    ("named", "label"),
+    [
+        ((), "nobody is configured"),
+        (("@sre-oncall",), "@sre-oncall"),
+        (("U123ABC", "W9", "S0SRE"), "<@U123ABC>, <@W9>, <!subteam^S0SRE>"),
+        (("@sre-oncall", "UALICE"), "@sre-oncall, <@UALICE>"),
+    ],
+)
+def test_approvers_are_labelled_as_slack_shows_them(named: tuple[str, ...], label: str) -> None:
+    assert approvers_label(named) == label
+
+
+# --------------------------------------------------------------------------------------------
+# States
+
+HAPPY_MANUAL: list[tuple[ReleaseEvent, ReleaseState]] = [
+    ("await_approval", "awaiting_approval"),
+    ("approved", "approved"),
+    ("merge_started", "merging"),
+    ("merged", "merged"),
+    ("deploy_started", "deploying"),
+    ("rollout_started", "rolling_out"),
+    ("rollout_healthy", "healthy"),
+]
+HAPPY_AUTO: list[tuple[ReleaseEvent, ReleaseState]] = [
+    ("await_pipeline", "waiting_pipeline"),
+    ("pipeline_passed", "approved"),
+    *HAPPY_MANUAL[2:],
+]
+
+
+@pytest.mark.parametrize("story", [HAPPY_MANUAL, HAPPY_AUTO], ids=["manual", "auto"])
+def test_a_release_goes_from_request_to_healthy(
+    story: list[tuple[ReleaseEvent, ReleaseState]],
+) -> None:
+    state: ReleaseState = "requested"
+    for event, expected in story:
+        state = advance(state, event)
+        assert state == expected
+        assert advance(state, event) == state  # the same webhook again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected"),
+    [
+        ("requested", "refused", "refused"),
+        ("awaiting_approval", "rejected", "rejected"),
+        ("waiting_pipeline", "rejected", "rejected"),  # MR closed on GitLab
+        ("approved", "rejected", "rejected"),  # held by a lock, then closed
+        ("awaiting_approval", "expired", "expired"),
+        ("waiting_pipeline", "failed", "failed"),  # MR pipeline failed
+        ("merging", "failed", "failed"),
+        ("deploying", "failed", "failed"),
+        ("rolling_out", "failed", "failed"),
+        ("merged", "rollout_started", "rolling_out"),  # no GitOps pipeline, or its hook is late
+        ("failed", "rollout_healthy", "healthy"),  # a rollout that recovers
+    ],
+)
+def test_side_exits(state: ReleaseState, event: ReleaseEvent, expected: ReleaseState) -> None:
+    assert advance(state, event) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [
+        ("requested", "approved"),  # no MR yet
+        ("requested", "merged"),
+        ("awaiting_approval", "pipeline_passed"),  # a manual release needs people
+        ("awaiting_approval", "merge_started"),
+        ("waiting_pipeline", "expired"),
+        ("merging", "rejected"),  # too late to reject
+        ("merged", "rejected"),
+        ("rolling_out", "expired"),
+        ("healthy", "failed"),
+        ("healthy", "rollout_started"),
+        ("rejected", "approved"),
+        ("expired", "approved"),
+        ("refused", "await_approval"),
+        ("failed", "merged"),
+        ("rolling_out", "deploy_started"),  # a late pipeline hook does not go back
+    ],
+)
+def test_illegal_moves_are_refused(state: ReleaseState, event: ReleaseEvent) -> None:
+    with pytest.raises(IllegalTransition) as caught:
+        advance(state, event)
+    assert (caught.value.state, caught.value.event) == (state, event)
+
+
+@pytest.mark.parametrize("event", get_args(ReleaseEvent))
+def test_every_event_has_a_move(event: ReleaseEvent) -> None:
+    reached: set[ReleaseState] = set()
+    for state in get_args(ReleaseState):
+        try:
+            reached.add(advance(state, event))
+        except IllegalTransition:
+            continue
+    assert len(reached) == 1
+
+
+@pytest.mark.parametrize("state", ["healthy", "rejected", "expired", "refused"])
+def test_terminal_states_accept_only_their_own_repeat(state: ReleaseState) -> None:
+    for event in get_args(ReleaseEvent):
+        try:
+            assert advance(state, event) == state
+        except IllegalTransition:
+            continue
+
+
+# --------------------------------------------------------------------------------------------
+# Titles
+
+
+@pytest.mark.parametrize(
+    ("kind", "version", "env", "title"),
+    [
+        ("deploy", "1.4.2", "production", "Deploy orders 1.4.2 to production"),
+        ("deploy", "v2", "staging", "Deploy orders v2 to staging"),
+        ("rollback", "1.4.1", "production", "Roll back orders to 1.4.1 in production"),
+    ],
+)
+def test_release_titles(kind: ReleaseKind, version: str, env: str, title: str) -> None:
+    assert release_title(kind=kind, app="orders", version=version, env=env) == title
