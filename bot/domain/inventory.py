@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from bot.domain.catalog import Catalog
-from bot.domain.errors import PitcrewError
+from bot.domain.errors import CommandError
 from bot.domain.images import ImageRef, ImageRefError
 
 __all__ = [
@@ -179,7 +179,7 @@ class Query:
         return f"{subject} in {self.envs[0]}" if self.envs else subject
 
 
-class QueryError(PitcrewError, ValueError):
+class QueryError(CommandError):
     """``/whatsinprod`` typed wrong: the one-line problem, then the usage.
 
     ``problem`` is ``None`` when the person only asked for the usage (``/whatsinprod help``).
@@ -193,10 +193,8 @@ class QueryError(PitcrewError, ValueError):
         usage: str = WHATSINPROD_USAGE,
         suggestions: tuple[str, ...] = (),
     ) -> None:
-        self.problem = problem
-        self.usage = usage
+        super().__init__(problem, usage=usage)
         self.suggestions = suggestions
-        super().__init__(f"{problem}\n{usage}" if problem else usage)
 
 
 def _quote(token: str) -> str:

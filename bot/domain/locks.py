@@ -54,7 +54,7 @@ from functools import lru_cache
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain.errors import PitcrewError
+from bot.domain.errors import CommandError
 
 __all__ = [
     "LOCK_USAGE",
@@ -148,18 +148,6 @@ _MONTHS: Final = (
     "Nov",
     "Dec",
 )
-
-
-class CommandError(PitcrewError, ValueError):
-    """A command a person typed wrong: what was wrong, then the usage with an example.
-
-    ``problem`` is ``None`` when the person only asked for the usage (``/unlock help``).
-    """
-
-    def __init__(self, problem: str | None, *, usage: str) -> None:
-        self.problem = problem
-        self.usage = usage
-        super().__init__(f"{problem}\n{usage}" if problem else usage)
 
 
 # --------------------------------------------------------------------------------------------

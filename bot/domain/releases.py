@@ -54,9 +54,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from bot.domain.catalog import Catalog, Environment
-from bot.domain.errors import PitcrewError
+from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.images import is_tag
-from bot.domain.locks import CommandError
 
 __all__ = [
     "DEPLOY_USAGE",

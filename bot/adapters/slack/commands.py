@@ -21,7 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs
-from bot.adapters.slack.blocks.common import escape
+from bot.adapters.slack.blocks.common import render_command_error
 from bot.adapters.slack.blocks.whatsinprod import render_whatsinprod
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
@@ -128,8 +128,7 @@ class Commands:
         try:
             query = parse_whatsinprod(command["text"], catalog=catalog)
         except QueryError as exc:
-            problem = f":warning: {escape(exc.problem)}\n" if exc.problem else ""
-            await reply((problem + escape(exc.usage), ()))
+            await reply(render_command_error(exc))
             return
         rendered = render_whatsinprod(
             query,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final, NamedTuple
 
+from bot.domain.errors import CommandError
+
 __all__ = [
     "MAX_BLOCKS",
     "MAX_FIELD",
@@ -50,3 +52,15 @@ def mention(user: str) -> str:
     if _SLACK_USER.fullmatch(user):
         return f"<@{user}>"
     return escape(clip(user, MAX_NAME))
+
+
+EMOJI_ERROR: Final = ":warning:"
+
+
+def render_command_error(error: CommandError) -> Rendered:
+    """Any command typed wrong: the one-line reason and the usage, all escaped (it quotes the
+    user). Only the usage when the person asked for it."""
+    text = escape(error.usage)
+    if error.problem is not None:
+        text = f"{EMOJI_ERROR} {escape(error.problem)}\n{text}"
+    return Rendered(text=text, blocks=[section(text)])

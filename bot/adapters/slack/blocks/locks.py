@@ -22,6 +22,7 @@ from bot.adapters.slack.blocks.common import (
     clip,
     escape,
     mention,
+    render_command_error,
     section,
 )
 from bot.domain.locks import (
@@ -63,7 +64,6 @@ EMOJI_LOCKED: Final = ":lock:"
 EMOJI_UNLOCKED: Final = ":unlock:"
 EMOJI_EXPIRED: Final = ":hourglass_flowing_sand:"
 EMOJI_REMINDER: Final = ":bell:"
-EMOJI_ERROR: Final = ":warning:"
 
 _HELP: Final = "\n".join(
     (
@@ -290,13 +290,6 @@ def render_unlock_answer(decision: UnlockDecision, *, now: datetime) -> Rendered
 
 def render_lock_help() -> Rendered:
     return _one(escape(_HELP))
-
-
-def render_command_error(error: CommandError) -> Rendered:
-    """The one-line reason and the usage; the whole of it is escaped, since it quotes the user."""
-    if error.problem is None:
-        return _one(escape(error.usage))
-    return _one(f"{EMOJI_ERROR} {escape(error.problem)}\n{escape(error.usage)}")
 
 
 class LockBlocks:
