@@ -82,3 +82,9 @@ async def eventually(
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within} s (last value: {value!r})")
+
+
+async def drained(bot: Pitcrew) -> bool:
+    """Everything the bot queued for Slack has been delivered."""
+    assert bot.outbox is not None
+    return await bot.outbox.pending() == 0

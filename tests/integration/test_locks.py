@@ -12,7 +12,7 @@ import pytest
 from bot.app import Pitcrew
 from bot.sandbox.slack import SlackSandbox
 
-from .conftest import eventually
+from .conftest import drained, eventually
 
 
 class Clock:
@@ -55,11 +55,6 @@ async def slash(slack: SlackSandbox) -> AsyncIterator[Callable[..., Any]]:
             return slack.read(slack.ephemerals()[-1])
 
         yield send
-
-
-async def quiet(bot: Pitcrew) -> bool:
-    assert bot.outbox is not None
-    return await bot.outbox.pending() == 0
 
 
 async def test_lock_list_change_and_unlock_by_the_holder(
@@ -152,10 +147,10 @@ async def test_expiry_is_announced_once_with_two_replicas(
         clock.offset = timedelta(minutes=31)
         await eventually(lambda: len(slack.messages("releases")) == 2, within=15)
         await eventually(lambda: len(slack.messages("payments-deploys")) == 2, within=15)
-        await eventually(lambda: quiet(first))
+        await eventually(lambda: drained(first))
         # Both replicas keep sweeping a while longer: nothing more is said.
         clock.offset = timedelta(minutes=45)
-        await eventually(lambda: quiet(second))
+        await eventually(lambda: drained(second))
     finally:
         await first.stop()
         await second.stop()

@@ -12,7 +12,7 @@ from bot.app import Pitcrew
 from bot.sandbox.slack import SlackSandbox
 from bot.services.ports import OutgoingMessage
 
-from .conftest import eventually
+from .conftest import drained, eventually
 
 
 def _message(key: str, text: str, **extra: object) -> OutgoingMessage:
@@ -22,11 +22,6 @@ def _message(key: str, text: str, **extra: object) -> OutgoingMessage:
 
 def _posts(slack: SlackSandbox) -> list[str]:
     return [c.params.get("text", "") for c in slack.calls if c.method == "chat.postMessage"]
-
-
-async def _drained(bot: Pitcrew) -> bool:
-    assert bot.outbox is not None
-    return await bot.outbox.pending() == 0
 
 
 async def test_a_keyed_message_is_posted_once_then_updated_in_place(
@@ -59,7 +54,7 @@ async def test_updates_waiting_for_one_key_collapse_into_the_newest(
         for step in range(1, 20):
             await bot.outbox.send(_message("k", f"step {step}"))
         await eventually(lambda: slack.messages("payments-deploys")[0].text == "step 19")
-        await eventually(lambda: _drained(bot))
+        await eventually(lambda: drained(bot))
     finally:
         await bot.stop()
     writes = [c for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
@@ -77,11 +72,11 @@ async def test_thread_replies_are_keyed_and_follow_their_parent(
     await bot.outbox.send(
         _message("pipeline:1:fixed", "fixed", thread_key="pipeline:1", broadcast=True)
     )
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
     await bot.outbox.send(
         _message("pipeline:1:failure", "jobs test, lint failed", thread_key="pipeline:1")
     )
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
 
     [parent] = slack.messages("payments-deploys")
     assert [r.text for r in parent.replies] == ["jobs test, lint failed", "fixed"]
@@ -123,7 +118,7 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_again(
     assert bot.outbox is not None
     slack.fail("chat.postMessage", status=500, times=1, applied=True)
     await bot.outbox.send(_message("k", "v1"))
-    await eventually(lambda: _drained(bot), within=15)
+    await eventually(lambda: drained(bot), within=15)
     await bot.outbox.send(_message("k", "v2"))
     await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2")
 
@@ -136,10 +131,10 @@ async def test_a_lost_thread_reply_is_found_in_its_thread(
 ) -> None:
     assert bot.outbox is not None
     await bot.outbox.send(_message("p", "parent"))
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
     slack.fail("chat.postMessage", status=502, times=1, applied=True)
     await bot.outbox.send(_message("p:reply", "reply", thread_key="p"))
-    await eventually(lambda: _drained(bot), within=15)
+    await eventually(lambda: drained(bot), within=15)
     [parent] = slack.messages("payments-deploys")
     assert [r.text for r in parent.replies] == ["reply"]
 
@@ -153,7 +148,7 @@ async def test_an_undeliverable_message_is_dropped_without_blocking_the_channel(
     )
     await bot.outbox.send(_message("good", "delivered"))
     await eventually(lambda: slack.messages("payments-deploys"))
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
     assert [m.text for m in slack.messages("payments-deploys")] == ["delivered"]
 
 
@@ -184,11 +179,11 @@ async def test_an_older_version_never_overwrites_a_newer_one(
     assert bot.outbox is not None
     await bot.outbox.send(_message("k", "v2"), version=2)
     await bot.outbox.send(_message("k", "v1"), version=1)
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
     await bot.outbox.send(_message("k", "v3"), version=3)
     await eventually(lambda: slack.messages("payments-deploys")[0].text == "v3")
     await bot.outbox.send(_message("k", "v2 again"), version=2)
-    await eventually(lambda: _drained(bot))
+    await eventually(lambda: drained(bot))
     assert [m.text for m in slack.messages("payments-deploys")] == ["v3"]
 
 

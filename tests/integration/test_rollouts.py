@@ -13,7 +13,7 @@ from bot.app import Pitcrew
 from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.slack import SlackSandbox
 
-from .conftest import eventually
+from .conftest import drained, eventually
 
 IMAGE = "registry.example.com/shop/orders"
 CHANNEL = "payments-deploys"
@@ -62,11 +62,6 @@ async def roll(sandbox: KubeSandbox, *, steps: int = 40) -> None:
         await asyncio.sleep(0.02)
 
 
-async def quiet(bot: Pitcrew) -> bool:
-    assert bot.outbox is not None
-    return await bot.outbox.pending() == 0
-
-
 def says(slack: SlackSandbox, words: str, index: int = 0) -> bool:
     messages = slack.messages(CHANNEL)
     return len(messages) > index and words in slack.read(messages[index])
@@ -88,7 +83,7 @@ async def test_a_rollout_is_reported_once_from_start_to_success(
     assert first.startswith(":arrows_counterclockwise: *orders* 1.4.1 → 1.4.2 rolling out in")
     await roll(sandbox)
     await eventually(lambda: says(slack, "rolled out"))
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     [message] = slack.messages(CHANNEL)
     assert slack.read(message).startswith(
         ":white_check_mark: *orders* 1.4.2 rolled out in *production* in "
@@ -108,7 +103,7 @@ async def test_a_failure_names_the_new_pods_problems_in_the_thread(
     sandbox.advance(700)  # past progressDeadlineSeconds
     await eventually(lambda: says(slack, " failed "), within=15)
     await eventually(lambda: says(slack, "") and slack.messages(CHANNEL)[0].replies, within=20)
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     [message] = slack.messages(CHANNEL)
     assert "ProgressDeadlineExceeded" in slack.read(message)
     [reply] = message.replies
@@ -130,7 +125,7 @@ async def test_a_cut_watch_and_a_410_neither_duplicate_nor_miss(
     await roll(sandbox)
     sandbox.expire()  # the watcher's version is gone: it must list again
     await eventually(lambda: says(slack, "rolled out"), within=20)
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     assert keys(slack) == [ROLLOUT]
 
 
@@ -142,13 +137,13 @@ async def test_a_restart_mid_rollout_neither_replays_nor_misses(
     await eventually(lambda: watching(sandbox))
     sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
     await eventually(lambda: slack.messages(CHANNEL))
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     await bot.stop()
     await roll(sandbox)  # finishes while no bot is watching
 
     bot = await start_bot()
     await eventually(lambda: says(slack, "rolled out"), within=15)
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     assert keys(slack) == [ROLLOUT]
     posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
     assert len(posts) == 1
@@ -170,7 +165,7 @@ async def test_two_replicas_produce_one_set_of_messages(
     await roll(sandbox)
     await eventually(lambda: len(slack.messages(CHANNEL)) == 2, within=15)
     await eventually(lambda: says(slack, "rolled out", 1), within=15)
-    await eventually(lambda: quiet(second))
+    await eventually(lambda: drained(second))
     assert keys(slack) == [ROLLOUT, ROLLOUT.replace("/2", "/3")]
 
 
@@ -185,7 +180,7 @@ async def test_five_thousand_quiet_deployments_post_nothing(
     sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
     await roll(sandbox)
     await eventually(lambda: slack.messages(CHANNEL), within=15)
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     assert keys(slack) == [ROLLOUT]
 
 
@@ -206,7 +201,7 @@ async def test_a_recovery_after_a_failure_is_reported_to_the_channel(
         lambda: any("recovered" in slack.read(r) for r in slack.messages(CHANNEL)[0].replies),
         within=20,
     )
-    await eventually(lambda: quiet(bot))
+    await eventually(lambda: drained(bot))
     [message] = slack.messages(CHANNEL)
     recovered = [r for r in message.replies if "recovered" in slack.read(r)]
     assert len(recovered) == 1
