@@ -614,3 +614,24 @@ def test_an_app_built_with_an_explicit_empty_version_key_is_a_plain_manifest() -
         version_key=None,
     )
     assert app.manifest_kind == "workload"
+
+
+def test_releases_are_announced_in_the_team_channel_and_the_env_channel(
+    example: Catalog,
+) -> None:
+    assert example.release_channels("orders", "production") == ("#payments-deploys", "#releases")
+    assert example.release_channels("orders", "staging") == ("#payments-deploys",)
+
+
+def test_approvers_are_the_envs_else_the_teams_oncall(example: Catalog) -> None:
+    assert example.approvers_for("orders", "production") == ("@sre-oncall",)
+    text = (
+        example_text()
+        .replace('    approvers: "@sre-oncall"\n', "")
+        .replace(
+            '    channel: "#search-deploys"\n',
+            '    channel: "#search-deploys"\n    oncall: "@search"\n',
+        )
+    )
+    no_approvers = parse_catalog(text, source="catalog.yaml")
+    assert no_approvers.approvers_for("orders", "production") == ("@payments-oncall",)
