@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -20,14 +20,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
-from bot.adapters.gitlab.gitops import GitLabCatalogSource, GitOpsFilesFromGitLab
+from bot.adapters.gitlab.gitops import (
+    GitLabCatalogSource,
+    GitOpsFilesFromGitLab,
+    GitOpsReleasesFromGitLab,
+)
 from bot.adapters.gitlab.intake import GitLabIntake
 from bot.adapters.gitlab.repository import GitLabRepository
 from bot.adapters.kube.mapping import to_snapshot
 from bot.adapters.kube.pods import PodReader
+from bot.adapters.kube.schema import KubeSchemaValidator
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
+from bot.adapters.slack.actions import Actions
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
+from bot.adapters.slack.blocks.releases import ReleaseBlocks
 from bot.adapters.slack.blocks.rollouts import RolloutBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.commands import Commands
@@ -40,6 +47,7 @@ from bot.adapters.store.inventory import RedisInventoryCache
 from bot.adapters.store.leases import Lease, lead
 from bot.adapters.store.locks import RedisLockStore
 from bot.adapters.store.pipelines import RedisPipelineStore
+from bot.adapters.store.releases import RedisReleaseStore
 from bot.adapters.store.rollouts import RedisRolloutStore
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
@@ -49,6 +57,7 @@ from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.pipelines import PipelineNotifier
+from bot.services.releases import ReleaseService
 from bot.services.rollouts import RolloutNotifier
 from bot.settings import Settings
 from bot.web import build_web_app
@@ -82,6 +91,7 @@ class Pitcrew:
         outbox_pacing: float = 1.0,
         lease_ttl: float = 10.0,
         catalog_source: CatalogSource | None = None,
+        release_sweep_every: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -91,6 +101,7 @@ class Pitcrew:
         self._outbox_pacing = outbox_pacing
         self._lease_ttl = lease_ttl
         self._catalog_source = catalog_source
+        self._release_sweep_every = release_sweep_every
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -106,6 +117,7 @@ class Pitcrew:
         self.watchers: list[KubeWatcher] = []
         self.gitlab: GitLabRepository | None = None
         self.inventory: InventoryService | None = None
+        self.releases: ReleaseService | None = None
 
     @property
     def url(self) -> str:
@@ -180,6 +192,30 @@ class Pitcrew:
             views=LockBlocks(),
             clock=self._clock,
         )
+        try:
+            validator = KubeSchemaValidator(settings.kubernetes_version)
+        except PitcrewError as exc:
+            raise StartupError(str(exc)) from exc
+        self.releases = ReleaseService(
+            catalog=self.catalog,
+            store=RedisReleaseStore(self.store.redis),
+            repo=GitOpsReleasesFromGitLab(self.gitlab),
+            validator=validator,
+            outbox=self.outbox,
+            people=people,
+            locks=self.locks,
+            audit=audit,
+            views=ReleaseBlocks(),
+            watched_envs=frozenset(settings.kube_contexts),
+            expiry=timedelta(hours=settings.release_expiry_hours),
+            clock=self._clock,
+            **(
+                {"sweep_every": self._release_sweep_every}
+                if self._release_sweep_every is not None
+                else {}
+            ),
+        )
+        self.locks.when_unlocked(self.releases.on_unlocked)
         Commands(
             outbox=self.outbox,
             people=people,
@@ -188,8 +224,12 @@ class Pitcrew:
             locks=self.locks,
             inventory=self.inventory,
             catalog=self.catalog,
+            releases=self.releases,
             clock=self._clock,
         ).register(bolt)
+        Actions(outbox=self.outbox, audit=audit, once=throttle, releases=self.releases).register(
+            bolt
+        )
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
             slack_events=None if settings.socket_mode else aiohttp_handler(bolt),
@@ -205,6 +245,10 @@ class Pitcrew:
             self.store.redis, name="locks", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(locks_lease, self.locks.run_sweeper), "lock-sweeper")
+        releases_lease = Lease(
+            self.store.redis, name="releases", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(releases_lease, self.releases.run_sweeper), "release-sweeper")
         pipelines = PipelineNotifier(
             catalog=self.catalog,
             store=RedisPipelineStore(self.store.redis),
@@ -218,6 +262,7 @@ class Pitcrew:
             pipelines=pipelines,
             gitops_project=settings.gitops_project,
             gitops_pushes=[self.catalog, self.inventory],  # the catalog first: it names the apps
+            releases=self.releases,
         )
         inventory_lease = Lease(
             self.store.redis, name="inventory", owner=self.instance, ttl=self._lease_ttl
@@ -290,6 +335,7 @@ class Pitcrew:
             views=RolloutBlocks(),
             envs={context: env for env, context in contexts.items()},
             live=self._inventory_cache,
+            followers=[self.releases] if self.releases is not None else [],
             pods={
                 context: PodReader(context=context, kubeconfig=settings.kubeconfig)
                 for context in contexts.values()

@@ -97,6 +97,15 @@ class Settings(CoreSettings):
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
     kube_label_selector: str | None = Field(default=None, validation_alias="KUBE_LABEL_SELECTOR")
     """Watch only workloads with these labels (``appId``, ``team=payments``); unset: all."""
+    kubernetes_version: str | None = Field(
+        default=None, pattern=r"^v?\d+\.\d+(\.\d+)?$", validation_alias="KUBERNETES_VERSION"
+    )
+    """The clusters' Kubernetes version, for schema checks of edited manifests (``1.31``);
+    unset: the newest version whose schemas Pitcrew ships."""
+    release_expiry_hours: float = Field(
+        default=24.0, gt=0, le=24 * 30, validation_alias="RELEASE_EXPIRY_HOURS"
+    )
+    """Hours an unapproved release waits before its MR is closed."""
     port: int = Field(default=3000, ge=0, le=65535, validation_alias="PORT")  # 0: any free port
 
     @field_validator(

@@ -43,14 +43,17 @@ rollout can recover after its deadline (see ``rollouts``), so ``failed`` still a
 ``rollout_healthy``. Webhooks and watch events are delivered more than once, so an event that
 has already had its effect changes nothing; one that makes no sense from the current state is
 refused with ``IllegalTransition``. The GitOps repo may have no pipeline, or its webhook may be
-late: a rollout seen straight after the merge skips ``deploying``.
+late: a rollout seen straight after the merge (even before the merge webhook) skips ``deploying``.
+An MR merged in GitLab by a person is followed from wherever the release stood.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Final, Literal
 
 from bot.domain.catalog import Catalog, Environment
@@ -66,10 +69,15 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalNotRequired",
     "Approved",
+    "Changelog",
+    "ChangelogEntry",
     "DeployRequest",
     "IllegalTransition",
+    "LockOverride",
     "NotAnApprover",
+    "PipelineLink",
     "PromoteRequest",
+    "Release",
     "ReleaseCommandError",
     "ReleaseEvent",
     "ReleaseHelp",
@@ -81,8 +89,10 @@ __all__ = [
     "advance",
     "approvers_label",
     "decide_approval",
+    "merge_request_description",
     "parse_deploy",
     "parse_rollback",
+    "referenced_issues",
     "release_title",
 ]
 
@@ -453,11 +463,13 @@ _MOVES: Final[dict[ReleaseEvent, tuple[tuple[ReleaseState, ...], ReleaseState]]]
     "approved": (("awaiting_approval",), "approved"),
     "pipeline_passed": (("waiting_pipeline",), "approved"),
     "merge_started": (("approved",), "merging"),
-    "merged": (("merging",), "merged"),
+    # Someone may merge in GitLab directly: that is a fact to follow, not to refuse.
+    "merged": (("awaiting_approval", "waiting_pipeline", "approved", "merging"), "merged"),
     "deploy_started": (("merged",), "deploying"),
-    "rollout_started": (("merged", "deploying"), "rolling_out"),
+    # The rollout can be seen before the merge webhook is processed.
+    "rollout_started": (("merging", "merged", "deploying"), "rolling_out"),
     "rollout_healthy": (("rolling_out", "failed"), "healthy"),
-    "failed": (_IN_FLIGHT, "failed"),
+    "failed": (("awaiting_approval", *_IN_FLIGHT), "failed"),
     "rejected": (_BEFORE_MERGE, "rejected"),
     "expired": (("awaiting_approval",), "expired"),
     "refused": (("requested",), "refused"),
@@ -495,3 +507,168 @@ def release_title(*, kind: ReleaseKind, app: str, version: str, env: str) -> str
     if kind == "rollback":
         return f"Roll back {app} to {version} in {env}"
     return f"Deploy {app} {version} to {env}"
+
+
+# --------------------------------------------------------------------------------------------
+# The release record
+
+Policy = Literal["auto", "manual"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangelogEntry:
+    sha: str
+    title: str
+    author: str
+    url: str
+    issues: tuple[str, ...] = ()
+    """Issue numbers the commit message references (``#12`` → ``"12"``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changelog:
+    """The commits between the two versions in the app's repo, newest first.
+
+    For a rollback these are the commits that leave the environment."""
+
+    entries: tuple[ChangelogEntry, ...] = ()
+    total: int = 0
+    compare_url: str | None = None
+    issues_url: str | None = None
+    """``{project}/-/issues``: where ``#12`` points."""
+    unavailable: str | None = None
+    """Why there is no changelog (a missing tag, GitLab down): the release goes on without."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockOverride:
+    """The lock a person chose to deploy through ("Deploy anyway")."""
+
+    holder: str
+    reason: str
+    since: datetime
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineLink:
+    id: int
+    status: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """One ``/deploy`` or ``/rollback``, from the request to a healthy (or failed) rollout.
+
+    Stored as a whole and replaced by compare-and-set; the release message is rendered from it.
+    Slack user ids for people; ``approvals`` in the order they came.
+    """
+
+    id: str
+    kind: ReleaseKind
+    app: str
+    team: str
+    env: str
+    policy: Policy
+    approvals_needed: int
+    from_version: str | None
+    to_version: str
+    requester: str
+    created_at: datetime
+    state: ReleaseState = "requested"
+    changelog: Changelog = Changelog()
+    watched: bool = False
+    """The env's cluster is watched, so the rollout will be followed."""
+    mr_iid: int | None = None
+    mr_url: str | None = None
+    branch: str | None = None
+    head_sha: str | None = None
+    approvals: tuple[str, ...] = ()
+    override: LockOverride | None = None
+    held_by: str | None = None
+    """An ``auto`` release whose pipeline passed while the env was locked: the lock holder."""
+    ended_by: str | None = None
+    """Who rejected it, or who merged or closed the MR in GitLab."""
+    merge_sha: str | None = None
+    mr_pipeline: PipelineLink | None = None
+    deploy_pipeline: PipelineLink | None = None
+    rollout_started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failure: str | None = None
+    """One line: what failed (the MR pipeline, the merge, the deploy pipeline, the rollout)."""
+
+    @property
+    def title(self) -> str:
+        return release_title(kind=self.kind, app=self.app, version=self.to_version, env=self.env)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in TERMINAL_STATES and self.state != "failed"
+
+    @property
+    def before_merge(self) -> bool:
+        return self.state in ("requested", *_BEFORE_MERGE)
+
+    def moved(self, event: ReleaseEvent, **changes: object) -> Release:
+        """This release after ``event`` (``IllegalTransition`` when it makes no sense)."""
+        return replace(self, state=advance(self.state, event), **changes)  # type: ignore[arg-type]
+
+    def snapshot(self, env: Environment) -> ReleaseSnapshot:
+        return ReleaseSnapshot(requester=self.requester, approvals=self.approvals, env=env)
+
+
+_ISSUE_REF: Final = re.compile(r"(?<![\w/&])#(\d{1,9})\b")
+
+
+def referenced_issues(message: str) -> tuple[str, ...]:
+    """Issue numbers a commit message references (``Fixes #12``), in order, once each."""
+    return tuple(dict.fromkeys(_ISSUE_REF.findall(message)))
+
+
+def merge_request_description(
+    release: Release, *, requester_name: str, approvers: str, lock: str | None
+) -> str:
+    """The MR description (GitLab Markdown): who asked, what changes, the changelog, the lock."""
+    policy = (
+        "merges when its pipeline passes"
+        if release.policy == "auto"
+        else f"needs {release.approvals_needed} approval(s) from {approvers} in Slack"
+    )
+    lines = [
+        f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew.",
+        "",
+        f"- **App:** {release.app} (team {release.team})",
+        f"- **Environment:** {release.env} — {policy}",
+        f"- **Version:** {release.from_version or 'none'} → **{release.to_version}**"
+        + (" (rollback)" if release.kind == "rollback" else ""),
+        f"- **Lock:** {lock or 'none'}",
+        "",
+    ]
+    log = release.changelog
+    heading = "Commits leaving" if release.kind == "rollback" else "Changelog"
+    if log.unavailable:
+        lines.append(f"### {heading}\n\n_Not available: {_md(log.unavailable)}_")
+    elif not log.entries:
+        lines.append(f"### {heading}\n\n_No commits between the two versions._")
+    else:
+        where = f" ([compare]({log.compare_url}))" if log.compare_url else ""
+        lines.append(f"### {heading}: {log.total} commit(s){where}\n")
+        for entry in log.entries:
+            issues = "".join(
+                f" [#{n}]({log.issues_url}/{n})" if log.issues_url else f" #{n}"
+                for n in entry.issues
+            )
+            lines.append(
+                f"- [`{entry.sha[:8]}`]({entry.url}) {_md(entry.title)}{issues}"
+                f" — {_md(entry.author)}"
+            )
+        if log.total > len(log.entries):
+            lines.append(f"- … and {log.total - len(log.entries)} more")
+    lines += ["", f"<!-- pitcrew release {release.id} -->"]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text from people (commit titles, names) must not turn into Markdown or HTML."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)

@@ -115,6 +115,11 @@ class LockService:
         self._audit = audit
         self._views = views
         self._clock = clock
+        self._unlocked: list[Callable[[str], Awaitable[None]]] = []
+
+    def when_unlocked(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``listener(env)`` after an env is unlocked or its lock expires (held releases)."""
+        self._unlocked.append(listener)
 
     # ------------------------------------------------------------------ what others ask
 
@@ -242,6 +247,12 @@ class LockService:
             rendered = self._views.unlocked(lock, by=by, now=now)
             await self._record(by, "unlock", lock, origin=origin, now=now)
         await self._announce(lock, "end", rendered)
+        for listener in self._unlocked:
+            try:
+                await listener(lock.env)
+            except Exception:  # the unlock stands; held releases are also resumed by a sweep
+                reraise_if_cancelling()
+                log.exception("an unlock listener failed", env=lock.env)
 
     async def _announce(self, lock: Lock, event: str, rendered: Rendered) -> None:
         text, blocks = rendered

@@ -26,6 +26,7 @@ from bot import logs, metrics
 from bot.domain.catalog import App
 from bot.domain.inventory import Live
 from bot.domain.rollouts import (
+    Happening,
     PodProblem,
     PodsObserved,
     Rollout,
@@ -64,6 +65,14 @@ class LiveSink(Protocol):
     async def put_live(self, live: Live) -> None: ...
 
 
+class RolloutFollower(Protocol):
+    """Something that follows rollouts beyond their own message: the release they deploy."""
+
+    async def on_rollout(
+        self, *, app: str, env: str, rollout: Rollout, what: Happening
+    ) -> None: ...
+
+
 class RolloutViews(Protocol):
     def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
 
@@ -83,6 +92,7 @@ class RolloutNotifier:
         envs: Mapping[str, str],
         pods: Mapping[str, PodSource],
         live: LiveSink | None = None,
+        followers: Sequence[RolloutFollower] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._catalog = catalog
@@ -93,6 +103,7 @@ class RolloutNotifier:
         """kube context → environment name."""
         self._pods = pods
         self._live = live
+        self._followers = followers
         self._clock = clock
         self._owners: dict[str, str] = {}
         """Workload key → app, as routed when last observed (pods ticks have no labels)."""
@@ -213,6 +224,14 @@ class RolloutNotifier:
                     ),
                     version=version,
                 )
+            for follower in self._followers:
+                try:
+                    await follower.on_rollout(
+                        app=app.name, env=env, rollout=rollout, what=announcement.what
+                    )
+                except Exception:  # the rollout's own message is sent; a release thread can lag
+                    reraise_if_cancelling()
+                    log.exception("a rollout follower failed", rollout=rollout.id)
             if announcement.what == "recovered":
                 text, blocks = self._views.recovered(rollout, app=app.name, env=env)
                 await self._outbox.send(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.errors import PitcrewError
 
-__all__ = ["GitLabUnavailable", "NotFoundInGitLab"]
+__all__ = ["GitLabUnavailable", "MergeRefused", "NotFoundInGitLab"]
 
 
 class GitLabUnavailable(PitcrewError):
@@ -13,3 +13,8 @@ class GitLabUnavailable(PitcrewError):
 
 class NotFoundInGitLab(PitcrewError):
     """GitLab answered 404: the project, file, ref or tag does not exist."""
+
+
+class MergeRefused(PitcrewError):
+    """GitLab would not merge (or close) a merge request: not mergeable, conflicts, or its head
+    changed since the SHA the caller checked (405/406/409/422); the message says which."""

@@ -12,7 +12,13 @@ from typing import Protocol
 import structlog
 
 from bot import logs, metrics
-from bot.adapters.gitlab.payloads import PayloadError, PushHook, observed, parse_event
+from bot.adapters.gitlab.payloads import (
+    MergeRequestHook,
+    PayloadError,
+    PushHook,
+    observed,
+    parse_event,
+)
 from bot.domain.pipelines import JobObserved, PipelineObserved
 
 log = logs.get(__name__)
@@ -26,6 +32,23 @@ class PushObserver(Protocol):
     async def on_push(self, paths: Iterable[str] | None) -> None: ...
 
 
+class ReleaseObserver(Protocol):
+    async def on_pipeline(
+        self,
+        *,
+        pipeline_id: int,
+        status: str,
+        ref: str,
+        sha: str,
+        url: str | None,
+        merge_request_iid: int | None,
+    ) -> None: ...
+
+    async def on_merge_request(
+        self, *, iid: int, action: str, merge_sha: str | None, by: str | None
+    ) -> None: ...
+
+
 class GitLabEvents:
     def __init__(
         self,
@@ -33,8 +56,10 @@ class GitLabEvents:
         pipelines: PipelineObserver,
         gitops_project: str,
         gitops_pushes: Sequence[PushObserver] = (),
+        releases: ReleaseObserver | None = None,
     ) -> None:
         self._pipelines = pipelines
+        self._releases = releases
         self._gitops_project = gitops_project.lower()
         self._gitops_pushes = gitops_pushes
 
@@ -53,9 +78,43 @@ class GitLabEvents:
                 for observer in self._gitops_pushes:
                     await observer.on_push(paths)
                 return
+            if self._releases is not None and self._is_gitops(event):
+                await self._to_releases(self._releases, event, observation)
+                return  # the GitOps repo's pipelines belong to the releases they deploy
             if observation is None:
-                return  # kinds other services will consume (pushes, merge requests)
+                return  # pushes of app repos, merge requests of app repos
             await self._pipelines.observe(observation)
+
+    def _is_gitops(self, event: object) -> bool:
+        project = getattr(event, "project", None)
+        path = getattr(project, "path_with_namespace", None) or ""
+        return path.lower() == self._gitops_project
+
+    @staticmethod
+    async def _to_releases(
+        releases: ReleaseObserver,
+        event: object,
+        observation: PipelineObserved | JobObserved | None,
+    ) -> None:
+        if isinstance(event, MergeRequestHook):
+            attributes = event.object_attributes
+            await releases.on_merge_request(
+                iid=attributes.iid,
+                action=attributes.action or "",
+                merge_sha=attributes.merge_commit_sha,
+                by=event.user.name if event.user else None,
+            )
+        elif isinstance(observation, PipelineObserved):
+            await releases.on_pipeline(
+                pipeline_id=observation.pipeline_id,
+                status=observation.status,
+                ref=observation.ref,
+                sha=observation.sha,
+                url=observation.url,
+                merge_request_iid=observation.merge_request.iid
+                if observation.merge_request
+                else None,
+            )
 
     def _is_gitops_push(self, push: PushHook) -> bool:
         project = (push.project.path_with_namespace or "").lower()

@@ -1,12 +1,14 @@
-"""The GitOps repo as the services read it: manifests for the inventory (``GitOpsFiles``) and
-the catalog (``CatalogSource``)."""
+"""The GitOps repo as the services see it: manifests for the inventory (``GitOpsFiles``), the
+catalog (``CatalogSource``), and releases (``ReleaseRepository``)."""
 
 from __future__ import annotations
 
 from bot.adapters.gitlab.errors import GitLabUnavailable, NotFoundInGitLab
-from bot.adapters.gitlab.repository import GitLabRepository
+from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
+from bot.domain.releases import Changelog, ChangelogEntry, referenced_issues
 from bot.services.catalog import CatalogUnavailable
 from bot.services.inventory import FileChange
+from bot.services.releases import ManifestFile, MergeRequestState
 
 
 class GitOpsFilesFromGitLab:
@@ -53,3 +55,108 @@ class GitLabCatalogSource:
         except GitLabUnavailable as exc:
             raise CatalogUnavailable(str(exc)) from exc
         return f"{self._project}:{CATALOG_FILE}", found.text
+
+
+class GitOpsReleasesFromGitLab:
+    """The ``ReleaseRepository`` port: manifests, tags, changelogs and merge requests."""
+
+    HISTORY = 15
+    """Commits of a manifest read to find the version an env ran before."""
+    CHANGELOG_ENTRIES = 20
+
+    def __init__(self, repository: GitLabRepository) -> None:
+        self._repository = repository
+
+    async def manifest(self, path: str) -> ManifestFile | None:
+        try:
+            found = await self._repository.read_file(path)
+        except NotFoundInGitLab:
+            return None
+        return ManifestFile(text=found.text, revision=found.last_commit_id)
+
+    async def manifest_history(self, path: str) -> list[str]:
+        texts = []
+        for change in await self._repository.history(path, limit=self.HISTORY):
+            try:
+                texts.append((await self._repository.read_file(path, ref=change.sha)).text)
+            except NotFoundInGitLab:
+                continue  # the commit deleted the file
+        return texts
+
+    async def tag_for(self, project: str, version: str) -> str | None:
+        return await self._repository.resolve_tag(project, version)
+
+    async def changelog(self, project: str, *, from_tag: str, to_tag: str) -> Changelog:
+        comparison = await self._repository.compare(project, from_ref=from_tag, to_ref=to_tag)
+        newest_first = list(reversed(comparison.commits))
+        return Changelog(
+            entries=tuple(
+                ChangelogEntry(
+                    sha=c.sha,
+                    title=c.title,
+                    author=c.author_name,
+                    url=c.web_url,
+                    issues=referenced_issues(c.message or c.title),
+                )
+                for c in newest_first[: self.CHANGELOG_ENTRIES]
+            ),
+            total=len(newest_first),
+            compare_url=comparison.web_url or None,
+            issues_url=f"{comparison.project_url.rstrip('/')}/-/issues"
+            if comparison.project_url
+            else None,
+        )
+
+    async def open_merge_request(
+        self,
+        *,
+        branch: str,
+        path: str,
+        content: str,
+        revision: str,
+        message: str,
+        title: str,
+        description: str,
+    ) -> MergeRequestState:
+        mr = await self._repository.open_merge_request(
+            branch=branch,
+            path=path,
+            content=content,
+            last_commit_id=revision or None,
+            commit_message=message,
+            title=title,
+            description=description,
+        )
+        return _state(mr)
+
+    async def merge_request(self, iid: int) -> MergeRequestState:
+        return _state(await self._repository.merge_request(iid))
+
+    async def merge(self, iid: int, *, sha: str) -> MergeRequestState:
+        return _state(await self._repository.merge(iid, sha=sha, when_pipeline_succeeds=True))
+
+    async def close(self, iid: int) -> None:
+        await self._repository.close_merge_request(iid)
+
+    async def note(self, iid: int, body: str) -> None:
+        await self._repository.add_note(iid, body)
+
+    async def merge_requests_of_commit(self, sha: str) -> list[int]:
+        return await self._repository.merge_requests_of_commit(sha)
+
+
+_NOT_MERGEABLE = frozenset(
+    {"conflict", "draft_status", "broken_status", "not_open", "need_rebase", "blocked_status"}
+)
+
+
+def _state(mr: MergeRequestInfo) -> MergeRequestState:
+    return MergeRequestState(
+        iid=mr.iid,
+        url=mr.web_url,
+        state=mr.state,
+        head_sha=mr.head_sha,
+        mergeable=not mr.has_conflicts and mr.detailed_merge_status not in _NOT_MERGEABLE,
+        auto_merge=mr.merge_when_pipeline_succeeds,
+        pipeline_status=mr.pipeline_status,
+    )

@@ -1,4 +1,5 @@
-"""Reads of the GitOps repo and the apps' repos, over python-gitlab.
+"""Reads of the GitOps repo and the apps' repos, and the writes a release needs, over
+python-gitlab.
 
 python-gitlab is synchronous, so every request runs in a worker thread, and a semaphore bounds
 how many run at once: a full inventory rebuild asks for hundreds of files, and GitLab should not
@@ -11,6 +12,12 @@ Transient failures (5xx, 429, connection errors, timeouts) are retried with expo
 back-off; once the tries are spent the caller gets ``GitLabUnavailable`` with a one-line reason.
 A 404 is an answer, not an outage: it becomes ``NotFoundInGitLab`` at once. What comes back is
 frozen dataclasses; no python-gitlab object leaves this module.
+
+Writes that would be doubled by a repeat (creating a commit, a merge request, a note) are never
+retried: after a 5xx or a lost answer nobody knows whether GitLab applied them. Writes that are
+safe to repeat (a merge pinned to a SHA, a close, a branch delete) are retried like reads. A
+change that fails half-way (the commit made, the merge request not) is undone: its branch is
+deleted again, so a refused change leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -28,21 +35,29 @@ import gitlab
 import requests
 from gitlab.v4.objects import Project, ProjectCommit
 
-from bot.adapters.gitlab.errors import GitLabUnavailable, NotFoundInGitLab
+from bot import logs
+from bot.adapters.gitlab.errors import GitLabUnavailable, MergeRefused, NotFoundInGitLab
 
 __all__ = [
     "Change",
+    "CommitSummary",
+    "Comparison",
     "FileAtRef",
     "GitLabRepository",
+    "MergeRequestInfo",
     "MergeRequestRef",
     "Tag",
 ]
+
+log = logs.get(__name__)
 
 T = TypeVar("T")
 
 TRIES = 3
 FIRST_DELAY = 0.1  # seconds; doubles on each retry
 _TRANSIENT_STATUS = frozenset({429}) | frozenset(range(500, 600))
+_REFUSED_MERGE = frozenset({405, 406, 409, 422})
+_GERUNDS = {"read": "reading", "create": "creating", "merge": "merging", "close": "closing"}
 
 
 @dataclass(frozen=True)
@@ -90,8 +105,59 @@ class Tag:
     created_at: datetime | None
 
 
+@dataclass(frozen=True)
+class MergeRequestInfo:
+    """A merge request of the GitOps repo as GitLab sees it now."""
+
+    iid: int
+    web_url: str
+    state: str  # "opened" | "closed" | "merged" | "locked"
+    head_sha: str
+    source_branch: str
+    merge_commit_sha: str | None
+    has_conflicts: bool
+    detailed_merge_status: str  # "mergeable", "ci_still_running", "ci_must_pass", "conflict"...
+    merge_when_pipeline_succeeds: bool
+    pipeline_status: str | None  # the head pipeline's, if there is one
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    sha: str
+    title: str
+    message: str
+    author_name: str
+    web_url: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``to_ref`` has that ``from_ref`` has not."""
+
+    commits: tuple[CommitSummary, ...]  # oldest first, as GitLab's compare returns them
+    web_url: str  # the compare page: {project_url}/-/compare/1.4.1...1.4.2
+    project_url: str  # the project's web_url (issues are {project_url}/-/issues/12)
+
+
+@dataclass(frozen=True)
+class _ProjectInfo:
+    default_branch: str
+    web_url: str
+
+
+class _Refused(Exception):
+    """Raised in a worker thread for an answer the caller turns into ``MergeRefused``; not a
+    ``GitlabError``, so ``_call`` lets it through untouched (and does not retry it)."""
+
+    def __init__(self, status: int, cause: gitlab.GitlabError) -> None:
+        super().__init__(status)
+        self.status = status
+        self.cause = cause
+
+
 class GitLabRepository:
-    """Read-only access to the GitOps repo (and app repos by path) with retries and a bound."""
+    """The GitOps repo (and app repos by path): reads, and the writes of a release, with
+    retries where they are safe and a bound on concurrent requests."""
 
     def __init__(
         self,
@@ -127,7 +193,7 @@ class GitLabRepository:
         self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="gitlab")
         self._tries = tries
         self._first_delay = first_delay
-        self._default_branches: dict[str, str] = {}
+        self._projects: dict[str, _ProjectInfo] = {}
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -214,6 +280,258 @@ class GitLabRepository:
         except NotFoundInGitLab:
             return False
 
+    async def resolve_tag(self, project: str, version: str) -> str | None:
+        """The tag of ``project`` for ``version``: ``version`` itself if that tag exists, else
+        ``v{version}`` (``1.4.2`` for a ``v1.4.2``), else None. A missing project is an error."""
+        bare = version[1:] if version[:1] in ("v", "V") and version[1:2].isdigit() else None
+        for name in (version, bare if bare is not None else f"v{version}"):
+            if await self.tag_exists(project, name):
+                return name
+        return None
+
+    async def branch_exists(self, name: str) -> bool:
+        """Whether the GitOps project has branch ``name``."""
+        gitops = self.gitops_project
+        await self._default_branch_of(gitops)  # NotFoundInGitLab when the project is missing
+
+        def get() -> bool:
+            self._project(gitops).branches.get(name)
+            return True
+
+        try:
+            return await self._call(f"branch {name} of {gitops}", get)
+        except NotFoundInGitLab:
+            return False
+
+    async def compare(self, project: str, *, from_ref: str, to_ref: str) -> Comparison:
+        """The commits ``to_ref`` has and ``from_ref`` has not (``1.4.1`` → ``1.4.2``)."""
+        project_url = (await self._project_info(project)).web_url
+
+        def get() -> dict[str, Any]:
+            found = self._project(project).repository_compare(from_ref, to_ref)
+            return dict(found) if isinstance(found, dict) else {}
+
+        data = await self._call(f"{from_ref}...{to_ref} of {project}", get)
+        commits = tuple(
+            _commit_summary(c, project_url=project_url) for c in data.get("commits") or []
+        )
+        web_url = data.get("web_url") or f"{project_url}/-/compare/{from_ref}...{to_ref}"
+        return Comparison(commits=commits, web_url=str(web_url), project_url=project_url)
+
+    async def merge_requests_of_commit(self, sha: str) -> list[int]:
+        """The iids of the GitOps project's MRs containing commit ``sha`` (a merge commit's
+        too: GitLab counts the MR it merged), as GitLab lists them."""
+        name = self.gitops_project
+
+        def get() -> list[int]:
+            commit = self._project(name).commits.get(sha, lazy=True)
+            return [int(m["iid"]) for m in commit.merge_requests(get_all=True)]
+
+        found = await self._call(f"the merge requests of commit {sha[:8]} in {name}", get)
+        return list(dict.fromkeys(found))
+
+    async def merge_request(self, iid: int) -> MergeRequestInfo:
+        """Merge request ``!iid`` of the GitOps project, as it is now."""
+        name = self.gitops_project
+
+        def get() -> MergeRequestInfo:
+            return _merge_request_info(self._project(name).mergerequests.get(iid).attributes)
+
+        return await self._call(f"merge request !{iid} of {name}", get)
+
+    # ------------------------------------------------------------------ writes
+
+    async def open_merge_request(
+        self,
+        *,
+        branch: str,
+        path: str,
+        content: str,
+        last_commit_id: str | None,
+        commit_message: str,
+        title: str,
+        description: str,
+    ) -> MergeRequestInfo:
+        """One commit rewriting ``path`` on a new ``branch`` off the GitOps branch, and its merge
+        request (the branch removed on merge).
+
+        ``last_commit_id`` (from ``read_file``) makes GitLab refuse the commit if ``path`` has
+        changed since it was read. Neither write is retried. When the commit or the merge
+        request fails, the branch is deleted again (and a merge request a lost answer may have
+        opened is closed) before the one-line error is raised."""
+        target = await self.branch()
+        name = self.gitops_project
+        action: dict[str, Any] = {"action": "update", "file_path": path, "content": content}
+        if last_commit_id is not None:
+            action["last_commit_id"] = last_commit_id
+        commit_data = {
+            "branch": branch,
+            "start_branch": target,
+            "commit_message": commit_message,
+            "actions": [action],
+        }
+        mr_data = {
+            "source_branch": branch,
+            "target_branch": target,
+            "title": title,
+            "description": description,
+            "remove_source_branch": True,
+        }
+
+        def commit() -> None:
+            self._project(name).commits.create(commit_data)
+
+        def open_mr() -> MergeRequestInfo:
+            created = self._project(name).mergerequests.create(mr_data)
+            return _merge_request_info(created.attributes)
+
+        try:
+            await self._call(
+                f"a commit on branch {branch} of {name}", commit, verb="create", retry=False
+            )
+        except (GitLabUnavailable, NotFoundInGitLab) as exc:
+            if _maybe_applied(exc):
+                # Nobody knows whether the branch was made; delete it only if its head is ours.
+                await self._discard(branch, made_by=commit_message, merge_requests=False)
+            raise
+        try:
+            return await self._call(
+                f"the merge request of branch {branch} into {target} of {name}",
+                open_mr,
+                verb="create",
+                retry=False,
+            )
+        except (GitLabUnavailable, NotFoundInGitLab) as exc:
+            await self._discard(branch, made_by=None, merge_requests=_maybe_applied(exc))
+            raise
+
+    async def merge(
+        self, iid: int, *, sha: str, when_pipeline_succeeds: bool = True
+    ) -> MergeRequestInfo:
+        """Merge ``!iid`` if its head is still ``sha``: now when it is mergeable, else (with
+        ``when_pipeline_succeeds``) once its head pipeline succeeds. Returns the MR after the
+        call. ``MergeRefused`` when GitLab will not: head changed, conflicts, not mergeable."""
+        name = self.gitops_project
+
+        def put() -> MergeRequestInfo:
+            mr = self._project(name).mergerequests.get(iid, lazy=True)
+            try:
+                # sha goes as a parameter of the request, which GitLab checks against the head.
+                answer = mr.merge(merge_when_pipeline_succeeds=when_pipeline_succeeds, sha=sha)
+            except gitlab.GitlabError as exc:
+                if exc.response_code in _REFUSED_MERGE:
+                    raise _Refused(exc.response_code, exc) from exc
+                raise
+            return _merge_request_info(answer)
+
+        try:
+            # Safe to retry: the SHA pins what gets merged, and a second merge is refused.
+            return await self._call(f"merge request !{iid} of {name}", put, verb="merge")
+        except _Refused as refused:
+            if refused.status == 409:
+                raise MergeRefused(
+                    f"merge request !{iid} cannot be merged: its head changed"
+                ) from refused.cause
+            if refused.status == 406:
+                raise MergeRefused(
+                    f"merge request !{iid} cannot be merged: it has conflicts"
+                ) from refused.cause
+            try:
+                now = await self.merge_request(iid)
+            except (GitLabUnavailable, NotFoundInGitLab):
+                raise MergeRefused(f"merge request !{iid} is not mergeable") from refused.cause
+            if now.state == "merged" and now.head_sha == sha:
+                return now  # merged already (a retry after a lost answer, or someone else)
+            raise MergeRefused(
+                f"merge request !{iid} is not mergeable ({now.detailed_merge_status})"
+            ) from refused.cause
+
+    async def close_merge_request(self, iid: int) -> None:
+        """Close ``!iid``; closing a closed one is fine, a merged one is ``MergeRefused``."""
+        name = self.gitops_project
+        before = await self.merge_request(iid)
+        if before.state == "closed":
+            return
+        if before.state == "merged":
+            raise MergeRefused(f"merge request !{iid} is already merged: it cannot be closed")
+
+        def put() -> str:
+            try:
+                answer = self._project(name).mergerequests.update(iid, {"state_event": "close"})
+            except gitlab.GitlabError as exc:
+                if exc.response_code in _REFUSED_MERGE:
+                    raise _Refused(exc.response_code, exc) from exc
+                raise
+            return str(answer.get("state", ""))
+
+        try:
+            state = await self._call(f"merge request !{iid} of {name}", put, verb="close")
+        except _Refused as refused:
+            state = (await self.merge_request(iid)).state
+            if state != "closed":
+                raise MergeRefused(
+                    f"merge request !{iid} cannot be closed ({state})"
+                ) from refused.cause
+        if state == "merged":
+            raise MergeRefused(f"merge request !{iid} is already merged: it cannot be closed")
+
+    async def add_note(self, iid: int, body: str) -> None:
+        """Comment ``body`` on ``!iid`` (not retried: a repeat would post it twice)."""
+        name = self.gitops_project
+
+        def post() -> None:
+            mr = self._project(name).mergerequests.get(iid, lazy=True)
+            mr.notes.create({"body": body})
+
+        await self._call(
+            f"a note on merge request !{iid} of {name}", post, verb="create", retry=False
+        )
+
+    async def _discard(self, branch: str, *, made_by: str | None, merge_requests: bool) -> None:
+        """Best effort after a failed change: close the open MRs of ``branch`` (when a lost
+        answer may have opened one) and delete it. With ``made_by``, only a branch whose head
+        commit has that message is deleted (it may be somebody else's). Never raises: a failure
+        is logged with the branch's name, for someone to delete it by hand."""
+        name = self.gitops_project
+
+        def open_merge_requests() -> list[int]:
+            found = self._project(name).mergerequests.list(
+                state="opened", source_branch=branch, get_all=True
+            )
+            return [int(mr.attributes["iid"]) for mr in found]
+
+        def head_message() -> str:
+            found = self._project(name).branches.get(branch)
+            return str((found.attributes.get("commit") or {}).get("message", ""))
+
+        def delete() -> None:
+            self._project(name).branches.delete(branch)
+
+        try:
+            if merge_requests:
+                what = f"the merge requests of branch {branch} of {name}"
+                for iid in await self._call(what, open_merge_requests):
+                    await self.close_merge_request(iid)
+            if made_by is not None:
+                message = await self._call(f"branch {branch} of {name}", head_message)
+                if message.strip() != made_by.strip():
+                    log.warning(
+                        "branch left alone after a failed change: its head is not ours",
+                        branch=branch,
+                        project=name,
+                    )
+                    return
+            await self._call(f"branch {branch} of {name}", delete, verb="delete")
+        except NotFoundInGitLab:
+            return  # no branch: nothing to undo
+        except (GitLabUnavailable, MergeRefused) as exc:
+            log.warning(
+                "could not delete the branch of a failed change; delete it by hand",
+                branch=branch,
+                project=name,
+                error=str(exc),
+            )
+
     # ------------------------------------------------------------------ plumbing
 
     def _project(self, name: str) -> Project:
@@ -221,16 +539,23 @@ class GitLabRepository:
         return self._client.projects.get(name, lazy=True)
 
     async def _default_branch_of(self, name: str) -> str:
-        cached = self._default_branches.get(name)
+        return (await self._project_info(name)).default_branch
+
+    async def _project_info(self, name: str) -> _ProjectInfo:
+        """The project's default branch and web URL (asked once, then remembered)."""
+        cached = self._projects.get(name)
         if cached is not None:
             return cached
 
-        def get() -> str:
-            return str(self._client.projects.get(name).default_branch or "main")
+        def get() -> _ProjectInfo:
+            found = self._client.projects.get(name).attributes
+            default = str(found.get("default_branch") or "main")
+            web_url = str(found.get("web_url") or f"{self.url.rstrip('/')}/{name}")
+            return _ProjectInfo(default_branch=default, web_url=web_url)
 
-        branch = await self._call(f"project {name}", get)
-        self._default_branches[name] = branch
-        return branch
+        info = await self._call(f"project {name}", get)
+        self._projects[name] = info
+        return info
 
     async def _merge_request_of(
         self, commit: ProjectCommit, *, branch: str
@@ -245,12 +570,17 @@ class GitLabRepository:
         chosen = into_branch or merged
         return _merge_request(chosen[0]) if chosen else None
 
-    async def _call(self, what: str, request: Callable[[], T]) -> T:
+    async def _call(
+        self, what: str, request: Callable[[], T], *, verb: str = "read", retry: bool = True
+    ) -> T:
         """Run ``request`` in a thread under the bound, retrying transient failures.
 
-        ``what`` names what is read, for the one-line reasons (``tag v1 of shop/orders``)."""
+        ``what`` names what is read or written and ``verb`` what is done to it, for the one-line
+        reasons (``GitLab failed to read tag v1 of shop/orders``). ``retry=False`` is for writes
+        a repeat could double: one try, whatever the answer."""
+        tries = self._tries if retry else 1
         delay = self._first_delay
-        for attempt in range(1, self._tries + 1):
+        for attempt in range(1, tries + 1):
             try:
                 async with self._limit:
                     return await self._in_thread(request)
@@ -259,17 +589,28 @@ class GitLabRepository:
                 if status == 404:
                     raise NotFoundInGitLab(f"{what} not found in GitLab") from exc
                 if status not in _TRANSIENT_STATUS:
+                    detail = str(status or type(exc).__name__)
+                    if verb != "read" and _message(exc):
+                        detail = f"{detail}: {_message(exc)}"
+                    raise GitLabUnavailable(f"GitLab refused to {verb} {what} ({detail})") from exc
+                if not retry:
                     raise GitLabUnavailable(
-                        f"GitLab refused to read {what} ({status or type(exc).__name__})"
+                        f"GitLab failed to {verb} {what}: {status} (not retried)"
                     ) from exc
-                if attempt == self._tries:
+                if attempt == tries:
                     raise GitLabUnavailable(
-                        f"GitLab failed to read {what}: {status} after {attempt} tries"
+                        f"GitLab failed to {verb} {what}: {status} after {attempt} tries"
                     ) from exc
             except requests.RequestException as exc:
-                if attempt == self._tries:
+                doing = _GERUNDS.get(verb, f"{verb.removesuffix('e')}ing")
+                if not retry:
                     raise GitLabUnavailable(
-                        f"GitLab at {self.url} unreachable reading {what}: {type(exc).__name__}"
+                        f"GitLab at {self.url} unreachable {doing} {what}: {type(exc).__name__}"
+                        " (not retried)"
+                    ) from exc
+                if attempt == tries:
+                    raise GitLabUnavailable(
+                        f"GitLab at {self.url} unreachable {doing} {what}: {type(exc).__name__}"
                         f" after {attempt} tries"
                     ) from exc
             await asyncio.sleep(delay)
@@ -310,6 +651,53 @@ def _change(data: Mapping[str, Any], mr: MergeRequestRef | None) -> Change:
         web_url=str(data.get("web_url", "")),
         merge_request=mr,
     )
+
+
+def _merge_request_info(data: Mapping[str, Any]) -> MergeRequestInfo:
+    pipeline = data.get("head_pipeline") or data.get("pipeline") or {}
+    status = pipeline.get("status")
+    merge_commit = data.get("merge_commit_sha")
+    return MergeRequestInfo(
+        iid=int(data["iid"]),
+        web_url=str(data.get("web_url", "")),
+        state=str(data.get("state", "")),
+        head_sha=str(data.get("sha") or (data.get("diff_refs") or {}).get("head_sha") or ""),
+        source_branch=str(data.get("source_branch", "")),
+        merge_commit_sha=str(merge_commit) if merge_commit else None,
+        has_conflicts=bool(data.get("has_conflicts")),
+        detailed_merge_status=str(data.get("detailed_merge_status") or "unknown"),
+        merge_when_pipeline_succeeds=bool(data.get("merge_when_pipeline_succeeds")),
+        pipeline_status=str(status) if status else None,
+    )
+
+
+def _commit_summary(data: Mapping[str, Any], *, project_url: str) -> CommitSummary:
+    sha = str(data["id"])
+    return CommitSummary(
+        sha=sha,
+        title=str(data.get("title", "")),
+        message=str(data.get("message", "")),
+        author_name=str(data.get("author_name", "")),
+        web_url=str(data.get("web_url") or f"{project_url}/-/commit/{sha}"),
+    )
+
+
+def _maybe_applied(exc: Exception) -> bool:
+    """Whether a failed write may still have taken effect: anything but a definite 4xx answer
+    (a 5xx, a timeout, a lost connection)."""
+    cause = exc.__cause__
+    if isinstance(cause, gitlab.GitlabError) and cause.response_code is not None:
+        return cause.response_code >= 500
+    return True
+
+
+def _message(exc: gitlab.GitlabError) -> str:
+    """GitLab's own reason for a refusal, on one line and short."""
+    raw = exc.error_message
+    if isinstance(raw, list | tuple) and raw:
+        raw = "; ".join(str(item) for item in raw)
+    text = " ".join(str(raw or "").split())
+    return text if len(text) <= 200 else f"{text[:199]}…"
 
 
 def _tag(data: Mapping[str, Any]) -> Tag:

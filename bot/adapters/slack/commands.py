@@ -31,6 +31,7 @@ from bot.services.catalog import CatalogHolder
 from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
+from bot.services.releases import ReleaseService
 
 log = logs.get(__name__)
 
@@ -53,6 +54,7 @@ class Commands:
         locks: LockService,
         inventory: InventoryService,
         catalog: CatalogHolder,
+        releases: ReleaseService,
         clock: Callable[[], datetime],
     ) -> None:
         self._outbox = outbox
@@ -62,12 +64,15 @@ class Commands:
         self._locks = locks
         self._inventory = inventory
         self._catalog = catalog
+        self._releases = releases
         self._clock = clock
 
     def register(self, app: AsyncApp) -> None:
         self._listen(app, "/lock", self._lock)
         self._listen(app, "/unlock", self._unlock)
         self._listen(app, "/whatsinprod", self._whatsinprod)
+        self._listen(app, "/deploy", self._deploy)
+        self._listen(app, "/rollback", self._rollback)
 
     def _listen(self, app: AsyncApp, name: str, work: Work) -> None:
         @app.command(name)
@@ -143,6 +148,28 @@ class Commands:
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
     ) -> None:
         await self._locks.unlock_command(
+            user=str(command["user_id"]),
+            text=command["text"],
+            reply=reply,
+            origin=_origin(command),
+        )
+
+    async def _deploy(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await self._releases.command(
+            kind="deploy",
+            user=str(command["user_id"]),
+            text=command["text"],
+            reply=reply,
+            origin=_origin(command),
+        )
+
+    async def _rollback(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await self._releases.command(
+            kind="rollback",
             user=str(command["user_id"]),
             text=command["text"],
             reply=reply,

@@ -1,0 +1,122 @@
+"""Button clicks on release messages: acknowledge at once, record, let the service decide.
+
+Nothing in a click is trusted but who clicked (Slack signs the request) and the button's value,
+which is only ever looked up as a release (or pending request) id: a forged or foreign value
+finds nothing, or finds a release whose own rules then apply to the person who clicked. Every
+click is written to the audit log before anything happens, including refused ones. A click is
+handled once per ``trigger_id``, so a redelivery does nothing twice.
+
+Answers go only to the person who clicked, through the click's ``response_url``: approving,
+refusing and explaining never add noise to the channel; the release message and its thread
+tell the channel what changed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot import logs
+from bot.adapters.slack.blocks.releases import APPROVE, DEPLOY_ANYWAY, REJECT
+from bot.adapters.slack.outbox import SlackOutbox
+from bot.domain.errors import PitcrewError
+from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
+from bot.services.releases import ReleaseService
+
+log = logs.get(__name__)
+
+_ID = re.compile(r"[0-9a-f]{12}")
+
+
+class Actions:
+    def __init__(
+        self,
+        *,
+        outbox: SlackOutbox,
+        audit: AuditLog,
+        once: Throttle,
+        releases: ReleaseService,
+    ) -> None:
+        self._outbox = outbox
+        self._audit = audit
+        self._once = once
+        self._releases = releases
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(APPROVE)(self._listener(APPROVE, self._approve))
+        app.action(REJECT)(self._listener(REJECT, self._reject))
+        app.action(DEPLOY_ANYWAY)(self._listener(DEPLOY_ANYWAY, self._deploy_anyway))
+
+    def _listener(
+        self,
+        name: str,
+        work: Callable[[str, str, Callable[[Rendered], Awaitable[None]], str], Awaitable[None]],
+    ) -> Callable[..., Awaitable[None]]:
+        async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            user = str((body.get("user") or {}).get("id") or "")
+            action: dict[str, Any] = next(iter(body.get("actions") or []), {})
+            value = str(action.get("value") or "")
+            trigger = body.get("trigger_id") or f"{user}:{action.get('action_ts')}"
+            if not await self._once.first_in(f"slack-action:{trigger}", seconds=3600):
+                return
+            channel = (body.get("channel") or {}).get("name") or (body.get("channel") or {}).get(
+                "id", "?"
+            )
+            origin = f"slack #{channel} (button)"
+            await self._audit.record(
+                AuditEntry(
+                    at=time.time(),
+                    actor=user,
+                    action=f"click {name.removeprefix('release_')}",
+                    target=value[:40],
+                    origin=origin,
+                )
+            )
+            response_url = str(body.get("response_url") or "")
+            replace = name == DEPLOY_ANYWAY  # the prompt becomes the progress, then the result
+
+            async def answer(rendered: Rendered) -> None:
+                await self._outbox.respond(
+                    response_url,
+                    text=rendered[0],
+                    blocks=rendered[1],
+                    replace_original=replace,
+                )
+
+            if not _ID.fullmatch(value):
+                await answer(("This button is not one of Pitcrew's.", ()))
+                return
+            try:
+                await work(value, user, answer, origin)
+            except PitcrewError as exc:
+                log.warning("click failed", action=name, error=str(exc))
+                await answer((f":warning: That did not go through: {exc}. Try again.", ()))
+            except Exception:
+                log.exception("click failed", action=name)
+                await answer(
+                    (":warning: That failed on Pitcrew's side. Try again, or ask the platform"
+                     " team to look at Pitcrew's logs.", ())
+                )  # fmt: skip
+
+        return listener
+
+    async def _approve(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        await self._releases.approve(release_id=value, user=user, answer=answer, origin=origin)
+
+    async def _reject(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        await self._releases.reject(release_id=value, user=user, answer=answer, origin=origin)
+
+    async def _deploy_anyway(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        await self._releases.deploy_anyway(request_id=value, user=user, reply=answer, origin=origin)
