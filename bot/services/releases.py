@@ -76,6 +76,7 @@ REQUEST_TTL = 900.0
 """Seconds a "Deploy anyway" button stays valid."""
 MERGE_RETRY_AFTER = timedelta(minutes=1)
 CHANGELOG_LINES = 20
+_FINISHED = ("success", "failed", "canceled")
 
 Reply = Callable[[Rendered], Awaitable[None]]
 NoteKind = Literal[
@@ -120,7 +121,12 @@ class MergeRequestState:
     """No conflict, not a draft: GitLab could merge it once its checks pass."""
     auto_merge: bool
     """Set to merge when its pipeline succeeds."""
-    pipeline_status: str | None = None
+    pipeline: PipelineLink | None = None
+    """Its head pipeline, if it has one."""
+
+    @property
+    def pipeline_status(self) -> str | None:
+        return self.pipeline.status if self.pipeline else None
 
 
 class ReleaseRepository(Protocol):
@@ -587,7 +593,11 @@ class ReleaseService:
                 catalog.approvers_for(release.app, env) if release.app in catalog.app_names else ()
             )
             if release.state != "awaiting_approval":
-                decision: object = AlreadyComplete(approvals=release.approvals)
+                decision: object = (
+                    AlreadyApproved()
+                    if user in release.approvals
+                    else AlreadyComplete(approvals=release.approvals)
+                )
             else:
                 try:
                     members = await self._people.members(named)
@@ -885,25 +895,30 @@ class ReleaseService:
         return None
 
     async def _mr_pipeline(self, release_id: str, pipeline: PipelineLink, *, sha: str) -> None:
-        release, _ = await self._store.load(release_id)
-        if (
-            release is None
-            or sha != release.head_sha
-            or (not release.before_merge and release.state != "merging")
-        ):
+        """The MR's pipeline moved. Webhooks come late, twice and out of order, and a branch
+        has two pipelines (push and merge request): the newest pipeline wins, and a finished
+        one is never shown running again."""
+
+        def step(r: Release) -> Release | None:
+            if sha != r.head_sha or not (r.before_merge or r.state == "merging"):
+                return None
+            known = r.mr_pipeline
+            if known is not None and (
+                known.id > pipeline.id
+                or (known.id == pipeline.id and (known.status in _FINISHED or known == pipeline))
+            ):
+                return None
+            return replace(r, mr_pipeline=pipeline)
+
+        moved = await self._commit(release_id, step)
+        if moved is None:
             return
-        if release.mr_pipeline is not None and release.mr_pipeline.id > pipeline.id:
-            return  # an older pipeline of the same commit
-        finished = pipeline.status in ("success", "failed", "canceled")
-        moved = await self._commit(
-            release_id,
-            lambda r: replace(r, mr_pipeline=pipeline) if r.mr_pipeline != pipeline else None,
-        )
-        if moved is not None:
-            await self._say(moved[0], moved[1], "mr_pipeline")
-            await self._show(*moved)
-        if not finished:
+        release, version = moved
+        if pipeline.status not in _FINISHED:
+            await self._show(release, version)
             return
+        await self._say(release, version, "mr_pipeline")
+        await self._show(release, version)
         if pipeline.status == "success":
             await self._auto_merge(release_id)
             return
@@ -913,10 +928,12 @@ class ReleaseService:
             lambda r: (
                 r.moved("failed", failure=reason)
                 if r.state in ("awaiting_approval", "waiting_pipeline", "approved", "merging")
+                and r.mr_pipeline == pipeline
                 else None
             ),
         )
         if failed is not None:
+            await self._quietly(self._repo.close(failed[0].mr_iid or 0))
             await self._say(failed[0], failed[1], "failed")
             await self._show(*failed)
 
@@ -1031,16 +1048,8 @@ class ReleaseService:
                     await self._expire(release)
                 elif release.state == "waiting_pipeline":
                     mr = await self._repo.merge_request(release.mr_iid)
-                    if mr.head_sha == release.head_sha and mr.pipeline_status in (
-                        "success",
-                        "failed",
-                        "canceled",
-                    ):
-                        await self._mr_pipeline(
-                            release_id,
-                            release.mr_pipeline or PipelineLink(id=0, status=mr.pipeline_status),
-                            sha=mr.head_sha,
-                        )
+                    if mr.pipeline is not None and mr.pipeline.status in _FINISHED:
+                        await self._mr_pipeline(release_id, mr.pipeline, sha=mr.head_sha)
                 elif release.state == "approved" and release.held_by is not None:
                     await self._auto_merge(release_id)
                 elif (

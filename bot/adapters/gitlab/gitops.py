@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.adapters.gitlab.errors import GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
-from bot.domain.releases import Changelog, ChangelogEntry, referenced_issues
+from bot.domain.releases import Changelog, ChangelogEntry, PipelineLink, referenced_issues
 from bot.services.catalog import CatalogUnavailable
 from bot.services.inventory import FileChange
 from bot.services.releases import ManifestFile, MergeRequestState
@@ -158,5 +158,7 @@ def _state(mr: MergeRequestInfo) -> MergeRequestState:
         head_sha=mr.head_sha,
         mergeable=not mr.has_conflicts and mr.detailed_merge_status not in _NOT_MERGEABLE,
         auto_merge=mr.merge_when_pipeline_succeeds,
-        pipeline_status=mr.pipeline_status,
+        pipeline=PipelineLink(id=mr.pipeline_id, status=mr.pipeline_status, url=mr.pipeline_url)
+        if mr.pipeline_id is not None and mr.pipeline_status is not None
+        else None,
     )

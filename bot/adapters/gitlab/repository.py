@@ -119,6 +119,8 @@ class MergeRequestInfo:
     detailed_merge_status: str  # "mergeable", "ci_still_running", "ci_must_pass", "conflict"...
     merge_when_pipeline_succeeds: bool
     pipeline_status: str | None  # the head pipeline's, if there is one
+    pipeline_id: int | None = None
+    pipeline_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -668,6 +670,8 @@ def _merge_request_info(data: Mapping[str, Any]) -> MergeRequestInfo:
         detailed_merge_status=str(data.get("detailed_merge_status") or "unknown"),
         merge_when_pipeline_succeeds=bool(data.get("merge_when_pipeline_succeeds")),
         pipeline_status=str(status) if status else None,
+        pipeline_id=int(pipeline["id"]) if pipeline.get("id") else None,
+        pipeline_url=str(pipeline["web_url"]) if pipeline.get("web_url") else None,
     )
 
 

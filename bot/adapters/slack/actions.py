@@ -79,15 +79,9 @@ class Actions:
                 )
             )
             response_url = str(body.get("response_url") or "")
-            replace = name == DEPLOY_ANYWAY  # the prompt becomes the progress, then the result
 
             async def answer(rendered: Rendered) -> None:
-                await self._outbox.respond(
-                    response_url,
-                    text=rendered[0],
-                    blocks=rendered[1],
-                    replace_original=replace,
-                )
+                await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
 
             if not _ID.fullmatch(value):
                 await answer(("This button is not one of Pitcrew's.", ()))

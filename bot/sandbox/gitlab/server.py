@@ -402,6 +402,11 @@ class GitLabSandbox:
         with self._instance.lock:
             return self._project(project).repo.branch(branch)
 
+    def branches(self, project: int | str) -> dict[str, str]:
+        """Branch name → head SHA."""
+        with self._instance.lock:
+            return self._project(project).repo.branches()
+
     def read_file(self, project: int | str, path: str, *, ref: str = "main") -> str | None:
         with self._instance.lock:
             repo = self._project(project).repo

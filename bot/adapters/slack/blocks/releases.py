@@ -91,6 +91,11 @@ def stage(release: Release, *, approvers: str) -> str:
         if release.watched:
             return ":twisted_rightwards_arrows: Merged — waiting for the deploy"
         return f":twisted_rightwards_arrows: Merged — {env}'s cluster is not watched"
+    if state == "deploying" and not release.watched:
+        pipeline = release.deploy_pipeline
+        if pipeline is not None and pipeline.status == "success":
+            label = _link(pipeline.url, f"GitOps pipeline #{pipeline.id}")
+            return f":white_check_mark: Deployed by {label} — {env}'s cluster is not watched"
     if state == "deploying":
         pipeline = release.deploy_pipeline
         status = pipeline.status if pipeline else "running"

@@ -1,0 +1,564 @@
+"""Releases end to end: slash commands and button clicks signed like Slack's, to the real bot,
+against the GitLab sandbox (a real git repo, MRs, pipelines, webhooks) and the Kubernetes one.
+
+The story a user follows is read back from the Slack sandbox as a person would read it: the
+release message, its thread, and the answers only the clicker sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import Pitcrew
+from bot.sandbox.gitlab import GitLabSandbox
+from bot.sandbox.kube import KubeSandbox
+from bot.sandbox.slack import SandboxUser, SlackSandbox
+
+from .conftest import WEBHOOK_SECRET, drained, eventually
+
+GITOPS = "platform/deployments"
+SOURCE = "shop/orders"
+IMAGE = "registry.example.com/shop/orders"
+TEAM = "payments-deploys"
+STAGING = "apps/orders/staging/deployment.yaml"
+PRODUCTION = "apps/orders/production/deployment.yaml"
+DAVE = SandboxUser(id="U0DAVE", name="dave", real_name="Dave Roy", email="dave@example.com")
+
+
+def deployment(version: str, *, namespace: str = "orders") -> str:
+    return f"""# orders: the shop's order service — edited by Pitcrew
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: orders
+  namespace: {namespace}   # <appId>[-suffix]
+  labels: {{appId: orders}}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: orders}}
+  template:
+    metadata:
+      labels: {{app: orders, appId: orders}}
+    spec:
+      containers:
+        - name: orders
+          image: "{IMAGE}:{version}"   # the version
+          ports: [{{containerPort: 8080}}]
+        - name: envoy
+          image: envoyproxy/envoy:v1.30.1
+"""
+
+
+def tag_commits(gitlab: GitLabSandbox) -> None:
+    gitlab.add_project(SOURCE)
+    gitlab.commit(SOURCE, {"VERSION": "1.4.0\n"}, message="Release 1.4.0", author="alice")
+    gitlab.tag(SOURCE, "1.4.0")
+    gitlab.commit(SOURCE, {"VERSION": "1.4.1\n"}, message="Fix totals (#7)", author="alice")
+    gitlab.tag(SOURCE, "1.4.1")
+    gitlab.commit(
+        SOURCE, {"a.py": "1\n"}, message="Round invoices half-up\n\nFixes #12", author="alice"
+    )
+    gitlab.commit(SOURCE, {"VERSION": "1.4.2\n"}, message="Release 1.4.2", author="bob")
+    gitlab.tag(SOURCE, "v1.4.2")
+
+
+@dataclass
+class World:
+    """Everything a release touches, and the gestures of the people in the story."""
+
+    slack: SlackSandbox
+    gitlab: GitLabSandbox
+    kube: KubeSandbox
+    bots: list[Pitcrew]
+    http: aiohttp.ClientSession
+    answers: list[str] = field(default_factory=list)
+
+    @property
+    def bot(self) -> Pitcrew:
+        return self.bots[0]
+
+    async def slash(self, command: str, text: str, *, user: str = "bob", bot: int = 0) -> str:
+        before = len(self.slack.ephemerals())
+        body, headers = self.slack.slash_command(
+            command=command, text=text, user=user, channel=TEAM
+        )
+        async with self.http.post(
+            f"{self.bots[bot].url}/slack/events", data=body, headers=headers
+        ) as response:
+            assert response.status == 200
+        await eventually(lambda: self._settled(before), within=15)
+        answer = self.slack.read(self.slack.ephemerals()[-1])
+        await self.quiet()  # what the command posted in channels is there too
+        return answer
+
+    def _settled(self, before: int, *, user: str | None = None) -> bool:
+        """The last answer is in (the first is "working on it")."""
+        new = (self.answers_to(user) if user else self.slack.ephemerals())[before:]
+        return bool(new) and ":hourglass_flowing_sand: Working on it" not in self.slack.read(
+            new[-1]
+        )
+
+    def signed_click(self, action: str, *, user: str, message: Any = None) -> Any:
+        """The request Slack sends when ``user`` clicks ``action`` on ``message``."""
+        message = message or self.release_message()
+        ts = getattr(message, "ts", None) or message.message_ts  # a message or an ephemeral
+        return self.slack.block_action(
+            user=user, channel=message.channel, message_ts=ts, action_id=action
+        )
+
+    async def send_click(self, click: Any, *, user: str, bot: int = 0) -> str:
+        before = len(self.answers_to(user))
+        body, headers = click
+        async with self.http.post(
+            f"{self.bots[bot].url}/slack/events", data=body, headers=headers
+        ) as response:
+            assert response.status == 200
+        await eventually(lambda: self._settled(before, user=user), within=15)
+        return self.slack.read(self.answers_to(user)[-1])
+
+    async def click(self, action: str, *, user: str, message: Any = None, bot: int = 0) -> str:
+        click = self.signed_click(action, user=user, message=message)
+        return await self.send_click(click, user=user, bot=bot)
+
+    def answers_to(self, user: str) -> list[Any]:
+        person = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL", "dave": "U0DAVE"}[user]
+        return [e for e in self.slack.ephemerals() if e.user == person]
+
+    def release_message(self, channel: str = TEAM) -> Any:
+        found = [
+            m
+            for m in self.slack.messages(channel)
+            if m.metadata and m.metadata["event_payload"]["key"].startswith("release:")
+        ]
+        assert len(found) == 1, [self.slack.read(m) for m in found]
+        return found[0]
+
+    def header(self, channel: str = TEAM) -> str:
+        return self.slack.read(self.release_message(channel)).splitlines()[1]
+
+    def thread(self) -> list[str]:
+        return [self.slack.read(r) for r in self.release_message().replies]
+
+    def mrs(self) -> list[dict[str, Any]]:
+        return self.gitlab.merge_requests(GITOPS)
+
+    def branches(self) -> list[str]:
+        return sorted(self.gitlab.branches(GITOPS))
+
+    async def pipelines(self) -> None:
+        """GitLab runs every pipeline (MR, then the merge's) and its hooks reach the bot."""
+        for _ in range(4):
+            await asyncio.to_thread(self.gitlab.run_pipelines)
+            await self.gitlab.drain()
+            await asyncio.sleep(0.2)
+
+    async def quiet(self) -> None:
+        await self.gitlab.drain()
+        for bot in self.bots:
+            await eventually(lambda b=bot: drained(b), within=15)
+
+
+@pytest.fixture
+async def gitlab(tmp_path: Path) -> AsyncIterator[GitLabSandbox]:
+    async with GitLabSandbox(tmp_path / "gitlab") as sandbox:
+        for name, real in (("alice", "Alice Martin"), ("bob", "Bob Okafor")):
+            sandbox.add_user(name, name=real, email=f"{name}@example.com")
+        await asyncio.to_thread(tag_commits, sandbox)
+        sandbox.add_project(GITOPS, ci=True)
+        await asyncio.to_thread(
+            sandbox.commit,
+            GITOPS,
+            {STAGING: deployment("1.4.1"), PRODUCTION: deployment("1.4.1")},
+            message="orders manifests",
+            author="alice",
+        )
+        await asyncio.to_thread(sandbox.run_pipelines)
+        yield sandbox
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[KubeSandbox, Path]]:
+    async with KubeSandbox() as sandbox:
+        sandbox.add_namespace("orders", {"appId": "orders"})
+        sandbox.add_deployment(
+            "orders", "orders", image=f"{IMAGE}:1.4.1", replicas=2, labels={"appId": "orders"}
+        )
+        yield sandbox, sandbox.kubeconfig(tmp_path / "kubeconfig", context="prod")
+
+
+@pytest.fixture
+async def start(
+    make_bot: Callable[..., Pitcrew],
+    slack: SlackSandbox,
+    gitlab: GitLabSandbox,
+    cluster: tuple[KubeSandbox, Path],
+) -> AsyncIterator[Callable[..., Any]]:
+    kube, kubeconfig = cluster
+    slack.add_user(DAVE)
+    slack.add_usergroup("sre-oncall", ["U0CAROL", "U0DAVE"])
+    slack.add_usergroup("payments-oncall", ["U0ALICE"])
+    bots: list[Pitcrew] = []
+    async with aiohttp.ClientSession() as http:
+
+        async def start_world(replicas: int = 1, **env: Any) -> World:
+            for _ in range(replicas):
+                bot = make_bot(
+                    GITLAB_URL=gitlab.url,
+                    KUBE_CONTEXTS="production=prod",
+                    KUBECONFIG=str(kubeconfig),
+                    lease_ttl=1.0,
+                    release_sweep_every=0.2,
+                    **env,
+                )
+                await bot.start()
+                bots.append(bot)
+            gitlab.add_webhook(f"{bots[0].url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
+            await eventually(lambda: kube.open_watches >= 3)
+            return World(slack=slack, gitlab=gitlab, kube=kube, bots=bots, http=http)
+
+        yield start_world
+        for bot in bots:
+            await bot.stop()
+
+
+async def roll(kube: KubeSandbox, *, steps: int = 40) -> None:
+    for _ in range(steps):
+        if not kube.step():
+            return
+        await asyncio.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------------
+# The stories
+
+
+async def test_a_deploy_to_an_auto_env_goes_straight_through(start: Callable[..., Any]) -> None:
+    world: World = await start()
+    answer = await world.slash("/deploy", "orders 1.4.2 to staging")
+    assert answer.startswith(":white_check_mark: Opened !1 *Deploy orders 1.4.2 to staging*")
+    assert "It merges when its pipeline passes" in answer
+
+    [mr] = world.mrs()
+    assert mr["title"] == "Deploy orders 1.4.2 to staging"
+    assert "Requested by **Bob Okafor (@bob)** in Slack" in mr["description"]
+    assert "- **Version:** 1.4.1 → **1.4.2**" in mr["description"]
+    assert "### Changelog: 2 commit(s)" in mr["description"]
+    assert "Round invoices half-up" in mr["description"]
+    assert "/-/issues/12)" in mr["description"]
+    source = mr["source_branch"]
+    changed = world.gitlab.read_file(GITOPS, STAGING, ref=source)
+    assert changed == deployment("1.4.1").replace(f"{IMAGE}:1.4.1", f"{IMAGE}:1.4.2")
+    assert world.gitlab.read_file(GITOPS, PRODUCTION, ref=source) == deployment("1.4.1")
+
+    await eventually(lambda: "Waiting for the MR pipeline" in world.header())
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    await eventually(lambda: "Deployed" in world.header())
+    await world.quiet()
+
+    assert world.header() == (
+        ":white_check_mark: Deployed by GitOps pipeline #4 — *staging*'s cluster is not watched"
+    )
+    thread = world.thread()
+    assert thread[0].startswith(":white_check_mark: MR pipeline #")
+    assert thread[0].endswith(" passed")
+    assert thread[1:] == [
+        ":twisted_rightwards_arrows: Merging !1 when its pipeline passes",
+        ":twisted_rightwards_arrows: Merged !1. *staging*'s cluster is not watched: Pitcrew"
+        " stops following here.",
+        ":white_check_mark: GitOps pipeline #4 passed",
+    ]
+    assert world.branches() == ["main"]  # the source branch went with the merge
+    assert "1.4.2" in world.gitlab.read_file(GITOPS, STAGING)
+
+
+async def test_a_promotion_to_production_is_approved_and_followed_to_healthy(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await asyncio.to_thread(
+        world.gitlab.commit,
+        GITOPS,
+        {STAGING: deployment("1.4.2")},
+        message="orders 1.4.2 in staging",
+        author="alice",
+    )
+    answer = await world.slash("/deploy", "orders from staging to production")
+    assert "Opened !1 *Deploy orders 1.4.2 to production*" in answer
+    assert "It needs 1 approval(s) from @sre-oncall" in answer
+
+    message = world.release_message()
+    text = world.slack.read(message)
+    assert text.splitlines()[0] == ":rocket: *Deploy orders 1.4.2 to production* · !1"
+    assert world.header() == ":hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall"
+    assert "`1.4.1` → `1.4.2` · requested by @bob" in text
+    assert "Changelog* (2 commits" in text
+    # the env's channel gets the same message
+    assert world.header("releases") == world.header()
+
+    assert await world.click("release_approve", user="carol") == "Approved (1/1). Merging."
+    await eventually(lambda: "Merging" in world.header())
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    notes = world.gitlab.notes(GITOPS, 1)
+    assert any(
+        "Approved in Slack through Pitcrew by Carol Chen (@carol) (1/1)" in n["body"] for n in notes
+    )
+
+    await eventually(lambda: "Merged" in world.header() or "Deploying" in world.header())
+    world.kube.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await eventually(lambda: "Rolling out" in world.header())
+    await roll(world.kube)
+    await eventually(lambda: "Healthy" in world.header())
+    await world.quiet()
+
+    assert world.header().startswith(":large_green_circle: Healthy in *production* after ")
+    thread = world.thread()
+    assert thread[0] == ":white_check_mark: Approved by @carol (1/1)"
+    assert ":twisted_rightwards_arrows: Merging !1 when its pipeline passes" in thread
+    assert any(line.startswith(":white_check_mark: GitOps pipeline #") for line in thread)
+    assert ":arrows_counterclockwise: Rolling out `1.4.2` in *production*…" in thread
+    assert thread[-1].startswith(
+        ":large_green_circle: *orders 1.4.2 is healthy in production* after "
+    )
+    # one message per key, whatever was updated
+    keys = [m.metadata["event_payload"]["key"] for m in world.slack.all_messages() if m.metadata]
+    assert len(keys) == len(set(keys))
+
+
+async def test_approvals_that_must_not_count_are_refused_and_change_nothing(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await world.slash("/deploy", "orders 1.4.2 to production", user="dave")  # an approver
+    message = world.release_message()
+
+    assert await world.click("release_approve", user="alice") == (
+        "You are not an approver for production (approvers: @sre-oncall)."
+    )
+    assert await world.click("release_approve", user="dave") == (
+        "You asked for this release: someone else must approve it (production forbids"
+        " self-approval)."
+    )
+    await world.slash("/lock", "production hotfix freeze", user="dave")
+    locked = await world.click("release_approve", user="carol")
+    assert locked == (
+        "production is locked by @dave: hotfix freeze. Approvals wait until `/unlock production`."
+    )
+    await world.slash("/unlock", "production", user="dave")
+
+    # someone pushes to the MR's branch: the reviewed change is not the one that would merge
+    branch = world.mrs()[0]["source_branch"]
+    await asyncio.to_thread(
+        world.gitlab.commit,
+        GITOPS,
+        {PRODUCTION: deployment("1.4.0")},
+        message="sneaky",
+        author="alice",
+        branch=branch,
+    )
+    changed = await world.click("release_approve", user="carol")
+    assert changed.startswith("!1 changed since it was opened (its head is now `")
+    await world.quiet()
+    assert world.header() == ":hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall"
+    assert world.thread() == []
+    assert world.mrs()[0]["state"] == "opened"
+    assert world.slack.read(message).count("Approve") == 1  # the buttons are still there
+
+
+async def test_a_double_click_counts_once(start: Callable[..., Any]) -> None:
+    world: World = await start(RELEASE_EXPIRY_HOURS="24")
+    world.slack.add_usergroup("sre-oncall", ["U0CAROL", "U0DAVE"])
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    # two clicks on the button before the message changes
+    clicks = [world.signed_click("release_approve", user="carol") for _ in range(2)]
+    first = await world.send_click(clicks[0], user="carol")
+    again = await world.send_click(clicks[1], user="carol")
+    assert first == "Approved (1/1). Merging."
+    assert again == "Your approval is already counted."
+    await world.quiet()
+    assert [line for line in world.thread() if "Approved by" in line] == [
+        ":white_check_mark: Approved by @carol (1/1)"
+    ]
+
+
+async def test_reject_closes_the_merge_request(start: Callable[..., Any]) -> None:
+    world: World = await start()
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    refused = await world.click("release_reject", user="alice")
+    assert refused.startswith("Only the requester or an approver for production can reject")
+    assert await world.click("release_reject", user="dave") == (
+        "Rejected: the merge request is closed."
+    )
+    await world.quiet()
+    assert world.mrs()[0]["state"] == "closed"
+    assert world.header() == ":no_entry_sign: Rejected by @dave — !1 closed"
+    assert world.thread() == [":no_entry_sign: Rejected by @dave: !1 is closed."]
+    assert "Approve" not in world.slack.read(world.release_message())
+    # the app and env are free again
+    answer = await world.slash("/deploy", "orders 1.4.2 to production")
+    assert "Opened !2" in answer
+
+
+async def test_an_unapproved_release_expires(start: Callable[..., Any]) -> None:
+    world: World = await start(RELEASE_EXPIRY_HOURS="0.0003")  # about a second
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    await eventually(lambda: world.mrs()[0]["state"] == "closed", within=10)
+    await eventually(lambda: "Expired" in world.header())
+    await world.quiet()
+    assert world.header() == ":zzz: Expired without approval — !1 closed"
+    assert world.thread() == [":zzz: Nobody approved in time: !1 is closed."]
+
+
+async def test_a_manifest_that_breaks_the_ground_rules_is_refused_and_leaves_no_branch(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await asyncio.to_thread(
+        world.gitlab.commit,
+        GITOPS,
+        {PRODUCTION: deployment("1.4.1", namespace="shop")},
+        message="move orders to the shop namespace",
+        author="alice",
+    )
+    answer = await world.slash("/deploy", "orders 1.4.2 to production")
+    assert answer.startswith(
+        ":no_entry: The edited `apps/orders/production/deployment.yaml` would break the rules:"
+    )
+    assert "shop" in answer
+    assert world.branches() == ["main"]
+    assert world.mrs() == []
+
+
+async def test_refusals_before_anything_is_written(start: Callable[..., Any]) -> None:
+    world: World = await start()
+    assert await world.slash("/deploy", "orders 9.9.9 to production") == (
+        ":no_entry: Shop/orders has no tag 9.9.9 (nor v9.9.9)"
+    )
+    assert await world.slash("/deploy", "orders 1.4.1 to production") == (
+        ":no_entry: Orders 1.4.1 is already what production runs (per git)"
+    )
+    usage = await world.slash("/deploy", "orders 1.4.2 to prod")
+    assert ":warning: No environment “prod” — environments are staging, production" in usage
+    assert "Usage: `/deploy <app> <version> to <env>`" in usage
+    assert world.mrs() == []
+
+
+async def test_gitlab_failing_to_open_the_merge_request_leaves_nothing_behind(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    world.gitlab.fail("POST /projects/*/merge_requests", status=500)
+    answer = await world.slash("/deploy", "orders 1.4.2 to production")
+    assert answer.startswith(":no_entry: The merge request could not be opened: ")
+    assert "Nothing was left in GitLab; try again" in answer
+    assert world.branches() == ["main"]
+    assert world.mrs() == []
+    assert "Opened !1" in await world.slash("/deploy", "orders 1.4.2 to production")
+
+
+async def test_a_locked_env_asks_before_deploying_and_shows_the_override(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await world.slash("/lock", "production black friday", user="dave")
+    prompt = await world.slash("/deploy", "orders 1.4.2 to production")
+    assert prompt.startswith(
+        ":lock: *production* is locked by @dave (just now ago): “black friday”"
+    )
+    assert world.mrs() == []
+    ephemeral = world.slack.ephemerals()[-1]
+
+    not_mine = await world.click("release_deploy_anyway", user="carol", message=ephemeral)
+    assert not_mine.startswith(":no_entry: Only @bob, who asked, can confirm this.")
+    opened = await world.click("release_deploy_anyway", user="bob", message=ephemeral)
+    assert "Opened !1" in opened
+    await world.quiet()
+    assert world.thread() == [
+        ":unlock: @bob chose *Deploy anyway* through @dave's lock on *production*: “black friday”"
+    ]
+    assert ":unlock: Deployed through the lock of @dave (black friday), on @bob's say-so" in (
+        world.slack.read(world.release_message())
+    )
+    assert "- **Lock:** locked by Dave Roy (@dave) (black friday)" in world.mrs()[0]["description"]
+    # the override covers this lock: approving is allowed
+    assert await world.click("release_approve", user="carol") == "Approved (1/1). Merging."
+
+
+async def test_an_auto_release_waits_for_the_lock_then_merges_on_unlock(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await world.slash("/deploy", "orders 1.4.2 to staging")
+    await world.slash("/lock", "staging demo in progress", user="dave")
+    await world.pipelines()
+    await eventually(lambda: "Held" in world.header())
+    assert world.mrs()[0]["state"] == "opened"
+    await world.slash("/unlock", "staging", user="dave")
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    await world.quiet()
+    thread = world.thread()
+    assert (
+        ":lock: The MR pipeline passed, but *staging* is locked by @dave: this release merges as"
+        " soon as it is unlocked." in thread
+    )
+    assert thread.index(":twisted_rightwards_arrows: Merging !1 when its pipeline passes") > 1
+
+
+async def test_a_failed_rollout_is_rolled_back_to_the_previous_version(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    await world.click("release_approve", user="carol")
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    world.kube.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    world.kube.fail_rollout("deploy", "orders", "orders", "CrashLoopBackOff")
+    await roll(world.kube, steps=5)
+    await eventually(lambda: "Rolling out" in world.header())
+    world.kube.advance(700)  # past progressDeadlineSeconds
+    await eventually(lambda: "Failed" in world.header(), within=20)
+    await world.quiet()
+    assert world.header() == (
+        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded —"
+        " `/rollback orders production`"
+    )
+
+    answer = await world.slash("/rollback", "orders production")
+    assert "Opened !2 *Roll back orders to 1.4.1 in production*" in answer
+    rollback = world.mrs()[0] if world.mrs()[0]["iid"] == 2 else world.mrs()[1]
+    assert rollback["title"] == "Roll back orders to 1.4.1 in production"
+    assert "(rollback)" in rollback["description"]
+    assert "### Commits leaving: 2 commit(s)" in rollback["description"]
+
+
+async def test_two_replicas_merge_once_and_post_once(start: Callable[..., Any]) -> None:
+    world: World = await start(replicas=2)
+    await world.slash("/deploy", "orders 1.4.2 to production", bot=1)
+    # two approvers click at the same moment, each on another replica
+    carol = world.signed_click("release_approve", user="carol")
+    dave = world.signed_click("release_approve", user="dave")
+    first, second = await asyncio.gather(
+        world.send_click(carol, user="carol", bot=0), world.send_click(dave, user="dave", bot=1)
+    )
+    assert sorted([first, second]) == sorted(
+        ["Approved (1/1). Merging.", "This release already has the approvals it needs."]
+    ), (first, second)
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    await world.quiet()
+    merges = [c for c in world.gitlab.calls if c.method == "PUT" and c.path.endswith("/merge")]
+    assert len(merges) == 1
+    keys = [m.metadata["event_payload"]["key"] for m in world.slack.all_messages() if m.metadata]
+    assert len(keys) == len(set(keys))
+    assert len([line for line in world.thread() if "Approved by" in line]) == 1
