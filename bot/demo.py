@@ -25,13 +25,14 @@ from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
 from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.kube import KubeSandbox
-from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.slack import Ephemeral, Message, SlackSandbox
 from bot.services.ports import OutgoingMessage
 from bot.settings import Settings
 
 CATALOG = Path(__file__).parent / "sandbox" / "example_catalog.yaml"
 CHANNELS = ("payments-deploys", "search-deploys", "releases")
 WEBHOOK_SECRET = "demo-webhook-secret"
+USERGROUPS = {"payments-oncall": ["U0ALICE"], "sre-oncall": ["U0CAROL"]}
 
 
 class DemoClock:
@@ -95,10 +96,34 @@ class Stage:
             f"{self.bot.url}/slack/events", data=body, headers=headers
         ) as response:
             await response.read()
-        for _ in range(200):
-            if len(self.slack.ephemerals()) > before:
+        await self._answered(before)
+        self._show_answers(user, before)
+
+    async def click(self, user: str, button: str, message: Message | Ephemeral) -> None:
+        """Click a button as ``user``; show the private answer as they see it."""
+        label = button.removeprefix("release_").replace("_", " ").title()
+        self.say(f"{user} clicks [{label}]")
+        ts = message.ts if isinstance(message, Message) else message.message_ts
+        before = len(self.slack.ephemerals())
+        body, headers = self.slack.block_action(
+            user=user, channel=message.channel, message_ts=ts, action_id=button
+        )
+        async with self.http.post(
+            f"{self.bot.url}/slack/events", data=body, headers=headers
+        ) as response:
+            await response.read()
+        await self._answered(before)
+        self._show_answers(user, before)
+
+    async def _answered(self, before: int) -> None:
+        """Until the last private answer is in ("working on it" comes first)."""
+        for _ in range(500):
+            new = self.slack.ephemerals()[before:]
+            if new and "Working on it" not in self.slack.read(new[-1]):
                 break
             await asyncio.sleep(0.02)
+
+    def _show_answers(self, user: str, before: int) -> None:
         for answer in self.slack.ephemerals()[before:]:
             for line in self.slack.read(answer).splitlines():
                 self.say(f"    (only {user} sees) {line}")
@@ -285,12 +310,76 @@ async def whatsinprod(stage: Stage) -> None:
     await stage.slash("carol", "/whatsinprod", "search-api", channel="search-deploys")
 
 
+async def releases(stage: Stage) -> None:
+    """Deploy to staging, promote to production with a second person's approval, watch the
+    rollout fail, roll back."""
+    gitlab, kube = stage.gitlab, stage.kube
+    gitops = "platform/deployments"
+    stage.say("alice tags shop/orders 1.5.0")
+    await asyncio.to_thread(gitlab.tag, "shop/orders", "1.5.0", user="alice")
+    await asyncio.to_thread(gitlab.run_pipelines, "shop/orders")
+    await stage.settle()
+
+    await stage.slash("bob", "/deploy", "orders 1.5.0 to staging", channel="payments-deploys")
+    stage.say("the merge request's pipeline passes; staging is auto: the bot merges")
+    await _pipelines(stage, gitops)
+
+    await stage.slash(
+        "bob", "/deploy", "orders from staging to production", channel="payments-deploys"
+    )
+    await stage.settle()
+    message = _release_message(stage)
+    await stage.click("bob", "release_approve", message)
+    await stage.click("carol", "release_approve", message)
+    await _pipelines(stage, gitops)
+    stage.say("Argo CD applies 1.5.0 to production; the new pods crash on start")
+    registry = "registry.example.com/shop"
+    kube.set_image("deploy", "orders", "orders", "orders", f"{registry}/orders:1.5.0")
+    kube.fail_rollout(
+        "deploy", "orders", "orders", "CrashLoopBackOff", message="panic: no PAYMENTS_KEY"
+    )
+    await _roll(stage, steps=3)
+    stage.say("… ten minutes later: the progress deadline passes …")
+    kube.advance(601)
+    stage.clock.skipped += timedelta(seconds=601)
+    for _ in range(300):
+        if "Failed" in stage.slack.read(_release_message(stage)):
+            break
+        await asyncio.sleep(0.05)
+    await stage.settle()
+
+    await stage.slash("bob", "/rollback", "orders production", channel="payments-deploys")
+    await stage.settle()
+    await stage.click("carol", "release_approve", _release_message(stage))
+    await _pipelines(stage, gitops)
+    stage.say("Argo CD applies 1.4.1 again")
+    kube.set_image("deploy", "orders", "orders", "orders", f"{registry}/orders:1.4.1")
+    await _roll(stage, steps=20)
+
+
+def _release_message(stage: Stage) -> Message:
+    """The newest release message in the team's channel."""
+    return [
+        m
+        for m in stage.slack.messages("payments-deploys")
+        if m.metadata and str(m.metadata["event_payload"]["key"]).startswith("release:")
+    ][-1]
+
+
+async def _pipelines(stage: Stage, project: str) -> None:
+    for _ in range(3):  # the MR's pipeline, the merge, the merge commit's pipeline
+        await asyncio.to_thread(stage.gitlab.run_pipelines, project)
+        await stage.settle()
+        await asyncio.sleep(0.2)
+
+
 SCENES: dict[str, Scene] = {
     "foundation": foundation,
     "pipelines": pipelines,
     "locks": locks,
     "whatsinprod": whatsinprod,
     "rollouts": rollouts,
+    "releases": releases,
 }
 
 
@@ -325,8 +414,12 @@ def _shop(gitlab: GitLabSandbox) -> None:
         gitlab.commit(
             project, {"README.md": f"# {project}\n"}, message="Initial commit", author="alice"
         )
-    gitlab.run_pipelines()  # the initial commits' pipelines, before Pitcrew listens
-    gitlab.add_project("platform/deployments")
+    for version in ("1.4.1", "1.4.2"):
+        gitlab.commit(
+            "shop/orders", {"VERSION": f"{version}\n"}, message=f"Release {version}", author="bob"
+        )
+        gitlab.tag("shop/orders", version, user="bob")
+    gitlab.add_project("platform/deployments", ci=True, jobs=(("deploy", "sync"),))
     gitlab.commit(
         "platform/deployments",
         {"README.md": "# GitOps\n"},
@@ -334,6 +427,7 @@ def _shop(gitlab: GitLabSandbox) -> None:
         author="alice",
     )
     gitlab.commit("platform/deployments", _manifests(), message="Deploy the shop", author="bob")
+    gitlab.run_pipelines()  # the initial commits' pipelines, before Pitcrew listens
 
 
 def _manifests() -> dict[str, str]:
@@ -344,7 +438,9 @@ def _manifests() -> dict[str, str]:
         return (
             f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n"
             f"  namespace: {app}\n  labels:\n    appId: {app}\nspec:\n  replicas: 3\n"
-            f"  template:\n    spec:\n      containers:\n        - name: {app}\n"
+            f"  selector:\n    matchLabels:\n      app: {app}\n"
+            f"  template:\n    metadata:\n      labels:\n        app: {app}\n"
+            f"    spec:\n      containers:\n        - name: {app}\n"
             f"          image: {registry}/{app}:{version}\n"
         )
 
@@ -395,7 +491,7 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as tmp:
         async with (
-            SlackSandbox(channels=CHANNELS) as slack,
+            SlackSandbox(channels=CHANNELS, usergroups=USERGROUPS) as slack,
             GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
             KubeSandbox() as kube,
             aiohttp.ClientSession() as http,
