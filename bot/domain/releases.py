@@ -633,7 +633,7 @@ def merge_request_description(
     policy = (
         "merges when its pipeline passes"
         if release.policy == "auto"
-        else f"needs {release.approvals_needed} approval(s) from {approvers} in Slack"
+        else f"needs {_count(release.approvals_needed, 'approval')} from {approvers} in Slack"
     )
     lines = [
         f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew.",
@@ -653,7 +653,7 @@ def merge_request_description(
         lines.append(f"### {heading}\n\n_No commits between the two versions._")
     else:
         where = f" ([compare]({log.compare_url}))" if log.compare_url else ""
-        lines.append(f"### {heading}: {log.total} commit(s){where}\n")
+        lines.append(f"### {heading}: {_count(log.total, 'commit')}{where}\n")
         for entry in log.entries:
             issues = "".join(
                 f" [#{n}]({log.issues_url}/{n})" if log.issues_url else f" #{n}"
@@ -667,6 +667,10 @@ def merge_request_description(
             lines.append(f"- … and {log.total - len(log.entries)} more")
     lines += ["", f"<!-- pitcrew release {release.id} -->"]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _md(text: str) -> str:

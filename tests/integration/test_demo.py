@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.demo import run_demo
@@ -22,21 +24,36 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
         " (edited 1×)\n"  # noqa: RUF001
         "  ↳ pitcrew: details go in the thread, keyed too: a retry never posts them twice"
     ) in text
+    # the releases scene: straight through, approved by someone else, failed, rolled back
+    assert "(only bob sees) You are not an approver for production (approvers: @sre-oncall)." in (
+        text
+    )
+    assert ":white_check_mark: Deployed by GitOps pipeline #" in text
+    assert (
+        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded —"
+        " `/rollback orders production`"
+    ) in text
+    assert ":rewind: *Roll back orders to 1.4.1 in production* · !3" in text
+    assert (
+        "  ↳ pitcrew: :large_green_circle: *orders 1.4.1 is healthy in production* after " in text
+    )
+    played = re.search(r"\(played 6 scene\(s\) in ([0-9.]+) s\)", text)
+    assert played is not None
 
 
 async def test_the_pipelines_scene_reads_like_a_team_channel() -> None:
     lines: list[str] = []
     assert await run_demo(scenes=["pipelines"], out=lines.append) == 0
-    text = "\n".join(lines)
+    text = re.sub(r"#\d+", "#N", "\n".join(lines))  # pipeline ids depend on the shop's history
     assert (
-        "pitcrew: :x: *failed* · shop/orders · pipeline #4\n         Ref: main    Commit: "
+        "pitcrew: :x: *failed* · shop/orders · pipeline #N\n         Ref: main    Commit: "
     ) in text
-    assert "  ↳ pitcrew: :x: Pipeline #4 failed on main — commit " in text
+    assert "  ↳ pitcrew: :x: Pipeline #N failed on main — commit " in text
     assert (
         "by @alice\n             1 job failed:\n             • test: unit — script failed" in text
     )
     assert (
-        "  ↳ pitcrew: :white_check_mark: main is fixed — pipeline #6 passed after 1 failure"
+        "  ↳ pitcrew: :white_check_mark: main is fixed — pipeline #N passed after 1 failure"
         " (also sent to the channel)"
     ) in text
     assert "new-logo" not in text  # a passing feature branch is not the team's business
@@ -82,6 +99,7 @@ async def test_the_whatsinprod_scene_flags_the_drifting_app() -> None:
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
         PitcrewError,
-        match="no scene 'nope'; scenes are: foundation, pipelines, locks, whatsinprod, rollouts",
+        match="no scene 'nope'; scenes are: foundation, pipelines, whatsinprod, locks, rollouts,"
+        " releases",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)

@@ -136,7 +136,10 @@ async def test_open_merge_request_is_one_commit_on_a_new_branch(
         detailed_merge_status="ci_still_running",
         merge_when_pipeline_succeeds=False,
         pipeline_status=mr.pipeline_status,
+        pipeline_id=mr.pipeline_id,
+        pipeline_url=f"{sandbox.url}/{GITOPS}/-/pipelines/{mr.pipeline_id}",
     )
+    assert mr.pipeline_id is not None
     assert await repo.branch_exists(BRANCH)
     assert not await repo.branch_exists("deploy/nothing")
 

@@ -250,7 +250,7 @@ async def test_a_deploy_to_an_auto_env_goes_straight_through(start: Callable[...
     assert mr["title"] == "Deploy orders 1.4.2 to staging"
     assert "Requested by **Bob Okafor (@bob)** in Slack" in mr["description"]
     assert "- **Version:** 1.4.1 → **1.4.2**" in mr["description"]
-    assert "### Changelog: 2 commit(s)" in mr["description"]
+    assert "### Changelog: 2 commits" in mr["description"]
     assert "Round invoices half-up" in mr["description"]
     assert "/-/issues/12)" in mr["description"]
     source = mr["source_branch"]
@@ -293,7 +293,7 @@ async def test_a_promotion_to_production_is_approved_and_followed_to_healthy(
     )
     answer = await world.slash("/deploy", "orders from staging to production")
     assert "Opened !1 *Deploy orders 1.4.2 to production*" in answer
-    assert "It needs 1 approval(s) from @sre-oncall" in answer
+    assert "It needs 1 approval from @sre-oncall" in answer
 
     message = world.release_message()
     text = world.slack.read(message)
@@ -539,7 +539,7 @@ async def test_a_failed_rollout_is_rolled_back_to_the_previous_version(
     rollback = world.mrs()[0] if world.mrs()[0]["iid"] == 2 else world.mrs()[1]
     assert rollback["title"] == "Roll back orders to 1.4.1 in production"
     assert "(rollback)" in rollback["description"]
-    assert "### Commits leaving: 2 commit(s)" in rollback["description"]
+    assert "### Commits leaving: 2 commits" in rollback["description"]
 
 
 async def test_two_replicas_merge_once_and_post_once(start: Callable[..., Any]) -> None:

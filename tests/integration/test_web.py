@@ -80,16 +80,17 @@ async def test_slack_requests_older_than_five_minutes_are_refused(
         assert response.status == 401
 
 
-async def test_a_correctly_signed_command_is_answered(
+async def test_a_command_pitcrew_does_not_know_is_answered_not_dropped(
     bot: Pitcrew, slack: SlackSandbox, http: aiohttp.ClientSession
 ) -> None:
+    """A Slack app manifest newer than the bot (a command added there first)."""
     body, headers = slack.slash_command(
-        command="/deploy", text="orders 1.4.2 to staging", user="alice", channel="payments-deploys"
+        command="/promote", text="orders", user="alice", channel="payments-deploys"
     )
     async with http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
         assert response.status == 200  # Slack shows a plain-text body to the user only
         assert await response.text() == (
-            "`/deploy` is not available in this version of Pitcrew (0.1.0)."
+            "`/promote` is not available in this version of Pitcrew (0.1.0)."
         )
 
 
@@ -234,13 +235,10 @@ async def test_socket_mode_takes_slack_traffic_when_an_app_token_is_set(
     try:
         await eventually(lambda: slack.socket_connections == 1)
         ack = await slack.socket_slash_command(
-            command="/deploy",
-            text="orders 1.4.2 to staging",
-            user="alice",
-            channel="payments-deploys",
+            command="/promote", text="orders", user="alice", channel="payments-deploys"
         )
         assert ack["payload"] == {
-            "text": "`/deploy` is not available in this version of Pitcrew (0.1.0)."
+            "text": "`/promote` is not available in this version of Pitcrew (0.1.0)."
         }
         await slack.socket_slash_command(
             command="/lock", text="", user="alice", channel="payments-deploys"
@@ -262,7 +260,7 @@ async def test_stop_ends_every_worker(make_bot: Callable[..., Pitcrew]) -> None:
     bot = make_bot()
     await bot.start()
     await asyncio.sleep(0.3)  # the workers are inside their Redis calls by now
-    names = {"outbox", "lock-sweeper", "gitlab-events", "catalog-refresh"}
+    names = {"outbox", "lock-sweeper", "release-sweeper", "gitlab-events", "catalog-refresh"}
     workers = [t for t in asyncio.all_tasks() if t.get_name() in names]
     assert {t.get_name() for t in workers} == names
     await bot.stop()

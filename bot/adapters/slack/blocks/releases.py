@@ -285,8 +285,9 @@ class ReleaseBlocks:
         return _one(f":hourglass_flowing_sand: Working on it: checking how to {escape(what)}…")
 
     def opened(self, release: Release, *, channel: str, approvers: str) -> Rendered:
+        count = release.approvals_needed
         next_step = (
-            f"It needs {release.approvals_needed} approval(s) from {approvers}."
+            f"It needs {count} approval{'s' if count != 1 else ''} from {approvers}."
             if release.policy == "manual"
             else "It merges when its pipeline passes."
         )
