@@ -562,3 +562,55 @@ async def test_two_replicas_merge_once_and_post_once(start: Callable[..., Any]) 
     keys = [m.metadata["event_payload"]["key"] for m in world.slack.all_messages() if m.metadata]
     assert len(keys) == len(set(keys))
     assert len([line for line in world.thread() if "Approved by" in line]) == 1
+
+
+KUSTOMIZATION = """# invoices in staging
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: invoices
+resources: [../base]
+images:
+  - name: registry.example.com/shop/invoices
+    newTag: "2.0.0"   # bumped by Pitcrew
+"""
+VALUES = """# search-api values for staging
+replicaCount: 2
+image:
+  repository: registry.example.com/shop/search-api
+  tag: '3.2.0'
+resources: {limits: {memory: 512Mi}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "path", "original", "old", "new"),
+    [
+        (
+            "invoices",
+            "apps/invoices/staging/kustomization.yaml",
+            KUSTOMIZATION,
+            '"2.0.0"',
+            '"2.1.0"',
+        ),
+        ("search-api", "apps/search-api/staging/values.yaml", VALUES, "'3.2.0'", "'3.2.1'"),
+    ],
+    ids=["kustomization", "helm-values"],
+)
+async def test_every_kind_of_manifest_changes_only_its_version(
+    start: Callable[..., Any], app: str, path: str, original: str, old: str, new: str
+) -> None:
+    world: World = await start()
+    source = f"shop/{app}"
+    await asyncio.to_thread(world.gitlab.add_project, source)
+    await asyncio.to_thread(
+        world.gitlab.commit, source, {"README.md": "x\n"}, message="init", author="alice"
+    )
+    version = new.strip("'\"")
+    await asyncio.to_thread(world.gitlab.tag, source, version)
+    await asyncio.to_thread(
+        world.gitlab.commit, GITOPS, {path: original}, message=f"{app}", author="alice"
+    )
+    answer = await world.slash("/deploy", f"{app} {version} to staging")
+    assert "Opened !1" in answer, answer
+    branch = world.mrs()[0]["source_branch"]
+    assert world.gitlab.read_file(GITOPS, path, ref=branch) == original.replace(old, new)
