@@ -92,6 +92,7 @@ class Pitcrew:
         lease_ttl: float = 10.0,
         catalog_source: CatalogSource | None = None,
         release_sweep_every: float | None = None,
+        claim_idle: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -102,6 +103,7 @@ class Pitcrew:
         self._lease_ttl = lease_ttl
         self._catalog_source = catalog_source
         self._release_sweep_every = release_sweep_every
+        self._claim_idle = claim_idle
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -280,6 +282,7 @@ class Pitcrew:
             group="notifications",
             consumer=self.instance,
             handler=on_gitlab_event,
+            claim_idle=self._claim_idle,  # after that, a dead replica's events are taken over
         )
         await self.gitlab_worker.ensure_group()  # readiness and lag are meaningful from the start
         self._spawn(self.gitlab_worker.run(), "gitlab-events")

@@ -36,6 +36,8 @@ Release states::
                                                ▼
                                              failed
 
+    merged / deploying ──► deployed   (the env's cluster is not watched: the end)
+
 Before the merge a release can be ``rejected`` (Reject, or the MR closed); an unapproved one
 ``expired``; a change that fails validation is ``refused`` before anything is opened. A release
 goes ``failed`` when the MR pipeline, the merge, the GitOps pipeline or the rollout fails. A
@@ -418,6 +420,7 @@ ReleaseState = Literal[
     "deploying",
     "rolling_out",
     "healthy",
+    "deployed",
     "failed",
     "rejected",
     "expired",
@@ -433,6 +436,7 @@ ReleaseEvent = Literal[
     "deploy_started",
     "rollout_started",
     "rollout_healthy",
+    "deployed",
     "failed",
     "rejected",
     "expired",
@@ -440,7 +444,7 @@ ReleaseEvent = Literal[
 ]
 
 TERMINAL_STATES: Final[frozenset[ReleaseState]] = frozenset(
-    {"healthy", "failed", "rejected", "expired", "refused"}
+    {"healthy", "deployed", "failed", "rejected", "expired", "refused"}
 )
 """States after which the release message stops changing (``failed`` may still recover)."""
 
@@ -469,6 +473,9 @@ _MOVES: Final[dict[ReleaseEvent, tuple[tuple[ReleaseState, ...], ReleaseState]]]
     # The rollout can be seen before the merge webhook is processed.
     "rollout_started": (("merging", "merged", "deploying"), "rolling_out"),
     "rollout_healthy": (("rolling_out", "failed"), "healthy"),
+    # Where the env's cluster is not watched, the story ends with the GitOps pipeline (or the
+    # merge, when the repo has no pipelines).
+    "deployed": (("merged", "deploying"), "deployed"),
     "failed": (("awaiting_approval", *_IN_FLIGHT), "failed"),
     "rejected": (_BEFORE_MERGE, "rejected"),
     "expired": (("awaiting_approval",), "expired"),
@@ -633,7 +640,7 @@ def merge_request_description(
     policy = (
         "merges when its pipeline passes"
         if release.policy == "auto"
-        else f"needs {_count(release.approvals_needed, 'approval')} from {approvers} in Slack"
+        else f"needs {_count(release.approvals_needed, 'approval')} from {_md(approvers)} in Slack"
     )
     lines = [
         f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew.",
@@ -642,7 +649,7 @@ def merge_request_description(
         f"- **Environment:** {release.env} — {policy}",
         f"- **Version:** {release.from_version or 'none'} → **{release.to_version}**"
         + (" (rollback)" if release.kind == "rollback" else ""),
-        f"- **Lock:** {lock or 'none'}",
+        f"- **Lock:** {_md(lock) if lock else 'none'}",
         "",
     ]
     log = release.changelog
@@ -675,4 +682,5 @@ def _count(n: int, noun: str) -> str:
 
 def _md(text: str) -> str:
     """Text from people (commit titles, names) must not turn into Markdown or HTML."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    escaped = re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    return escaped.replace("@", "@\u200b")  # no GitLab mention from a commit title or a name

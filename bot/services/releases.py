@@ -75,6 +75,8 @@ SWEEP_EVERY = 15.0
 REQUEST_TTL = 900.0
 """Seconds a "Deploy anyway" button stays valid."""
 MERGE_RETRY_AFTER = timedelta(minutes=1)
+INTERRUPTED = timedelta(minutes=10)
+"""A release still ``requested`` after this was interrupted (opening an MR takes seconds)."""
 CHANGELOG_LINES = 20
 _FINISHED = ("success", "failed", "canceled")
 
@@ -818,18 +820,20 @@ class ReleaseService:
         if release_id is None:
             return
         if action == "merge":
-            moved = await self._commit(
-                release_id,
-                lambda r: (
-                    r.moved(
-                        "merged",
-                        merge_sha=merge_sha or r.merge_sha,
-                        ended_by=None if r.state == "merging" else by,
-                    )
-                    if r.state in ("awaiting_approval", "waiting_pipeline", "approved", "merging")
-                    else None
-                ),
-            )
+
+            def merged(r: Release) -> Release | None:
+                if r.state not in ("awaiting_approval", "waiting_pipeline", "approved", "merging"):
+                    return None
+                done = r.moved(
+                    "merged",
+                    merge_sha=merge_sha or r.merge_sha,
+                    ended_by=None if r.state == "merging" else by,
+                )
+                if not done.watched and done.mr_pipeline is None:
+                    return done.moved("deployed")  # no pipelines, no cluster: the end
+                return done
+
+            moved = await self._commit(release_id, merged)
             if moved is not None:
                 await self._say(moved[0], moved[1], "merged", by=moved[0].ended_by)
                 await self._show(*moved)
@@ -946,10 +950,14 @@ class ReleaseService:
                 "healthy",
                 "failed",
             ) and r.merge_sha in (None, sha):
-                if r.deploy_pipeline is not None and (
-                    r.deploy_pipeline.id > pipeline.id or r.deploy_pipeline == pipeline
+                known = r.deploy_pipeline
+                if known is not None and (
+                    known.id > pipeline.id
+                    or (
+                        known.id == pipeline.id and (known.status in _FINISHED or known == pipeline)
+                    )
                 ):
-                    return None
+                    return None  # an older pipeline, or a stale event of a finished one
                 updated = replace(r, deploy_pipeline=pipeline, merge_sha=sha)
                 if r.state == "merged":
                     updated = updated.moved("deploy_started")
@@ -957,6 +965,8 @@ class ReleaseService:
                     updated = updated.moved(
                         "failed", failure=f"the GitOps pipeline {pipeline.status}"
                     )
+                if pipeline.status == "success" and updated.state == "deploying" and not r.watched:
+                    updated = updated.moved("deployed")  # no cluster to follow: the end
                 return updated
             return None
 
@@ -1038,7 +1048,13 @@ class ReleaseService:
         now = self._clock()
         for release_id in await self._store.open_ids():
             release, _ = await self._store.load(release_id)
-            if release is None or release.mr_iid is None:
+            if release is None:
+                continue
+            if release.state == "requested":
+                if now - release.created_at >= INTERRUPTED:
+                    await self._interrupted(release)
+                continue
+            if release.mr_iid is None:
                 continue
             try:
                 if (
@@ -1069,6 +1085,16 @@ class ReleaseService:
                 log.warning(
                     "release sweep: GitLab did not answer", release=release_id, error=str(exc)
                 )
+
+    async def _interrupted(self, release: Release) -> None:
+        """A crash between claiming the app and env and opening the MR: free them."""
+        failure = "interrupted before its merge request was opened; run the command again"
+        moved = await self._commit(
+            release.id,
+            lambda r: r.moved("refused", failure=failure) if r.state == "requested" else None,
+        )
+        if moved is not None:
+            log.warning("release interrupted before its MR; refused", release=release.id)
 
     async def _expire(self, release: Release) -> None:
         moved = await self._commit(
@@ -1120,8 +1146,9 @@ class ReleaseService:
             return None
         holder = await self._people.display_name(override.holder)
         reason = f" ({override.reason})" if override.reason else ""
+        since = override.since.astimezone(UTC)
         return (
-            f"locked by {holder}{reason} since {override.since:%Y-%m-%d %H:%M} UTC —"
+            f"locked by {holder}{reason} since {since:%Y-%m-%d %H:%M} UTC —"
             " the requester chose to deploy anyway"
         )
 

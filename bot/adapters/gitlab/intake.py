@@ -60,7 +60,8 @@ class GitLabIntake:
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        token = request.headers.get("X-Gitlab-Token", "").encode()
+        # the header's own bytes (aiohttp keeps undecodable ones as surrogates): never a 500
+        token = request.headers.get("X-Gitlab-Token", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(token, self._secret):
             return _answer(401, "rejected", error="invalid X-Gitlab-Token")
         if (request.content_length or 0) > self._max_body:

@@ -65,8 +65,15 @@ def register_fallbacks(app: AsyncApp, *, version: str) -> None:
         await ack(text=f"`{name}` is not available in this version of Pitcrew ({version}).")
 
 
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+
+
 def aiohttp_handler(app: AsyncApp) -> Any:
     async def handle(request: web.Request) -> web.Response:
+        # slack_sdk's verifier raises (a 500 and a logged error) on a timestamp int() refuses:
+        # refuse it as Bolt refuses every other request it cannot verify.
+        if not _TIMESTAMP.fullmatch(request.headers.get("X-Slack-Request-Timestamp", "")):
+            return web.json_response({"error": "invalid request"}, status=401)
         response = await app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 

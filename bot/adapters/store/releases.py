@@ -30,6 +30,8 @@ _request = TypeAdapter(PendingRequest)
 _OPEN = "releases:open"
 INDEX_TTL = 60 * 86400
 """Seconds a webhook can still find its release: two months."""
+CLAIM_TTL = 7 * 86400
+"""Seconds an app and env stay claimed by a release that stopped moving (a crash mid-way)."""
 
 _SAVE = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -39,6 +41,25 @@ end
 redis.call('HSET', KEYS[1], 'v', current + 1, 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return current + 1
+"""
+_CREATE = """
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  return holder
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return ARGV[1]
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('HSET', KEYS[2], 'v', 1, 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return false
+"""
+_KEEP_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -61,26 +82,32 @@ class RedisReleaseStore:
         self._redis = redis
         self._save = redis.register_script(_SAVE)
         self._release_claim = redis.register_script(_RELEASE_CLAIM)
+        self._create = redis.register_script(_CREATE)
+        self._keep_claim = redis.register_script(_KEEP_CLAIM)
 
     async def create(self, release: Release, *, claim_ttl: float) -> str | None:
         claim = _active(release.app, release.env)
         for _ in range(3):
-            if await self._redis.set(claim, release.id, nx=True, ex=max(int(claim_ttl), 1)):
-                break
-            holder: Any = await self._redis.get(claim)
+            # The claim and the record are written together: a claim without its record can
+            # then only be a leftover (its release expired from the store), never a create
+            # half-way through on another replica.
+            holder: Any = await self._create(
+                keys=[claim, _key(release.id)],
+                args=[release.id, _release.dump_json(release).decode(), max(int(claim_ttl), 1),
+                      INDEX_TTL],
+            )  # fmt: skip
             if holder is None:
-                continue
-            other, _ = await self.load(holder.decode())
+                await self._index(release)
+                return None
+            other_id = holder.decode()
+            if other_id == release.id:
+                raise RuntimeError(f"release {release.id} exists already")
+            other, _ = await self.load(other_id)
             if other is not None and other.state not in TERMINAL_STATES:
                 return other.id
             # a claim left behind by a release that ended: take it over
-            await self._release_claim(keys=[claim], args=[holder.decode()])
-        else:
-            raise RuntimeError(f"could not claim {claim}")
-        if not await self.save(release, expected=0):
-            await self._release_claim(keys=[claim], args=[release.id])
-            raise RuntimeError(f"release {release.id} exists already")
-        return None
+            await self._release_claim(keys=[claim], args=[other_id])
+        raise RuntimeError(f"could not claim {claim}")
 
     async def load(self, release_id: str) -> tuple[Release | None, int]:
         raw: Any = await self._redis.hgetall(_key(release_id))
@@ -112,8 +139,11 @@ class RedisReleaseStore:
         else:
             pipe.sadd(_OPEN, release.id)
         await pipe.execute()
+        claim = _active(release.app, release.env)
         if release.state in TERMINAL_STATES:
-            await self._release_claim(keys=[_active(release.app, release.env)], args=[release.id])
+            await self._release_claim(keys=[claim], args=[release.id])
+        else:  # a release held by a lock for days keeps its claim
+            await self._keep_claim(keys=[claim], args=[release.id, CLAIM_TTL])
 
     async def _get(self, key: str) -> str | None:
         value: Any = await self._redis.get(key)

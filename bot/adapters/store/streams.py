@@ -136,6 +136,9 @@ class StreamConsumer:
                 claimed += 1
             cursor = cursor_raw.decode() if isinstance(cursor_raw, bytes) else str(cursor_raw)
             if cursor == "0-0":
+                if claimed:
+                    log.info("took over entries another consumer left", stream=self.stream,
+                             entries=claimed)  # fmt: skip
                 return claimed
 
     async def _handle(self, entry: Entry) -> None:

@@ -3,7 +3,9 @@ states as webhooks and the watcher move them (SPEC 5)."""
 
 from __future__ import annotations
 
-from typing import get_args
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, get_args
 
 import pytest
 
@@ -17,10 +19,13 @@ from bot.domain.releases import (
     ApprovalDecision,
     ApprovalNotRequired,
     Approved,
+    Changelog,
+    ChangelogEntry,
     DeployRequest,
     IllegalTransition,
     NotAnApprover,
     PromoteRequest,
+    Release,
     ReleaseCommandError,
     ReleaseEvent,
     ReleaseHelp,
@@ -32,8 +37,10 @@ from bot.domain.releases import (
     advance,
     approvers_label,
     decide_approval,
+    merge_request_description,
     parse_deploy,
     parse_rollback,
+    referenced_issues,
     release_title,
 )
 
@@ -453,3 +460,223 @@ def test_terminal_states_accept_only_their_own_repeat(state: ReleaseState) -> No
 )
 def test_release_titles(kind: ReleaseKind, version: str, env: str, title: str) -> None:
     assert release_title(kind=kind, app="orders", version=version, env=env) == title
+
+
+# --------------------------------------------------------------------------------------------
+# The release record: its moves, the MR description, the issues a commit references
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+GITLAB = "https://gitlab.example.com"
+ISSUES = f"{GITLAB}/shop/orders/-/issues"
+COMPARE = f"{GITLAB}/shop/orders/-/compare/1.4.1...1.4.2"
+
+
+def _commit(sha: str, title: str, *issues: str, author: str = "Alice Martin") -> ChangelogEntry:
+    return ChangelogEntry(
+        sha=sha,
+        title=title,
+        author=author,
+        url=f"{GITLAB}/shop/orders/-/commit/{sha}",
+        issues=issues,
+    )
+
+
+def _record(**changes: Any) -> Release:
+    """A manual release of orders 1.4.2 to production, waiting for one approval."""
+    base = Release(
+        id="r-7f3a",
+        kind="deploy",
+        app="orders",
+        team="payments",
+        env="production",
+        policy="manual",
+        approvals_needed=1,
+        from_version="1.4.1",
+        to_version="1.4.2",
+        requester="UREQ",
+        created_at=T0,
+        state="awaiting_approval",
+        mr_iid=42,
+    )
+    return replace(base, **changes)
+
+
+def test_moved_returns_a_new_release_in_the_next_state_with_the_changes() -> None:
+    waiting = _record()
+    approved = waiting.moved("approved", approvals=("UALICE",))
+    assert approved == replace(waiting, state="approved", approvals=("UALICE",))
+    assert waiting.state == "awaiting_approval"
+    assert waiting.approvals == ()
+
+
+def test_moved_again_by_the_same_event_changes_only_the_fields_given() -> None:
+    merged = _record(state="merged", merge_sha="f00d")
+    assert merged.moved("merged", ended_by="dave") == replace(merged, ended_by="dave")
+
+
+def test_moved_refuses_an_illegal_transition() -> None:
+    healthy = _record(state="healthy")
+    with pytest.raises(IllegalTransition) as caught:
+        healthy.moved("approved", approvals=("UALICE",))
+    assert (caught.value.state, caught.value.event) == ("healthy", "approved")
+    assert str(caught.value) == "a release that is healthy cannot take approved"
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected"),
+    [
+        # a person merging in GitLab is followed from wherever the release stood
+        ("awaiting_approval", "merged", "merged"),
+        ("waiting_pipeline", "merged", "merged"),
+        ("approved", "merged", "merged"),
+        ("merging", "merged", "merged"),
+        # the rollout is seen before the merge webhook
+        ("merging", "rollout_started", "rolling_out"),
+        # the MR pipeline of a release waiting for approval fails
+        ("awaiting_approval", "failed", "failed"),
+    ],
+)
+def test_moves_that_follow_what_happened_outside(
+    state: ReleaseState, event: ReleaseEvent, expected: ReleaseState
+) -> None:
+    assert advance(state, event) == expected
+    assert _record(state=state).moved(event).state == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "ended", "before_merge"),
+    [
+        ("requested", False, True),
+        ("awaiting_approval", False, True),
+        ("approved", False, True),
+        ("merging", False, False),
+        ("failed", False, False),  # may still recover
+        ("healthy", True, False),
+        ("rejected", True, False),
+    ],
+)
+def test_ended_and_before_merge(state: ReleaseState, ended: bool, before_merge: bool) -> None:
+    release = _record(state=state)
+    assert (release.ended, release.before_merge) == (ended, before_merge)
+
+
+@pytest.mark.parametrize(
+    ("message", "issues"),
+    [
+        ("Fix #12, closes #3 and #12", ("12", "3")),
+        ("(#7) tidy up", ("7",)),
+        ("Fixes #12\n\nSee also #40.", ("12", "40")),
+        ("It&#39;s done", ()),  # an HTML entity is no issue
+        ("x#4 and a#5", ()),
+        ("see http://h/#frag and http://h/#4", ()),
+        ("#12abc and #1234567890", ()),
+        ("no issue here", ()),
+    ],
+)
+def test_referenced_issues(message: str, issues: tuple[str, ...]) -> None:
+    assert referenced_issues(message) == issues
+
+
+def test_merge_request_description() -> None:
+    log = Changelog(
+        entries=(
+            _commit("0123456789abcdef", "Fix rounding of totals", "12", "3"),
+            _commit("fedcba9876543210", "Bump aiohttp", author="renovate[bot]"),
+        ),
+        total=5,
+        compare_url=COMPARE,
+        issues_url=ISSUES,
+    )
+    text = merge_request_description(
+        _record(changelog=log), requester_name="Dave Roy", approvers="@sre-oncall", lock=None
+    )
+    assert text == (
+        "Requested by **Dave Roy** in Slack, through Pitcrew.\n"
+        "\n"
+        "- **App:** orders (team payments)\n"
+        "- **Environment:** production — needs 1 approval from @\u200bsre-oncall in Slack\n"
+        "- **Version:** 1.4.1 → **1.4.2**\n"
+        "- **Lock:** none\n"
+        "\n"
+        f"### Changelog: 5 commits ([compare]({COMPARE}))\n"
+        "\n"
+        f"- [`01234567`]({GITLAB}/shop/orders/-/commit/0123456789abcdef) Fix rounding of totals"
+        f" [#12]({ISSUES}/12) [#3]({ISSUES}/3) — Alice Martin\n"
+        f"- [`fedcba98`]({GITLAB}/shop/orders/-/commit/fedcba9876543210) Bump aiohttp"
+        " — renovate\\[bot\\]\n"
+        "- … and 3 more\n"
+        "\n"
+        "<!-- pitcrew release r-7f3a -->"
+    )
+
+
+def test_merge_request_description_of_an_auto_rollback_through_a_lock() -> None:
+    rollback = _record(
+        kind="rollback",
+        env="staging",
+        policy="auto",
+        from_version="1.4.2",
+        to_version="1.4.1",
+        changelog=Changelog(
+            entries=(_commit("0123456789abcdef", "Fix #12", "12"),), total=1, compare_url=None
+        ),
+    )
+    text = merge_request_description(
+        rollback,
+        requester_name="Dave",
+        approvers="nobody",
+        lock="locked by Bob since 2026-11-22 08:00 UTC — the requester chose to deploy anyway",
+    )
+    assert text.split("\n")[2:] == [
+        "- **App:** orders (team payments)",
+        "- **Environment:** staging — merges when its pipeline passes",
+        "- **Version:** 1.4.2 → **1.4.1** (rollback)",
+        "- **Lock:** locked by Bob since 2026-11-22 08:00 UTC — the requester chose to deploy"
+        " anyway",
+        "",
+        "### Commits leaving: 1 commit",
+        "",
+        f"- [`01234567`]({GITLAB}/shop/orders/-/commit/0123456789abcdef) Fix #12 #12"
+        " — Alice Martin",
+        "",
+        "<!-- pitcrew release r-7f3a -->",
+    ]
+
+
+def test_merge_request_description_of_a_first_deploy_needing_two_approvals() -> None:
+    text = merge_request_description(
+        _record(from_version=None, approvals_needed=2, changelog=Changelog()),
+        requester_name="Dave",
+        approvers="@sre-oncall",
+        lock=None,
+    )
+    assert "- **Environment:** production — needs 2 approvals from @\u200bsre-oncall in Slack" in text
+    assert "- **Version:** none → **1.4.2**\n" in text
+    assert "### Changelog\n\n_No commits between the two versions._\n" in text
+
+
+def test_merge_request_description_says_why_there_is_no_changelog() -> None:
+    text = merge_request_description(
+        _record(changelog=Changelog(unavailable="tag v1_old not found")),
+        requester_name="Dave",
+        approvers="@sre-oncall",
+        lock=None,
+    )
+    assert "### Changelog\n\n_Not available: tag v1\\_old not found_\n" in text
+
+
+def test_people_text_cannot_become_markdown_or_html_in_the_description() -> None:
+    hostile = _commit(
+        "0123456789abcdef", "Use *fast* path_[x](http://evil) <img src=x> `rm` a|b \\o/"
+    )
+    text = merge_request_description(
+        _record(changelog=Changelog(entries=(hostile,), total=1)),
+        requester_name="**Eve** <script>",
+        approvers="@sre-oncall",
+        lock=None,
+    )
+    assert text.startswith("Requested by **\\*\\*Eve\\*\\* \\<script\\>** in Slack")
+    assert (
+        "Use \\*fast\\* path\\_\\[x\\](http://evil) \\<img src=x\\> \\`rm\\` a\\|b \\\\o/"
+        " — Alice Martin"
+    ) in text

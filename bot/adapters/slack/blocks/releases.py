@@ -44,7 +44,11 @@ def _one(text: str) -> Rendered:
 
 
 def _link(url: str | None, label: str) -> str:
-    return f"<{url}|{escape(label)}>" if url else escape(label)
+    """A link only to a web page; a URL that could break out of Slack's ``<url|label>`` is not
+    linked."""
+    if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| "):
+        return f"<{url}|{escape(label)}>"
+    return escape(label)
 
 
 def _mr(release: Release) -> str:
@@ -91,15 +95,16 @@ def stage(release: Release, *, approvers: str) -> str:
         if release.watched:
             return ":twisted_rightwards_arrows: Merged — waiting for the deploy"
         return f":twisted_rightwards_arrows: Merged — {env}'s cluster is not watched"
-    if state == "deploying" and not release.watched:
+    if state == "deployed":
         pipeline = release.deploy_pipeline
-        if pipeline is not None and pipeline.status == "success":
+        if pipeline is not None:
             label = _link(pipeline.url, f"GitOps pipeline #{pipeline.id}")
             return f":white_check_mark: Deployed by {label} — {env}'s cluster is not watched"
+        return f":white_check_mark: Merged — {env}'s cluster is not watched"
     if state == "deploying":
         pipeline = release.deploy_pipeline
         status = pipeline.status if pipeline else "running"
-        word = "passed" if status == "success" else status
+        word = "passed" if status == "success" else escape(status)
         label = f"GitOps pipeline #{pipeline.id}" if pipeline else "GitOps pipeline"
         return f":gear: Deploying — {_link(pipeline.url if pipeline else None, label)} {word}"
     if state == "rolling_out":
@@ -303,10 +308,11 @@ class ReleaseBlocks:
 
     def lock_prompt(self, lock: Lock, *, request_id: str, what: str, now: datetime) -> Rendered:
         why = f": “{escape(clip(lock.reason, 200))}”" if lock.reason else ""
-        age = format_age(now - lock.since)
+        age = format_age(lock.age(now))
+        ago = age if age == "just now" else f"{age} ago"
         text = (
             f":lock: *{escape(lock.env)}* is locked by {mention(lock.holder)}"
-            f" ({age} ago){why}.\nDeploy anyway? The override is recorded and shown in the"
+            f" ({ago}){why}.\nDeploy anyway? The override is recorded and shown in the"
             " release's thread."
         )
         return Rendered(

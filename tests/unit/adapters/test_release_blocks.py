@@ -1,0 +1,817 @@
+"""Release messages exactly as people read them in Slack, within Block Kit's limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, get_args
+
+import pytest
+
+from bot.adapters.slack.blocks.common import MAX_BLOCKS, MAX_SECTION, Rendered
+from bot.adapters.slack.blocks.releases import (
+    APPROVE,
+    DEPLOY_ANYWAY,
+    REJECT,
+    ReleaseBlocks,
+    render_note,
+    render_release,
+    stage,
+)
+from bot.domain.locks import Lock
+from bot.domain.releases import (
+    DEPLOY_USAGE,
+    Changelog,
+    ChangelogEntry,
+    LockOverride,
+    PipelineLink,
+    Release,
+    ReleaseCommandError,
+    ReleaseState,
+)
+from bot.services.releases import NoteKind
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+APPROVERS = "@sre-oncall"
+GITLAB = "https://gitlab.example.com"
+MR_URL = f"{GITLAB}/platform/deployments/-/merge_requests/42"
+MR = f"<{MR_URL}|!42>"
+MR_PIPELINE = PipelineLink(
+    id=12, status="running", url=f"{GITLAB}/platform/deployments/-/pipelines/12"
+)
+DEPLOY_PIPELINE = PipelineLink(
+    id=77, status="running", url=f"{GITLAB}/platform/deployments/-/pipelines/77"
+)
+ISSUES = f"{GITLAB}/shop/orders/-/issues"
+COMPARE = f"{GITLAB}/shop/orders/-/compare/1.4.1...1.4.2"
+
+
+def entry(n: int, *, title: str | None = None, issues: tuple[str, ...] = ()) -> ChangelogEntry:
+    sha = f"{n:02d}" + "abcdef0123456789" * 2 + "abcdef"
+    return ChangelogEntry(
+        sha=sha,
+        title=title if title is not None else f"Commit number {n}",
+        author="Alice Martin",
+        url=f"{GITLAB}/shop/orders/-/commit/{sha}",
+        issues=issues,
+    )
+
+
+def changelog(count: int, *, total: int | None = None, **changes: Any) -> Changelog:
+    return Changelog(
+        entries=tuple(entry(n) for n in range(1, count + 1)),
+        total=count if total is None else total,
+        compare_url=COMPARE,
+        issues_url=ISSUES,
+        **changes,
+    )
+
+
+def release(**changes: Any) -> Release:
+    """A manual release to production, waiting for one approval, unless changed."""
+    base = Release(
+        id="r-7f3a",
+        kind="deploy",
+        app="orders",
+        team="payments",
+        env="production",
+        policy="manual",
+        approvals_needed=1,
+        from_version="1.4.1",
+        to_version="1.4.2",
+        requester="UREQ",
+        created_at=T0,
+        state="awaiting_approval",
+        mr_iid=42,
+        mr_url=MR_URL,
+        branch="pitcrew/orders-production-1.4.2",
+    )
+    return replace(base, **changes)
+
+
+MERGED = release(state="merged", merge_sha="f00dfeed" * 5, watched=True)
+STAGING = release(env="staging", policy="auto", approvals_needed=0)
+HEADER = f":rocket: *Deploy orders 1.4.2 to production* · {MR}"
+
+
+def one_line(rendered: Rendered) -> str:
+    """The message's text, checked to be what its single section shows."""
+    assert rendered.blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": rendered.text}}
+    ]
+    assert rendered.text
+    return rendered.text
+
+
+def texts(rendered: Rendered) -> list[str]:
+    """Every mrkdwn text a person can see, block by block."""
+    seen = []
+    for block in rendered.blocks:
+        if block["type"] == "section":
+            seen.append(block["text"]["text"])
+        elif block["type"] == "context":
+            seen.extend(element["text"] for element in block["elements"])
+    return seen
+
+
+def actions(rendered: Rendered) -> list[dict[str, Any]]:
+    return [block for block in rendered.blocks if block["type"] == "actions"]
+
+
+def assert_within_limits(rendered: Rendered) -> None:
+    assert len(rendered.blocks) <= MAX_BLOCKS
+    for block in rendered.blocks:
+        if block["type"] == "section":
+            assert 0 < len(block["text"]["text"]) <= MAX_SECTION
+        if block["type"] == "context":
+            assert all(0 < len(e["text"]) <= MAX_SECTION for e in block["elements"])
+
+
+# --------------------------------------------------------------------------------------------
+# Where the release stands: the second line of the message
+
+STAGES: list[tuple[Release, str]] = [
+    (
+        release(state="requested", mr_iid=None, mr_url=None),
+        ":hourglass_flowing_sand: Opening the merge request…",
+    ),
+    (release(), ":hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall"),
+    (
+        replace(STAGING, state="waiting_pipeline"),
+        ":hourglass_flowing_sand: Waiting for the MR pipeline, then merges by itself",
+    ),
+    (
+        release(state="approved", approvals=("UALICE",)),
+        ":twisted_rightwards_arrows: Merging when the MR pipeline passes",
+    ),
+    (
+        replace(STAGING, state="approved", held_by="ULOCKER"),
+        ":lock: Held: *staging* is locked by <@ULOCKER> — merges when it is unlocked",
+    ),
+    (
+        release(state="merging", approvals=("UALICE",)),
+        ":twisted_rightwards_arrows: Merging when the MR pipeline passes",
+    ),
+    (MERGED, ":twisted_rightwards_arrows: Merged — waiting for the deploy"),
+    (
+        replace(MERGED, watched=False),
+        ":twisted_rightwards_arrows: Merged — *production*'s cluster is not watched",
+    ),
+    (
+        replace(MERGED, state="deploying", deploy_pipeline=DEPLOY_PIPELINE),
+        f":gear: Deploying — <{DEPLOY_PIPELINE.url}|GitOps pipeline #77> running",
+    ),
+    (
+        replace(MERGED, state="deploying"),
+        ":gear: Deploying — GitOps pipeline running",
+    ),
+    (
+        replace(
+            MERGED,
+            state="deploying",
+            deploy_pipeline=replace(DEPLOY_PIPELINE, status="success"),
+        ),
+        f":gear: Deploying — <{DEPLOY_PIPELINE.url}|GitOps pipeline #77> passed",
+    ),
+    (
+        replace(
+            MERGED,
+            env="staging",
+            state="deployed",
+            watched=False,
+            deploy_pipeline=replace(DEPLOY_PIPELINE, status="success"),
+        ),
+        f":white_check_mark: Deployed by <{DEPLOY_PIPELINE.url}|GitOps pipeline #77>"
+        " — *staging*'s cluster is not watched",
+    ),
+    (
+        replace(MERGED, env="staging", state="deployed", watched=False),
+        ":white_check_mark: Merged — *staging*'s cluster is not watched",
+    ),
+    (
+        replace(MERGED, state="rolling_out", rollout_started_at=T0),
+        ":arrows_counterclockwise: Rolling out in *production*",
+    ),
+    (
+        replace(
+            MERGED,
+            state="healthy",
+            rollout_started_at=T0 + timedelta(minutes=5),
+            finished_at=T0 + timedelta(minutes=7, seconds=10),
+        ),
+        ":large_green_circle: Healthy in *production* after 2 min 10 s",
+    ),
+    (
+        replace(MERGED, state="healthy"),
+        ":large_green_circle: Healthy in *production*",
+    ),
+    (
+        replace(MERGED, state="failed", failure="the rollout exceeded its progress deadline"),
+        ":red_circle: Failed: the rollout exceeded its progress deadline"
+        " — `/rollback orders production`",
+    ),
+    (
+        release(state="failed", failure="MR pipeline #12 failed"),
+        ":red_circle: Failed: MR pipeline #12 failed",
+    ),
+    (release(state="failed"), ":red_circle: Failed: unknown reason"),
+    (
+        release(state="rejected", ended_by="UALICE"),
+        f":no_entry_sign: Rejected by <@UALICE> — {MR} closed",
+    ),
+    (release(state="rejected"), f":no_entry_sign: Rejected — {MR} closed"),
+    (release(state="expired"), f":zzz: Expired without approval — {MR} closed"),
+    (
+        release(state="refused", mr_iid=None, mr_url=None, failure="the manifest is invalid"),
+        ":no_entry: Refused: the manifest is invalid",
+    ),
+]
+
+
+def test_every_state_has_a_stage_line() -> None:
+    assert {r.state for r, _ in STAGES} == set(get_args(ReleaseState))
+
+
+@pytest.mark.parametrize(
+    ("rel", "line"), STAGES, ids=[f"{r.state}-{i}" for i, (r, _) in enumerate(STAGES)]
+)
+def test_the_message_says_where_the_release_stands(rel: Release, line: str) -> None:
+    rendered = render_release(rel, approvers=APPROVERS)
+    assert stage(rel, approvers=APPROVERS) == line
+    title = HEADER if rel.mr_iid else ":rocket: *Deploy orders 1.4.2 to production* · no MR"
+    if rel.env == "staging":
+        title = title.replace("production", "staging")
+    assert rendered.blocks[0] == {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": f"{title}\n{line}"},
+    }
+    assert rendered.text == f"{rel.title} — {line}"
+    assert_within_limits(rendered)
+
+
+def test_a_rollback_says_so_in_its_title() -> None:
+    rollback = release(kind="rollback", from_version="1.4.2", to_version="1.4.1")
+    assert texts(render_release(rollback, approvers=APPROVERS))[0] == (
+        f":rewind: *Roll back orders to 1.4.1 in production* · {MR}\n"
+        ":hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall"
+    )
+
+
+def test_approvals_so_far_count_in_the_waiting_line() -> None:
+    two = release(approvals_needed=2, approvals=("UALICE",))
+    assert stage(two, approvers="<!subteam^S0SRE>") == (
+        ":hourglass_flowing_sand: Waiting for approval — 1/2 from <!subteam^S0SRE>"
+    )
+
+
+def test_a_rejection_in_gitlab_names_the_gitlab_user_without_pinging() -> None:
+    closed = release(state="rejected", ended_by="<!channel> dave")
+    assert stage(closed, approvers=APPROVERS) == (
+        f":no_entry_sign: Rejected by &lt;!channel&gt; dave — {MR} closed"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The details and the context line
+
+
+def test_details_say_versions_requester_and_policy() -> None:
+    rendered = render_release(release(), approvers=APPROVERS)
+    assert texts(rendered)[1] == (
+        "`1.4.1` → `1.4.2` · requested by <@UREQ>\nPolicy: manual: 1 approval from @sre-oncall"
+    )
+
+
+def test_details_of_an_auto_release_to_an_empty_environment() -> None:
+    first = replace(STAGING, state="waiting_pipeline", from_version=None)
+    assert texts(render_release(first, approvers=APPROVERS))[1] == (
+        "nothing → `1.4.2` · requested by <@UREQ>\nPolicy: auto: merges when the MR pipeline passes"
+    )
+
+
+def test_details_name_the_approvers_and_the_lock_deployed_through() -> None:
+    rel = release(
+        state="approved",
+        approvals_needed=2,
+        approvals=("UALICE", "UBOB"),
+        override=LockOverride(holder="ULOCKER", reason="black friday freeze", since=T0, by="UREQ"),
+    )
+    assert texts(render_release(rel, approvers=APPROVERS))[1] == (
+        "`1.4.1` → `1.4.2` · requested by <@UREQ>\n"
+        "Policy: manual: 2 approvals from @sre-oncall\n"
+        "Approved by <@UALICE>, <@UBOB>\n"
+        ":unlock: Deployed through the lock of <@ULOCKER> (black friday freeze),"
+        " on <@UREQ>'s say-so"
+    )
+
+
+def test_context_line_gives_the_id_team_and_time_in_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    rendered = render_release(
+        release(created_at=datetime(2026, 11, 22, 10, 30, tzinfo=paris)), approvers=APPROVERS
+    )
+    assert rendered.blocks[-1] == {
+        "type": "context",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": "release `r-7f3a` · team payments · requested 2026-11-22 09:30 UTC",
+            }
+        ],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Buttons
+
+
+def test_approve_and_reject_carry_the_release_id_and_nothing_else() -> None:
+    rendered = render_release(release(), approvers=APPROVERS)
+    assert actions(rendered) == [
+        {
+            "type": "actions",
+            "block_id": "release",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": APPROVE,
+                    "text": {"type": "plain_text", "text": "Approve"},
+                    "style": "primary",
+                    "value": "r-7f3a",
+                },
+                {
+                    "type": "button",
+                    "action_id": REJECT,
+                    "text": {"type": "plain_text", "text": "Reject"},
+                    "style": "danger",
+                    "value": "r-7f3a",
+                },
+            ],
+        }
+    ]
+    assert (APPROVE, REJECT) == ("release_approve", "release_reject")
+    still_waiting = actions(
+        render_release(release(approvals_needed=2, approvals=("UALICE",)), approvers=APPROVERS)
+    )
+    assert [e["value"] for e in still_waiting[0]["elements"]] == ["r-7f3a", "r-7f3a"]
+
+
+@pytest.mark.parametrize(
+    "rel", [r for r, _ in STAGES], ids=[f"{r.state}-{i}" for i, (r, _) in enumerate(STAGES)]
+)
+def test_buttons_show_only_while_an_approval_is_useful(rel: Release) -> None:
+    shown = actions(render_release(rel, approvers=APPROVERS))
+    assert bool(shown) == (rel.state == "awaiting_approval")
+
+
+# --------------------------------------------------------------------------------------------
+# Changelog
+
+
+def changelog_of(rel: Release) -> str:
+    return texts(render_release(rel, approvers=APPROVERS))[2]
+
+
+def test_a_changelog_line_links_the_commit_and_its_issues() -> None:
+    log = Changelog(
+        entries=(entry(1, title="Fix rounding of totals", issues=("12", "3")),),
+        total=1,
+        compare_url=COMPARE,
+        issues_url=ISSUES,
+    )
+    sha = entry(1).sha
+    assert changelog_of(release(changelog=log)) == (
+        f"*Changelog* (1 commit · <{COMPARE}|compare>)\n"
+        f"• <{GITLAB}/shop/orders/-/commit/{sha}|{sha[:8]}> Fix rounding of totals"
+        f" <{ISSUES}/12|#12> <{ISSUES}/3|#3> — Alice Martin"
+    )
+
+
+def test_issues_without_an_issue_tracker_are_plain_numbers() -> None:
+    log = Changelog(entries=(entry(1, issues=("12",)),), total=1)
+    sha = entry(1).sha
+    assert changelog_of(release(changelog=log)) == (
+        f"*Changelog* (1 commit)\n"
+        f"• <{GITLAB}/shop/orders/-/commit/{sha}|{sha[:8]}> Commit number 1 #12 — Alice Martin"
+    )
+
+
+def test_the_changelog_shows_five_commits_then_how_many_more() -> None:
+    shown = changelog_of(release(changelog=changelog(7))).split("\n")
+    assert shown[0] == f"*Changelog* (7 commits · <{COMPARE}|compare>)"
+    assert [line.split("> ", 1)[1] for line in shown[1:6]] == [
+        f"Commit number {n} — Alice Martin" for n in range(1, 6)
+    ]
+    assert shown[6:] == ["… and 2 more"]
+
+
+def test_more_counts_the_commits_gitlab_did_not_list() -> None:
+    shown = changelog_of(release(changelog=changelog(3, total=40))).split("\n")
+    assert len(shown) == 5
+    assert shown[-1] == "… and 37 more"
+
+
+def test_exactly_five_commits_need_no_more_line() -> None:
+    shown = changelog_of(release(changelog=changelog(5))).split("\n")
+    assert len(shown) == 6
+    assert not any(line.startswith("…") for line in shown)
+
+
+def test_a_rollback_lists_the_commits_leaving() -> None:
+    rollback = release(kind="rollback", changelog=changelog(2))
+    assert changelog_of(rollback).startswith(f"*Commits leaving* (2 commits · <{COMPARE}|compare>)")
+
+
+@pytest.mark.parametrize(
+    ("kind", "log", "line"),
+    [
+        ("deploy", Changelog(), "*Changelog:* no commits between the two versions"),
+        (
+            "deploy",
+            Changelog(unavailable="tag 1.4.1 not found in shop/orders"),
+            "*Changelog:* not available (tag 1.4.1 not found in shop/orders)",
+        ),
+        (
+            "rollback",
+            Changelog(unavailable="GitLab answered 503 <html>"),
+            "*Commits leaving:* not available (GitLab answered 503 &lt;html&gt;)",
+        ),
+    ],
+)
+def test_without_a_changelog_the_message_says_why(kind: str, log: Changelog, line: str) -> None:
+    assert changelog_of(release(kind=kind, changelog=log)) == line
+
+
+# --------------------------------------------------------------------------------------------
+# People's text never pings, links or breaks the message
+
+
+def test_commit_titles_and_authors_are_escaped() -> None:
+    hostile = ChangelogEntry(
+        sha="0123456789abcdef",
+        title="<!channel> R&D > ops <https://evil|click>",
+        author="<@UBOSS> & co",
+        url=f"{GITLAB}/shop/orders/-/commit/0123456789abcdef",
+    )
+    log = Changelog(entries=(hostile,), total=1)
+    assert changelog_of(release(changelog=log)).split("\n")[1] == (
+        f"• <{GITLAB}/shop/orders/-/commit/0123456789abcdef|01234567>"
+        " &lt;!channel&gt; R&amp;D &gt; ops &lt;https://evil|click&gt; — &lt;@UBOSS&gt; &amp; co"
+    )
+
+
+def test_no_user_text_reaches_slack_unescaped() -> None:
+    ping = "<!channel> & <@UBOSS> >"
+    rel = release(
+        state="failed",
+        team=ping,
+        failure=ping,
+        merge_sha="f00d",
+        changelog=Changelog(
+            entries=(replace(entry(1), title=ping, author=ping),), total=1, unavailable=None
+        ),
+        override=LockOverride(holder=ping, reason=ping, since=T0, by="UREQ"),
+    )
+    rendered = render_release(rel, approvers=APPROVERS)
+    everything = json.dumps(rendered.blocks) + rendered.text
+    assert "<!channel>" not in everything
+    assert "<@UBOSS>" not in everything
+    assert "&lt;!channel&gt; &amp; &lt;@UBOSS&gt; &gt;" in texts(rendered)[0]
+    for kind in get_args(NoteKind):
+        note = render_note(rel, kind, by=ping)
+        assert "<!channel>" not in note.text
+        assert "<@UBOSS>" not in note.text
+
+
+def test_huge_inputs_stay_within_block_kit_limits() -> None:
+    long_title = "x" * 10_000
+    entries = tuple(
+        replace(entry(n, issues=tuple(str(i) for i in range(50))), title=long_title)
+        for n in range(500)
+    )
+    rel = release(
+        state="failed",
+        failure="y" * 10_000,
+        approvals=tuple(f"U{n:08d}" for n in range(200)),
+        override=LockOverride(holder="ULOCKER", reason="z" * 10_000, since=T0, by="UREQ"),
+        changelog=Changelog(entries=entries, total=5000, compare_url=COMPARE, issues_url=ISSUES),
+    )
+    rendered = render_release(rel, approvers=APPROVERS)
+    assert_within_limits(rendered)
+    assert rendered.text
+    for kind in get_args(NoteKind):
+        assert_within_limits(render_note(rel, kind, by="UALICE"))
+
+
+def test_a_long_commit_title_is_clipped_on_its_line() -> None:
+    log = Changelog(entries=(entry(1, title="x" * 10_000),), total=1)
+    line = changelog_of(release(changelog=log)).split("\n")[1]
+    assert f"> {'x' * 119}… — Alice Martin" in line
+    assert len(line) < 300
+
+
+# --------------------------------------------------------------------------------------------
+# Thread notes
+
+
+def test_every_note_is_one_non_empty_section() -> None:
+    rel = replace(
+        MERGED,
+        state="healthy",
+        approvals=("UALICE",),
+        override=LockOverride(holder="ULOCKER", reason="freeze", since=T0, by="UREQ"),
+        mr_pipeline=replace(MR_PIPELINE, status="success"),
+        deploy_pipeline=replace(DEPLOY_PIPELINE, status="success"),
+    )
+    for kind in get_args(NoteKind):
+        for by in (None, "UALICE"):
+            assert one_line(render_note(rel, kind, by=by)).strip()
+            assert one_line(ReleaseBlocks().note(rel, kind, by=by)) == one_line(
+                render_note(rel, kind, by=by)
+            )
+
+
+NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
+    (
+        release(
+            override=LockOverride(
+                holder="ULOCKER", reason="black friday freeze", since=T0, by="UREQ"
+            )
+        ),
+        "override",
+        "UREQ",
+        ":unlock: <@UREQ> chose *Deploy anyway* through <@ULOCKER>'s lock on *production*:"
+        " “black friday freeze”",
+    ),
+    (
+        release(override=LockOverride(holder="ULOCKER", reason="", since=T0, by="UREQ")),
+        "override",
+        "UREQ",
+        ":unlock: <@UREQ> chose *Deploy anyway* through <@ULOCKER>'s lock on *production*",
+    ),
+    (
+        release(state="approved", approvals=("UALICE",)),
+        "approved",
+        "UALICE",
+        ":white_check_mark: Approved by <@UALICE> (1/1)",
+    ),
+    (release(), "mr_pipeline", None, ":hourglass_flowing_sand: MR pipeline pending"),
+    (
+        release(mr_pipeline=MR_PIPELINE),
+        "mr_pipeline",
+        None,
+        f":hourglass_flowing_sand: MR pipeline <{MR_PIPELINE.url}|#12> running",
+    ),
+    (
+        release(mr_pipeline=replace(MR_PIPELINE, status="success")),
+        "mr_pipeline",
+        None,
+        f":white_check_mark: MR pipeline <{MR_PIPELINE.url}|#12> passed",
+    ),
+    (
+        release(mr_pipeline=replace(MR_PIPELINE, status="failed")),
+        "mr_pipeline",
+        None,
+        f":x: MR pipeline <{MR_PIPELINE.url}|#12> failed",
+    ),
+    (
+        release(mr_pipeline=replace(MR_PIPELINE, status="canceled", url=None)),
+        "mr_pipeline",
+        None,
+        ":x: MR pipeline #12 canceled",
+    ),
+    (
+        replace(STAGING, state="approved", held_by="ULOCKER"),
+        "held",
+        "ULOCKER",
+        ":lock: The MR pipeline passed, but *staging* is locked by <@ULOCKER>: this release"
+        " merges as soon as it is unlocked.",
+    ),
+    (
+        release(state="merging"),
+        "merging",
+        None,
+        f":twisted_rightwards_arrows: Merging {MR} when its pipeline passes",
+    ),
+    (
+        MERGED,
+        "merged",
+        None,
+        f":twisted_rightwards_arrows: Merged {MR}. Waiting for the rollout.",
+    ),
+    (
+        replace(MERGED, watched=False),
+        "merged",
+        "dave",
+        f":twisted_rightwards_arrows: Merged {MR} in GitLab by dave, outside Pitcrew."
+        " *production*'s cluster is not watched: Pitcrew stops following here.",
+    ),
+    (replace(MERGED, state="deploying"), "deploy_pipeline", None, ":gear: GitOps pipeline started"),
+    (
+        replace(MERGED, state="deploying", deploy_pipeline=DEPLOY_PIPELINE),
+        "deploy_pipeline",
+        None,
+        f":gear: GitOps pipeline <{DEPLOY_PIPELINE.url}|#77> running",
+    ),
+    (
+        replace(MERGED, deploy_pipeline=replace(DEPLOY_PIPELINE, status="success")),
+        "deploy_pipeline",
+        None,
+        f":white_check_mark: GitOps pipeline <{DEPLOY_PIPELINE.url}|#77> passed",
+    ),
+    (
+        replace(MERGED, deploy_pipeline=replace(DEPLOY_PIPELINE, status="failed")),
+        "deploy_pipeline",
+        None,
+        f":x: GitOps pipeline <{DEPLOY_PIPELINE.url}|#77> failed",
+    ),
+    (
+        replace(MERGED, deploy_pipeline=replace(DEPLOY_PIPELINE, status="canceled")),
+        "deploy_pipeline",
+        None,
+        f":x: GitOps pipeline <{DEPLOY_PIPELINE.url}|#77> canceled",
+    ),
+    (
+        replace(MERGED, state="rolling_out"),
+        "rollout",
+        None,
+        ":arrows_counterclockwise: Rolling out `1.4.2` in *production*…",
+    ),
+    (
+        replace(
+            MERGED,
+            state="healthy",
+            rollout_started_at=T0,
+            finished_at=T0 + timedelta(minutes=2, seconds=10),
+        ),
+        "healthy",
+        None,
+        ":large_green_circle: *orders 1.4.2 is healthy in production* after 2 min 10 s",
+    ),
+    (
+        replace(
+            MERGED,
+            state="healthy",
+            rollout_started_at=T0,
+            finished_at=T0 + timedelta(hours=1, minutes=4, seconds=59),
+        ),
+        "healthy",
+        None,
+        ":large_green_circle: *orders 1.4.2 is healthy in production* after 1 h 4 min",
+    ),
+    (
+        replace(MERGED, state="failed", failure="the rollout exceeded its progress deadline"),
+        "failed",
+        None,
+        ":red_circle: *Deploy orders 1.4.2 to production failed*: the rollout exceeded its"
+        " progress deadline. Roll back with `/rollback orders production`.",
+    ),
+    (
+        release(state="failed", failure="MR pipeline #12 failed"),
+        "failed",
+        None,
+        ":red_circle: *Deploy orders 1.4.2 to production failed*: MR pipeline #12 failed.",
+    ),
+    (
+        release(state="rejected", ended_by="UALICE"),
+        "rejected",
+        "UALICE",
+        f":no_entry_sign: Rejected by <@UALICE>: {MR} is closed.",
+    ),
+    (
+        release(state="rejected", ended_by="dave"),
+        "rejected",
+        "dave",
+        f":no_entry_sign: {MR} was closed in GitLab by dave: the release stops here.",
+    ),
+    (
+        release(state="rejected"),
+        "rejected",
+        None,
+        f":no_entry_sign: {MR} was closed in GitLab: the release stops here.",
+    ),
+    (
+        release(state="expired"),
+        "expired",
+        None,
+        f":zzz: Nobody approved in time: {MR} is closed.",
+    ),
+]
+
+
+def test_every_note_kind_has_an_exact_example() -> None:
+    assert {kind for _, kind, _, _ in NOTES} == set(get_args(NoteKind))
+
+
+@pytest.mark.parametrize(
+    ("rel", "kind", "by", "line"), NOTES, ids=[f"{k}-{i}" for i, (_, k, _, _) in enumerate(NOTES)]
+)
+def test_thread_notes(rel: Release, kind: NoteKind, by: str | None, line: str) -> None:
+    assert one_line(render_note(rel, kind, by=by)) == line
+
+
+# --------------------------------------------------------------------------------------------
+# Answers to the requester
+
+
+def test_message_is_render_release() -> None:
+    rel = release()
+    assert ReleaseBlocks().message(rel, approvers=APPROVERS) == render_release(
+        rel, approvers=APPROVERS
+    )
+
+
+def test_opened_a_manual_release() -> None:
+    rendered = ReleaseBlocks().opened(release(), channel="C0DEPLOYS", approvers=APPROVERS)
+    assert one_line(rendered) == (
+        f":white_check_mark: Opened {MR} *Deploy orders 1.4.2 to production*"
+        " (`1.4.1` → `1.4.2`). It needs 1 approval from @sre-oncall. Follow it in <#C0DEPLOYS>."
+    )
+
+
+def test_opened_an_auto_release_in_a_channel_named_by_name() -> None:
+    rendered = ReleaseBlocks().opened(STAGING, channel="#payments-<deploys>", approvers="")
+    assert one_line(rendered) == (
+        f":white_check_mark: Opened {MR} *Deploy orders 1.4.2 to staging*"
+        " (`1.4.1` → `1.4.2`). It merges when its pipeline passes."
+        " Follow it in #payments-&lt;deploys&gt;."
+    )
+
+
+def test_working_help_refused_and_click_answers() -> None:
+    views = ReleaseBlocks()
+    assert one_line(views.working("deploy orders <1.4.2> to production")) == (
+        ":hourglass_flowing_sand: Working on it: checking how to deploy orders &lt;1.4.2&gt;"
+        " to production…"
+    )
+    assert one_line(views.help("Usage: `/deploy <app> <version> to <env>`")) == (
+        "Usage: `/deploy &lt;app&gt; &lt;version&gt; to &lt;env&gt;`"
+    )
+    assert one_line(views.refused("orders already runs 1.4.2 in production")) == (
+        ":no_entry: Orders already runs 1.4.2 in production"
+    )
+    assert one_line(views.click_answer("Approved: merging.")) == "Approved: merging."
+
+
+def test_lock_prompt_asks_before_deploying_through_a_lock() -> None:
+    now = T0 + timedelta(hours=2, minutes=5)
+    lock = Lock(env="production", holder="ULOCKER", since=T0, reason="black friday <!here>")
+    rendered = ReleaseBlocks().lock_prompt(
+        lock, request_id="req-9c1", what="Deploy orders 1.4.2 to production", now=now
+    )
+    text = (
+        ":lock: *production* is locked by <@ULOCKER> (2 h 5 min ago):"
+        " “black friday &lt;!here&gt;”.\nDeploy anyway? The override is recorded and shown in"
+        " the release's thread."
+    )
+    assert rendered.text == text
+    assert rendered.blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "block_id": "lock",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": DEPLOY_ANYWAY,
+                    "text": {"type": "plain_text", "text": "Deploy anyway"},
+                    "style": "danger",
+                    "value": "req-9c1",
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Deploy through a lock?"},
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": "Deploy orders 1.4.2 to production while production is locked.",
+                        },
+                        "confirm": {"type": "plain_text", "text": "Deploy anyway"},
+                        "deny": {"type": "plain_text", "text": "Cancel"},
+                    },
+                }
+            ],
+        },
+    ]
+    assert DEPLOY_ANYWAY == "release_deploy_anyway"
+
+
+def test_lock_prompt_without_a_reason() -> None:
+    lock = Lock(env="staging", holder="ULOCKER", since=T0)
+    now = T0 + timedelta(minutes=45)
+    rendered = ReleaseBlocks().lock_prompt(lock, request_id="req-1", what="x", now=now)
+    assert rendered.text.startswith(":lock: *staging* is locked by <@ULOCKER> (45 min ago).\n")
+
+
+def test_lock_prompt_for_a_lock_taken_just_now() -> None:
+    lock = Lock(env="staging", holder="ULOCKER", since=T0)
+    rendered = ReleaseBlocks().lock_prompt(lock, request_id="req-1", what="x", now=T0)
+    assert rendered.text.startswith(":lock: *staging* is locked by <@ULOCKER> (just now).\n")
+
+
+def test_command_errors_quote_the_user_escaped() -> None:
+    error = ReleaseCommandError("No app “<!channel>” — apps are orders", usage=DEPLOY_USAGE)
+    assert one_line(ReleaseBlocks().error(error)) == (
+        ":warning: No app “&lt;!channel&gt;” — apps are orders\n"
+        "Usage: `/deploy &lt;app&gt; &lt;version&gt; to &lt;env&gt;` or"
+        " `/deploy &lt;app&gt; from &lt;env&gt; to &lt;env&gt;` — e.g."
+        " `/deploy orders 1.4.2 to staging`"
+    )
