@@ -59,3 +59,23 @@ LEADER = Gauge("pitcrew_leader", "1 while this replica holds the named lease", [
 
 def render() -> bytes:
     return generate_latest()
+
+
+COMMAND_LATENCY = Histogram(
+    "pitcrew_command_seconds",
+    "Time from a slash command or button click to its answer, by command and outcome",
+    ["command", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
+)
+RELEASES = Counter(
+    "pitcrew_releases_total",
+    "Releases by kind (deploy, rollback) and the state they reached (awaiting_approval,"
+    " merging, merged, healthy, deployed, failed, rejected, expired, refused, ...)",
+    ["kind", "step"],
+)
+ROLLOUT_DURATION = Histogram(
+    "pitcrew_rollout_duration_seconds",
+    "How long rollouts took, from start to rolled out or failed",
+    ["outcome"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
-from bot import logs
+from bot import logs, metrics
 from bot.domain.catalog import App, Catalog, Environment
 from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.ground_rules import check_ground_rules
@@ -323,6 +323,7 @@ class ReleaseService:
         try:
             plan = await self._plan(pending)
         except Refusal as exc:
+            metrics.RELEASES.labels(kind, "refused").inc()
             await self._record(user, f"{kind}-refused", pending.env, _asking(pending), str(exc))
             await reply(self._views.refused(str(exc)))
             return
@@ -1137,6 +1138,8 @@ class ReleaseService:
             if updated is None or updated == release:
                 return None
             if await self._store.save(updated, expected=version):
+                if updated.state != release.state:
+                    metrics.RELEASES.labels(updated.kind, updated.state).inc()
                 return updated, version + 1
         log.warning("release kept changing; event dropped", release=release_id)
         return None

@@ -207,6 +207,14 @@ class RolloutNotifier:
             rollout = announcement.rollout
             key = f"rollout:{rollout.id}"
             metrics.ROLLOUTS.labels(announcement.what).inc()
+            if (
+                announcement.what in ("succeeded", "failed")
+                and rollout.started_at is not None
+                and rollout.finished_at is not None
+            ):
+                metrics.ROLLOUT_DURATION.labels(announcement.what).observe(
+                    (rollout.finished_at - rollout.started_at).total_seconds()
+                )
             text, blocks = self._views.rollout(rollout, app=app.name, env=env)
             await self._outbox.send(
                 OutgoingMessage(key=key, channel=channel, text=text, blocks=blocks),

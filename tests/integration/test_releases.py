@@ -278,6 +278,10 @@ async def test_a_deploy_to_an_auto_env_goes_straight_through(start: Callable[...
     ]
     assert world.branches() == ["main"]  # the source branch went with the merge
     assert "1.4.2" in world.gitlab.read_file(GITOPS, STAGING)
+    async with world.http.get(f"{world.bot.url}/metrics") as response:
+        metrics = await response.text()
+    assert 'pitcrew_releases_total{kind="deploy",step="deployed"}' in metrics
+    assert 'pitcrew_command_seconds_count{command="/deploy",outcome="ok"}' in metrics
 
 
 async def test_a_promotion_to_production_is_approved_and_followed_to_healthy(

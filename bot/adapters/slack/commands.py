@@ -20,7 +20,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import logs
+from bot import logs, metrics
 from bot.adapters.slack.blocks.common import render_command_error
 from bot.adapters.slack.blocks.whatsinprod import render_whatsinprod
 from bot.adapters.slack.outbox import SlackOutbox
@@ -98,12 +98,16 @@ class Commands:
             async def reply(rendered: Rendered) -> None:
                 await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
 
+            started = time.perf_counter()
+            outcome = "ok"
             try:
                 await work(command, reply)
             except PitcrewError as exc:
+                outcome = "error"
                 log.warning("command failed", command=name, error=str(exc))
                 await reply((f":warning: `{name}` did not go through: {exc}. Try again.", ()))
             except Exception:
+                outcome = "crash"
                 log.exception("command failed", command=name)
                 await reply(
                     (
@@ -112,6 +116,8 @@ class Commands:
                         (),
                     )
                 )
+            finally:
+                metrics.COMMAND_LATENCY.labels(name, outcome).observe(time.perf_counter() - started)
 
     async def _lock(
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
