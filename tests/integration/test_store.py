@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import eventually
 import redis.asyncio as aioredis
 
 from bot.adapters.store.connection import client_for, open_store
@@ -219,17 +221,19 @@ async def test_only_one_leader_and_a_takeover_when_it_dies(redis: aioredis.Redis
 
         return run
 
-    a = asyncio.create_task(lead(Lease(redis, name="job", owner="a", ttl=0.6), work("a")))
-    await asyncio.sleep(0.1)
-    b = asyncio.create_task(lead(Lease(redis, name="job", owner="b", ttl=0.6), work("b")))
-    await asyncio.sleep(0.5)
+    # TTLs of seconds: a loaded CI machine must not make "a" miss its own renewals.
+    a = asyncio.create_task(lead(Lease(redis, name="job", owner="a", ttl=2.0), work("a")))
+    await eventually(lambda: running == ["a"])
+    b = asyncio.create_task(lead(Lease(redis, name="job", owner="b", ttl=2.0), work("b")))
+    await asyncio.sleep(1.0)
     assert running == ["a"]
     # "a" dies without releasing (a crash): its lease runs out and "b" takes over.
     a.cancel()
     await asyncio.gather(a, return_exceptions=True)
-    await redis.set("lease:job", "a", px=600)
-    await asyncio.sleep(1.2)
-    assert running == ["a", "b"]
+    await redis.set("lease:job", "a", px=2000)
+    await asyncio.sleep(1.0)
+    assert running == ["a"]  # not before the dead leader's lease has run out
+    await eventually(lambda: running == ["a", "b"], within=10)
     b.cancel()
     await asyncio.gather(b, return_exceptions=True)
 
