@@ -414,6 +414,7 @@ class Pitcrew:
                     stack="".join(str(f) for f in task.get_stack(limit=5)),
                 )
         self._tasks.clear()
+        await asyncio.sleep(0)  # cancelled Redis calls close their connections
         if self.slack is not None:
             session = getattr(self.slack, "session", None)
             if session is not None:
@@ -424,6 +425,9 @@ class Pitcrew:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        # A Redis call cancelled mid-flight closes its connection without waiting; let those
+        # closes run before the loop may end, so no socket is left to the garbage collector.
+        await asyncio.sleep(0.05)
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly (Kubernetes sends SIGTERM)."""

@@ -40,7 +40,6 @@ def configure(*, dsn: str | None, secrets: Iterable[str], release: str) -> bool:
     sentry_sdk.init(
         dsn=dsn,
         release=f"pitcrew@{release}",
-        send_default_pii=False,
         integrations=[AioHttpIntegration(), AsyncioIntegration()],
         before_send=before_send,
         before_send_transaction=before_send,

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+import sentry_sdk
 import structlog
 
 _MASK = "***"
@@ -33,6 +34,30 @@ def _scrubber(secrets: Iterable[str]) -> structlog.types.Processor:
     return scrub
 
 
+def _to_sentry(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Errors Pitcrew logs go to Sentry too (when it is on), with the log line's fields; the
+    Sentry ``before_send`` scrubs secrets as for any other event."""
+    if method not in ("error", "exception", "critical") or not sentry_sdk.get_client().is_active():
+        return event
+    exc_info = event.get("exc_info")
+    error: BaseException | None = None
+    if isinstance(exc_info, BaseException):
+        error = exc_info
+    elif isinstance(exc_info, tuple) and len(exc_info) == 3:
+        error = exc_info[1]
+    elif exc_info:
+        error = sys.exc_info()[1]
+    with sentry_sdk.new_scope() as scope:
+        for key, value in event.items():
+            if key not in ("event", "exc_info"):
+                scope.set_extra(key, value if isinstance(value, str | int | float) else repr(value))
+        if error is not None:
+            sentry_sdk.capture_exception(error)
+        else:
+            sentry_sdk.capture_message(str(event.get("event")), level="error")
+    return event
+
+
 def configure(*, level: str = "info", fmt: str = "json", secrets: Iterable[str] = ()) -> None:
     renderer: structlog.types.Processor
     if fmt == "console":
@@ -43,6 +68,7 @@ def configure(*, level: str = "info", fmt: str = "json", secrets: Iterable[str] 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _to_sentry,
         structlog.processors.format_exc_info,
         _scrubber(secrets),
     ]

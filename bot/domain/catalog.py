@@ -37,7 +37,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from bot.domain.errors import PitcrewError
@@ -98,6 +100,8 @@ _KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Ku
 _TOP_KEYS = ("teams", "environments", "apps")
 _EXTENSION_PREFIX = "x-"  # top-level keys that only hold YAML anchors, as in compose files
 _MAX_LISTED = 10
+_MAX_VALUES = 100_000
+"""Aliases can make a small file expand to billions of values; real catalogs stay far below."""
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CHANNEL_NAME = re.compile(r"#[^\sA-Z#,.@]{1,80}")
@@ -648,11 +652,22 @@ class CatalogError(PitcrewError):
 _M = TypeVar("_M", Team, App)
 
 
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    # Redefining an anchor is valid YAML (later aliases see the new one): not worth a warning.
+    yaml.composer.warn_double_anchors = False
+    return yaml
+
+
 def parse_catalog(text: str, *, source: str) -> Catalog:
     try:
-        root = YAML(typ="rt").load(text)
+        root = _yaml().load(text)
     except MarkedYAMLError as exc:
         raise CatalogError([_syntax_problem(exc, source=source)]) from exc
+    except (YAMLError, RecursionError) as exc:  # a forbidden character; nesting past the stack
+        raise CatalogError([_unreadable(exc, text=text, source=source)]) from exc
+    except Exception as exc:  # unmarked, from ruamel's constructors: 2025-02-30, !!int x, !!set
+        raise CatalogError([_unconstructible(exc, text=text, source=source)]) from exc
     if not isinstance(root, CommentedMap):
         what = "empty" if root is None else f"{_describe(root)}, not a mapping"
         raise CatalogError(
@@ -667,6 +682,12 @@ def parse_catalog(text: str, *, source: str) -> Catalog:
         )
 
     report = _Report(source=source, root=root)
+    for section in _TOP_KEYS:
+        if _expands_too_far(root.get(section)):
+            message = f"expands to more than {_MAX_VALUES} values through YAML aliases"
+            report.add((section,), message)
+    if report.problems:
+        raise CatalogError(report.problems)  # before anything walks the expanded values
     for key in root:
         name = str(key)
         if name not in _TOP_KEYS and not name.startswith(_EXTENSION_PREFIX):
@@ -865,6 +886,57 @@ def _plain(node: object) -> object:
 
 def _plain_mapping(node: Mapping[Any, Any]) -> dict[str, object]:
     return {str(k): _plain(v) for k, v in node.items()}
+
+
+def _expands_too_far(node: object) -> bool:
+    budget = _MAX_VALUES
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True
+        if isinstance(current, Mapping):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    return False
+
+
+def _unreadable(exc: YAMLError | RecursionError, *, text: str, source: str) -> CatalogProblem:
+    line, message = 1, f"invalid YAML: {exc}"
+    if isinstance(exc, RecursionError):
+        message = "invalid YAML: nested too deeply"
+    elif isinstance(exc, ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        message = f"invalid YAML: character U+{code:04X} is not allowed"
+    return CatalogProblem(source=source, line=line, field="", message=message)
+
+
+def _unconstructible(exc: Exception, *, text: str, source: str) -> CatalogProblem:
+    """ruamel.yaml raises these unmarked: find the first value it cannot build, for its line."""
+    line, what = 1, "a value"
+    stack: list[Node | None] = [_yaml().compose(text)]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            try:
+                YAML(typ="rt").constructor.construct_object(node, deep=True)
+            except Exception:
+                tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+                line, what = node.start_mark.line + 1, f'"{node.value}" as {tag}'
+                break
+        elif isinstance(node, MappingNode):
+            stack.extend(reversed([item for pair in node.value for item in pair]))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+    message = f"invalid YAML: cannot read {what} ({exc}); quote it if it is a string"
+    return CatalogProblem(source=source, line=line, field="", message=message)
 
 
 def _syntax_problem(exc: MarkedYAMLError, *, source: str) -> CatalogProblem:

@@ -91,6 +91,9 @@ def _load(text: str) -> list[Any]:
         line = mark.line + 1 if mark is not None else None
         where = f" at line {line}" if line is not None else ""
         raise ManifestError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # a value YAML cannot build (an unquoted 2020-02-30, ``!!int x``): ruamel raises these
+        raise ManifestError(f"invalid YAML: a value cannot be read ({exc})") from exc
 
 
 def _document_problems(document: object, *, index: int, app: App) -> Iterator[str]:

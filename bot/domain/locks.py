@@ -490,7 +490,10 @@ def _take_until(
                 raise CommandError(
                     f"{_quote(tokens[index])} is not a date: use `2025-11-24`.", usage=LOCK_USAGE
                 ) from None
-            expires_at = _wall(day, at, zone)
+            try:
+                expires_at = _wall(day, at, zone)
+            except OverflowError:  # year 1 or 9999 shifted past the calendar: passed, or too far
+                expires_at = (datetime.max if day > today else datetime.min).replace(tzinfo=UTC)
         elif word == "today":
             expires_at = _wall(today, at, zone)
         elif word == "tomorrow":

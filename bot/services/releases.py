@@ -414,7 +414,10 @@ class ReleaseService:
             content = set_version(manifest.text, app=app, version=target)
         except ManifestError as exc:
             raise Refusal(f"`{path}` cannot be edited: {exc}") from exc
-        problems = [*self._validator.problems(content), *check_ground_rules(content, app=app)]
+        try:
+            problems = [*self._validator.problems(content), *check_ground_rules(content, app=app)]
+        except ManifestError as exc:
+            raise Refusal(f"`{path}` cannot be checked: {exc}") from exc
         if problems:
             shown = "; ".join(problems[:3]) + (
                 f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

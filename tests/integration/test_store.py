@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.integration.conftest import eventually
 import redis.asyncio as aioredis
 
 from bot.adapters.store.connection import client_for, open_store
@@ -22,6 +20,7 @@ from bot.adapters.store.leases import Lease, lead
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.errors import StoreUnavailable
 from bot.services.ports import InboundEvent
+from tests.integration.conftest import eventually
 
 
 def _event(dedup: str, body: bytes = b"{}") -> InboundEvent:

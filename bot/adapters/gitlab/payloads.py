@@ -73,9 +73,9 @@ def parse_timestamp(value: object) -> object:
     text = _SPACED_OFFSET.sub(r"\1", _UTC_SUFFIX.sub("+00:00", value.strip()))
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         raise ValueError(f"not a GitLab timestamp: {value[:40]!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
@@ -518,7 +518,10 @@ def job_observed(hook: JobHook) -> JobObserved:
     homepage = hook.repository.homepage if hook.repository is not None else None
     path = project.path_with_namespace if project is not None else None
     if not path and homepage:
-        path = urlsplit(homepage).path.strip("/") or None
+        try:
+            path = urlsplit(homepage).path.strip("/") or None
+        except ValueError:  # "http://[abc": not a URL, so no path either
+            path = None
     if not path:
         raise PayloadError(kind, "missing project.path_with_namespace (and repository.homepage)")
     project_url = (project.web_url if project is not None else None) or homepage

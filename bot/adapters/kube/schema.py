@@ -54,6 +54,8 @@ class KubeSchemaValidator:
             documents = list(YAML(typ="safe").load_all(text))
         except YAMLError as exc:
             return [f"not valid YAML: {str(exc).splitlines()[0]}"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            return [f"not valid YAML: a value cannot be read ({exc})"]
         problems: list[str] = []
         for index, document in enumerate(documents):
             if not _is_resource(document):

@@ -650,7 +650,9 @@ def test_merge_request_description_of_a_first_deploy_needing_two_approvals() -> 
         approvers="@sre-oncall",
         lock=None,
     )
-    assert "- **Environment:** production — needs 2 approvals from @\u200bsre-oncall in Slack" in text
+    assert (
+        "- **Environment:** production — needs 2 approvals from @\u200bsre-oncall in Slack" in text
+    )
     assert "- **Version:** none → **1.4.2**\n" in text
     assert "### Changelog\n\n_No commits between the two versions._\n" in text
 
