@@ -110,9 +110,11 @@ async def deliver(
     deliveries: list[tuple[str, bytes, str]],
     *,
     clients: int = 20,
+    pace: float = 0.0,
 ) -> int:
     """Send like GitLab: a delivery that gets no 2xx (refused, 5xx, connection error) is tried
-    again, on the next URL (another replica behind the Service). Returns how many retries."""
+    again, on the next URL (another replica behind the Service). Returns how many retries.
+    ``pace``: seconds each client waits between deliveries (a burst that lasts a while)."""
     queue: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
     for item in deliveries:
         queue.put_nowait(item)
@@ -144,6 +146,8 @@ async def deliver(
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError(f"event {event_id} was never accepted")
+            if pace:
+                await asyncio.sleep(pace)
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     return retries

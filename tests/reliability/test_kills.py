@@ -52,8 +52,11 @@ async def test_kill_9_during_a_webhook_burst_then_restart(redis_url: str, tmp_pa
             async with aiohttp.ClientSession() as http:
                 await bot.ready(http)
                 await deliver(http, [bot.url], first)
-                sending = asyncio.create_task(deliver(http, [bot.url], second, clients=5))
-                await asyncio.sleep(0.3)  # the second half is on its way: die now
+                # the second half takes a few seconds to send; die early in it
+                sending = asyncio.create_task(
+                    deliver(http, [bot.url], second, clients=5, pace=0.03)
+                )
+                await asyncio.sleep(0.3)
                 bot.kill()
                 await asyncio.sleep(0.5)  # GitLab keeps retrying against a dead bot
                 bot.start()
@@ -83,7 +86,9 @@ async def test_one_of_two_replicas_killed_the_other_takes_over(
                 await b.ready(http)
                 first, second = burst.chunks(2)
                 await deliver(http, [a.url, b.url], first)
-                sending = asyncio.create_task(deliver(http, [a.url, b.url], second, clients=5))
+                sending = asyncio.create_task(
+                    deliver(http, [a.url, b.url], second, clients=5, pace=0.03)
+                )
                 await asyncio.sleep(0.3)
                 a.kill()  # the leader dies with events in flight and entries unacknowledged
                 await sending
