@@ -1269,33 +1269,13 @@ def _overridden(release: Release, lock: Lock) -> bool:
 def _pending(
     request: DeployRequest | PromoteRequest | RollbackRequest, *, requester: str
 ) -> PendingRequest:
-    if isinstance(request, DeployRequest):
-        return PendingRequest(
-            id=_new_id(),
-            kind="deploy",
-            app=request.app,
-            env=request.env,
-            version=request.version,
-            source_env=None,
-            requester=requester,
-        )
-    if isinstance(request, PromoteRequest):
-        return PendingRequest(
-            id=_new_id(),
-            kind="deploy",
-            app=request.app,
-            env=request.env,
-            version=None,
-            source_env=request.source_env,
-            requester=requester,
-        )
     return PendingRequest(
         id=_new_id(),
-        kind="rollback",
+        kind="rollback" if isinstance(request, RollbackRequest) else "deploy",
         app=request.app,
         env=request.env,
-        version=request.version,
-        source_env=None,
+        version=None if isinstance(request, PromoteRequest) else request.version,
+        source_env=request.source_env if isinstance(request, PromoteRequest) else None,
         requester=requester,
     )
 
