@@ -40,8 +40,10 @@ fmt: $(VENV)/.synced
 	$(BIN)/ruff format bot tests
 	$(BIN)/ruff check --fix bot tests
 
+# make bench: every benchmark (~10 min); BENCH=intake,commands,rollouts runs some of them,
+# BENCH_SCALE=0.1 runs them smaller (for development; the targets are for scale 1).
 bench: $(VENV)/.synced
-	$(BIN)/python -m tests.benchmarks
+	BENCH="$(BENCH)" BENCH_SCALE="$(BENCH_SCALE)" $(BIN)/python -m tests.benchmarks
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache

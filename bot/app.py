@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__, logs
@@ -162,6 +162,9 @@ class Pitcrew:
             base_url=str(settings.slack_api_url),
             timeout=15,
             retry_handlers=[],  # the outbox decides about retries, so a post is never doubled
+            # One session for every call: without it the SDK opens (and closes) a connection,
+            # a TLS handshake in production, per call. stop() closes it.
+            session=ClientSession(timeout=ClientTimeout(total=15)),
         )
         self.outbox = SlackOutbox(self.store.redis, self.slack, pacing=self._outbox_pacing)
         intake = GitLabIntake(
