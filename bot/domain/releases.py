@@ -89,6 +89,7 @@ __all__ = [
     "RollbackRequest",
     "SelfApprovalForbidden",
     "advance",
+    "approval_note",
     "approvers_label",
     "decide_approval",
     "merge_request_description",
@@ -674,6 +675,12 @@ def merge_request_description(
             lines.append(f"- … and {log.total - len(log.entries)} more")
     lines += ["", f"<!-- pitcrew release {release.id} -->"]
     return "\n".join(lines)
+
+
+def approval_note(names: Sequence[str], *, needed: int) -> str:
+    """The note left on the MR when Slack approvals complete (GitLab Markdown, no mentions)."""
+    who = ", ".join(_md(name) for name in names)
+    return f"Approved in Slack through Pitcrew by {who} ({len(names)}/{needed})."
 
 
 def _count(n: int, noun: str) -> str:

@@ -56,6 +56,7 @@ from bot.domain.releases import (
     ReleaseKind,
     RollbackRequest,
     SelfApprovalForbidden,
+    approval_note,
     approvers_label,
     decide_approval,
     merge_request_description,
@@ -639,6 +640,8 @@ class ReleaseService:
                 updated = updated.moved("approved")
             if not await self._store.save(updated, expected=version):
                 continue  # someone else clicked at the same moment: judge again
+            if decision.complete:
+                metrics.RELEASES.labels(updated.kind, "approved").inc()
             version += 1
             await self._record(
                 user,
@@ -653,13 +656,8 @@ class ReleaseService:
             if decision.complete:
                 await self._merge(updated.id)
                 names = [await self._people.display_name(u) for u in updated.approvals]
-                await self._quietly(
-                    self._repo.note(
-                        updated.mr_iid or 0,
-                        f"Approved in Slack through Pitcrew by {', '.join(names)}"
-                        f" ({len(names)}/{updated.approvals_needed}).",
-                    )
-                )
+                note = approval_note(names, needed=updated.approvals_needed)
+                await self._quietly(self._repo.note(updated.mr_iid or 0, note))
             await answer(
                 self._views.click_answer(
                     f"Approved ({decision.count}/{decision.needed})."

@@ -314,7 +314,8 @@ async def test_a_promotion_to_production_is_approved_and_followed_to_healthy(
     await eventually(lambda: world.mrs()[0]["state"] == "merged")
     notes = world.gitlab.notes(GITOPS, 1)
     assert any(
-        "Approved in Slack through Pitcrew by Carol Chen (@carol) (1/1)" in n["body"] for n in notes
+        "Approved in Slack through Pitcrew by Carol Chen (@\u200bcarol) (1/1)" in n["body"]
+        for n in notes
     )
 
     await eventually(lambda: "Merged" in world.header() or "Deploying" in world.header())
