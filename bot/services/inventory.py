@@ -107,9 +107,18 @@ class InventoryService:
             await asyncio.sleep(REFRESH_EVERY)
 
     async def _refresh(self, catalog: Catalog, keys: list[Key]) -> None:
-        entries = await asyncio.gather(
-            *(self._read(catalog.app(app), env, catalog=catalog) for app, env in keys)
-        )
+        reads = [
+            asyncio.ensure_future(self._read(catalog.app(app), env, catalog=catalog))
+            for app, env in keys
+        ]
+        try:
+            entries = await asyncio.gather(*reads)
+        except BaseException:
+            # One read failed (GitLab down): the hundreds of others must not go on asking.
+            for read in reads:
+                read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            raise
         await self._cache.save(entries, refreshed_at=self._clock())
 
     async def _read(self, app: App, env: str, *, catalog: Catalog) -> Deployed:
