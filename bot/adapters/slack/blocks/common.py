@@ -16,6 +16,7 @@ __all__ = [
     "Rendered",
     "clip",
     "escape",
+    "link",
     "mention",
     "section",
 ]
@@ -41,6 +42,14 @@ def escape(text: str) -> str:
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def link(url: str | None, text: str) -> str:
+    """``text`` (mrkdwn, already escaped) linked to ``url``: only to a web page, and a URL can
+    never break out of Slack's ``<url|text>``."""
+    if not url or not url.startswith(("https://", "http://")):
+        return text
+    return f"<{escape(url).replace('|', '%7C')}|{text}>"
 
 
 def section(text: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from bot.adapters.slack.blocks.common import (
     MAX_TITLE,
     Rendered,
     escape,
+    link,
 )
 from bot.adapters.slack.blocks.common import clip as _clip
 from bot.adapters.slack.blocks.common import section as _section
@@ -95,11 +96,8 @@ _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def _link(url: str | None, label: str) -> str:
-    """``label`` (raw text) linked to ``url``; plain when there is no URL."""
-    if not url:
-        return escape(label)
-    safe = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
-    return f"<{safe}|{escape(label)}>"
+    """``label`` (raw text) linked to ``url``."""
+    return link(url, escape(label))
 
 
 def _fit(items: Sequence[str], *, limit: int, separator: str) -> str:

@@ -21,6 +21,7 @@ from bot.adapters.slack.blocks.common import (
     Rendered,
     clip,
     escape,
+    link,
     mention,
     render_command_error,
     section,
@@ -44,11 +45,8 @@ def _one(text: str) -> Rendered:
 
 
 def _link(url: str | None, label: str) -> str:
-    """A link only to a web page; a URL that could break out of Slack's ``<url|label>`` is not
-    linked."""
-    if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| "):
-        return f"<{url}|{escape(label)}>"
-    return escape(label)
+    """``label`` (raw text) linked to ``url``."""
+    return link(url, escape(label))
 
 
 def _mr(release: Release) -> str:

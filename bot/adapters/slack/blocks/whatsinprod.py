@@ -29,6 +29,7 @@ from bot.adapters.slack.blocks.common import (
     Rendered,
     clip,
     escape,
+    link,
     mention,
     section,
 )
@@ -61,13 +62,6 @@ _SEP: Final = " · "
 def _ago(then: datetime, now: datetime) -> str:
     age = format_age(max(now - then, timedelta(0)))
     return age if age == "just now" else f"{age} ago"
-
-
-def _link(url: str | None, label: str) -> str:
-    """A link where a person would click; anything but http(s) stays plain text."""
-    if url is None or not url.startswith(("https://", "http://")):
-        return label
-    return f"<{escape(url).replace('|', '%7C')}|{label}>"
 
 
 def _name(text: str) -> str:
@@ -132,11 +126,11 @@ def _state(deployed: Deployed | None) -> str:
 
 def _change(deployed: Deployed, now: datetime) -> str:
     assert deployed.changed_at is not None
-    text = _link(deployed.commit_url, f"changed {_ago(deployed.changed_at, now)}")
+    text = link(deployed.commit_url, f"changed {_ago(deployed.changed_at, now)}")
     if deployed.changed_by:
         text += f" by {_name(deployed.changed_by)}"
     if deployed.mr_iid is not None:
-        text += f" ({_link(deployed.mr_url, f'!{deployed.mr_iid}')})"
+        text += f" ({link(deployed.mr_url, f'!{deployed.mr_iid}')})"
     return text
 
 
