@@ -20,6 +20,7 @@ from bot.domain.releases import (
     ReleaseState,
 )
 from bot.services.releases import PendingRequest
+from tests.release_records import sample_release
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 CLAIM_TTL = 3 * 86400.0
@@ -27,21 +28,7 @@ ACTIVE = "release:active:orders:production"
 
 
 def release(release_id: str = "r-1", **changes: Any) -> Release:
-    base = Release(
-        id=release_id,
-        kind="deploy",
-        app="orders",
-        team="payments",
-        env="production",
-        policy="manual",
-        approvals_needed=1,
-        from_version="1.4.1",
-        to_version="1.4.2",
-        requester="UREQ",
-        created_at=T0,
-        state="awaiting_approval",
-    )
-    return replace(base, **changes)
+    return sample_release(id=release_id, **changes)
 
 
 @pytest.fixture

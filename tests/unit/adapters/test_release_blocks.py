@@ -31,6 +31,7 @@ from bot.domain.releases import (
     ReleaseState,
 )
 from bot.services.releases import NoteKind
+from tests.release_records import sample_release
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 APPROVERS = "@sre-oncall"
@@ -70,24 +71,15 @@ def changelog(count: int, *, total: int | None = None, **changes: Any) -> Change
 
 def release(**changes: Any) -> Release:
     """A manual release to production, waiting for one approval, unless changed."""
-    base = Release(
-        id="r-7f3a",
-        kind="deploy",
-        app="orders",
-        team="payments",
-        env="production",
-        policy="manual",
-        approvals_needed=1,
-        from_version="1.4.1",
-        to_version="1.4.2",
-        requester="UREQ",
-        created_at=T0,
-        state="awaiting_approval",
-        mr_iid=42,
-        mr_url=MR_URL,
-        branch="pitcrew/orders-production-1.4.2",
+    return sample_release(
+        **{
+            "id": "r-7f3a",
+            "mr_iid": 42,
+            "mr_url": MR_URL,
+            "branch": "pitcrew/orders-production-1.4.2",
+            **changes,
+        }
     )
-    return replace(base, **changes)
 
 
 MERGED = release(state="merged", merge_sha="f00dfeed" * 5, watched=True)

@@ -43,6 +43,7 @@ from bot.domain.releases import (
     referenced_issues,
     release_title,
 )
+from tests.release_records import sample_release
 
 
 def _app(name: str) -> App:
@@ -483,22 +484,7 @@ def _commit(sha: str, title: str, *issues: str, author: str = "Alice Martin") ->
 
 def _record(**changes: Any) -> Release:
     """A manual release of orders 1.4.2 to production, waiting for one approval."""
-    base = Release(
-        id="r-7f3a",
-        kind="deploy",
-        app="orders",
-        team="payments",
-        env="production",
-        policy="manual",
-        approvals_needed=1,
-        from_version="1.4.1",
-        to_version="1.4.2",
-        requester="UREQ",
-        created_at=T0,
-        state="awaiting_approval",
-        mr_iid=42,
-    )
-    return replace(base, **changes)
+    return sample_release(**{"id": "r-7f3a", "mr_iid": 42, **changes})
 
 
 def test_moved_returns_a_new_release_in_the_next_state_with_the_changes() -> None:
