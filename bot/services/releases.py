@@ -875,7 +875,9 @@ class ReleaseService:
             )
             return
         release_id = await self._store.by_merge_sha(sha)
-        if release_id is None:
+        if release_id is None and await self._store.open_ids():
+            # only while a release is on its way to a merge: other GitOps pipelines (people's
+            # own pushes) must not cost a GitLab call per pipeline event
             release_id = await self._release_of_commit(sha)
         if release_id is not None:
             await self._deploy_pipeline(
