@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from bot.domain.errors import PitcrewError
+from bot.domain.errors import PitcrewError, Refused, Unavailable
 
-__all__ = ["PitcrewError", "SlackUnavailable", "StoreUnavailable"]
+__all__ = ["PitcrewError", "Refused", "SlackUnavailable", "StoreUnavailable", "Unavailable"]
 
 
-class StoreUnavailable(PitcrewError):
+class StoreUnavailable(Unavailable):
     """Redis cannot be reached or started."""
 
 
-class SlackUnavailable(PitcrewError):
+class SlackUnavailable(Unavailable):
     """Slack's Web API answered with a lasting error or cannot be reached."""

@@ -18,7 +18,7 @@ from typing import Any
 import gitlab
 import pytest
 
-from bot.adapters.gitlab.errors import GitLabUnavailable, NotFoundInGitLab
+from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestRef
 from bot.sandbox.gitlab import GitLabSandbox
 
@@ -273,7 +273,7 @@ async def test_a_lasting_failure_is_one_line_unavailable(
 async def test_a_refused_token_is_not_retried(sandbox: GitLabSandbox) -> None:
     stranger = GitLabRepository(url=sandbox.url, token="glpat-wrong", gitops_project=GITOPS)
     try:
-        with pytest.raises(GitLabUnavailable) as refused:
+        with pytest.raises(GitLabRefused) as refused:
             await stranger.default_branch()
     finally:
         stranger.close()

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from bot.adapters.gitlab.errors import GitLabUnavailable, MergeRefused, NotFoundInGitLab
+from bot.adapters.gitlab.errors import (
+    GitLabRefused,
+    GitLabUnavailable,
+    MergeRefused,
+    NotFoundInGitLab,
+)
 from bot.adapters.gitlab.repository import (
     CommitSummary,
     GitLabRepository,
@@ -192,7 +197,7 @@ async def test_a_stale_last_commit_id_is_refused_and_nothing_is_left(
     await asyncio.to_thread(
         sandbox.commit, GITOPS, {DEPLOYMENT: image("1.4.1")}, message="Hotfix", author="alice"
     )
-    with pytest.raises(GitLabUnavailable) as refused:
+    with pytest.raises(GitLabRefused) as refused:
         await repo.open_merge_request(
             branch=BRANCH,
             path=DEPLOYMENT,
@@ -215,7 +220,7 @@ async def test_somebody_elses_branch_is_refused_and_left_alone(
     sandbox: GitLabSandbox, repo: GitLabRepository
 ) -> None:
     theirs = await asyncio.to_thread(sandbox.branch, GITOPS, BRANCH)
-    with pytest.raises(GitLabUnavailable) as refused:
+    with pytest.raises(GitLabRefused) as refused:
         await open_deploy(repo)
     assert "(400: A branch called 'deploy/orders-1.4.2' already exists." in str(refused.value)
     assert sandbox.head(GITOPS, BRANCH) == theirs

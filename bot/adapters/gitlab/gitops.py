@@ -3,7 +3,7 @@ catalog (``CatalogSource``), and releases (``ReleaseRepository``)."""
 
 from __future__ import annotations
 
-from bot.adapters.gitlab.errors import GitLabUnavailable, NotFoundInGitLab
+from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
 from bot.domain.releases import Changelog, ChangelogEntry, PipelineLink, referenced_issues
 from bot.services.catalog import CatalogUnavailable
@@ -52,7 +52,7 @@ class GitLabCatalogSource:
             raise CatalogUnavailable(
                 f"{self._project} has no {CATALOG_FILE} at its root (or set CATALOG_PATH)"
             ) from None
-        except GitLabUnavailable as exc:
+        except (GitLabUnavailable, GitLabRefused) as exc:
             raise CatalogUnavailable(str(exc)) from exc
         return f"{self._project}:{CATALOG_FILE}", found.text
 

@@ -36,7 +36,12 @@ import requests
 from gitlab.v4.objects import Project, ProjectCommit
 
 from bot import logs
-from bot.adapters.gitlab.errors import GitLabUnavailable, MergeRefused, NotFoundInGitLab
+from bot.adapters.gitlab.errors import (
+    GitLabRefused,
+    GitLabUnavailable,
+    MergeRefused,
+    NotFoundInGitLab,
+)
 
 __all__ = [
     "Change",
@@ -391,7 +396,7 @@ class GitLabRepository:
             await self._call(
                 f"a commit on branch {branch} of {name}", commit, verb="create", retry=False
             )
-        except (GitLabUnavailable, NotFoundInGitLab) as exc:
+        except (GitLabUnavailable, GitLabRefused) as exc:
             if _maybe_applied(exc):
                 # Nobody knows whether the branch was made; delete it only if its head is ours.
                 await self._discard(branch, made_by=commit_message, merge_requests=False)
@@ -403,7 +408,7 @@ class GitLabRepository:
                 verb="create",
                 retry=False,
             )
-        except (GitLabUnavailable, NotFoundInGitLab) as exc:
+        except (GitLabUnavailable, GitLabRefused) as exc:
             await self._discard(branch, made_by=None, merge_requests=_maybe_applied(exc))
             raise
 
@@ -440,7 +445,7 @@ class GitLabRepository:
                 ) from refused.cause
             try:
                 now = await self.merge_request(iid)
-            except (GitLabUnavailable, NotFoundInGitLab):
+            except (GitLabUnavailable, GitLabRefused):
                 raise MergeRefused(f"merge request !{iid} is not mergeable") from refused.cause
             if now.state == "merged" and now.head_sha == sha:
                 return now  # merged already (a retry after a lost answer, or someone else)
@@ -526,7 +531,7 @@ class GitLabRepository:
             await self._call(f"branch {branch} of {name}", delete, verb="delete")
         except NotFoundInGitLab:
             return  # no branch: nothing to undo
-        except (GitLabUnavailable, MergeRefused) as exc:
+        except (GitLabUnavailable, GitLabRefused) as exc:
             log.warning(
                 "could not delete the branch of a failed change; delete it by hand",
                 branch=branch,
@@ -594,7 +599,7 @@ class GitLabRepository:
                     detail = str(status or type(exc).__name__)
                     if verb != "read" and _message(exc):
                         detail = f"{detail}: {_message(exc)}"
-                    raise GitLabUnavailable(f"GitLab refused to {verb} {what} ({detail})") from exc
+                    raise GitLabRefused(f"GitLab refused to {verb} {what} ({detail})") from exc
                 if not retry:
                     raise GitLabUnavailable(
                         f"GitLab failed to {verb} {what}: {status} (not retried)"
