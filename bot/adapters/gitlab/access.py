@@ -21,9 +21,7 @@ def check_access(*, url: str, token: str, project: str, timeout: float = 10.0) -
     except gitlab.GitlabAuthenticationError as exc:
         raise GitLabRefused("GitLab refused GITLAB_TOKEN (401)") from exc
     except gitlab.GitlabGetError as exc:
-        raise GitLabRefused(
-            f"GitOps project {project} not readable ({exc.response_code})"
-        ) from exc
+        raise GitLabRefused(f"GitOps project {project} not readable ({exc.response_code})") from exc
     except (gitlab.GitlabError, requests.RequestException) as exc:
         raise GitLabUnavailable(f"GitLab at {url} unreachable: {type(exc).__name__}") from exc
     username = getattr(user, "username", "?")
