@@ -560,6 +560,250 @@ def test_pipelines_run_on_their_own_with_a_speed(
         background.run(sandbox.stop())
 
 
+MR_HEAD = "refs/merge-requests/1/head"
+MR_PIPELINE = ("merge_request_event", MR_HEAD)
+BRANCH_PIPELINE = ("push", "deploy/orders-1.4.2")
+MAIN_PIPELINE = ("push", "main")
+TAG_PIPELINE = ("push", "v1.4.2")
+
+
+@pytest.mark.parametrize(
+    ("ci", "expected"),
+    [
+        pytest.param(
+            "both",
+            [[MAIN_PIPELINE], [BRANCH_PIPELINE], [MR_PIPELINE], [MR_PIPELINE], [MAIN_PIPELINE],
+             [TAG_PIPELINE]],
+            id="both",
+        ),
+        pytest.param(
+            True,
+            [[MAIN_PIPELINE], [BRANCH_PIPELINE], [MR_PIPELINE], [MR_PIPELINE], [MAIN_PIPELINE],
+             [TAG_PIPELINE]],
+            id="True-is-both",
+        ),
+        pytest.param(
+            "merge_requests", [[], [], [MR_PIPELINE], [MR_PIPELINE], [], []], id="merge_requests"
+        ),
+        pytest.param(
+            "branches",
+            [[MAIN_PIPELINE], [BRANCH_PIPELINE], [], [BRANCH_PIPELINE], [MAIN_PIPELINE],
+             [TAG_PIPELINE]],
+            id="branches",
+        ),
+        pytest.param("none", [[], [], [], [], [], []], id="none"),
+        pytest.param(False, [[], [], [], [], [], []], id="False-is-none"),
+    ],
+)  # fmt: skip
+def test_ci_modes_make_the_pipelines_gitlab_makes(
+    sandbox: GitLabSandbox,
+    gl: gitlab.Gitlab,
+    receiver: Receiver,
+    background: BackgroundLoop,
+    ci: Any,
+    expected: list[list[tuple[str, str]]],
+) -> None:
+    """Which pipelines exist after each step of a release, per ``.gitlab-ci.yml`` setup."""
+    sandbox.add_webhook(receiver.url, secret_token="s3cret")
+    seen: set[int] = set()
+    made: list[list[tuple[str, str]]] = []
+
+    def new_pipelines() -> None:
+        listed = sorted(project.pipelines.list(get_all=True), key=lambda p: p.id)
+        made.append([(p.source, p.ref) for p in listed if p.id not in seen])
+        seen.update(p.id for p in listed)
+
+    pid = gitops(sandbox, ci=ci)  # a push to main
+    project = gl.projects.get(pid)
+    new_pipelines()
+    deploy_commit(project, "deploy/orders-1.4.2", "1.4.2")  # a push to a branch with no MR
+    new_pipelines()
+    sandbox.run_pipelines(pid)
+    mr = project.mergerequests.create(
+        {"source_branch": "deploy/orders-1.4.2", "target_branch": "main", "title": "Deploy 1.4.2"}
+    )
+    new_pipelines()
+    head = sandbox.commit(
+        pid,
+        {DEPLOYMENT: "image: registry.example.com/shop/orders:1.4.2 # fixed\n"},
+        message="Fix the manifest",
+        author="bob",
+        branch="deploy/orders-1.4.2",
+    )  # a push to the MR's source branch
+    new_pipelines()
+
+    mr = project.mergerequests.get(mr.iid)
+    has_ci = ci not in ("none", False)
+    running = project.pipelines.list(get_all=True)[0] if expected[3] else None
+    assert mr.sha == head
+    assert (mr.head_pipeline or {}).get("id") == (running.id if running else None)
+    assert mr.detailed_merge_status == ("ci_still_running" if has_ci else "mergeable")
+
+    mr.merge(merge_when_pipeline_succeeds=True)
+    assert mr.state == ("opened" if has_ci else "merged")  # nothing to wait for: merged at once
+    sandbox.run_pipelines(pid)
+    merged = project.mergerequests.get(mr.iid)
+    assert merged.state == "merged"
+    new_pipelines()
+    sandbox.tag(pid, "v1.4.2")
+    new_pipelines()
+    background.run(sandbox.drain())
+
+    assert made == expected
+    tagged = [p["tag"] for p in sandbox.pipelines(pid) if p["ref"] == "v1.4.2"]
+    assert tagged == ([True] if expected[5] else [])
+    if running is not None:
+        # what auto-merge waited for is the MR's head pipeline in the API and in the hooks
+        assert merged.head_pipeline["id"] == running.id
+        assert merged.head_pipeline["status"] == "success"
+        hooks = receiver.events("Merge Request Hook")
+        assert hooks[-1]["object_attributes"]["action"] == "merge"
+        assert hooks[-1]["object_attributes"]["head_pipeline_id"] == running.id
+        assert hooks[-1]["object_attributes"]["last_commit"]["id"] == head
+        finished = [
+            p
+            for p in receiver.events("Pipeline Hook")
+            if p["object_attributes"]["id"] == running.id
+        ]
+        assert finished[-1]["object_attributes"]["status"] == "success"
+        assert finished[-1]["object_attributes"]["sha"] == head
+        # GitLab names the MR only in the hooks of merge request pipelines
+        assert (finished[-1]["merge_request"] or {}).get("iid") == (
+            1 if running.source == "merge_request_event" else None
+        )
+    else:
+        assert merged.head_pipeline is None
+        assert receiver.events("Pipeline Hook") == []
+        assert receiver.events("Job Hook") == []
+    assert project.jobs_enabled is has_ci
+
+
+@pytest.mark.parametrize("ci", ["both", "merge_requests", "branches"])
+def test_a_push_to_the_source_branch_cancels_the_auto_merge(
+    sandbox: GitLabSandbox,
+    gl: gitlab.Gitlab,
+    receiver: Receiver,
+    background: BackgroundLoop,
+    ci: str,
+) -> None:
+    pid = gitops(sandbox, ci=ci)
+    sandbox.run_pipelines(pid)
+    project = gl.projects.get(pid)
+    first = deploy_commit(project, "deploy/orders-1.4.2", "1.4.2")
+    mr = project.mergerequests.create(
+        {"source_branch": "deploy/orders-1.4.2", "target_branch": "main", "title": "Deploy 1.4.2"}
+    )
+    mr.merge(sha=first.id, merge_when_pipeline_succeeds=True)
+    assert (mr.state, mr.merge_when_pipeline_succeeds) == ("opened", True)
+    sandbox.add_webhook(receiver.url, secret_token="s3cret")
+
+    second = sandbox.commit(
+        pid,
+        {"README.md": "pushed while the merge waited\n"},
+        message="Another change",
+        author="bob",
+        branch="deploy/orders-1.4.2",
+    )
+    sandbox.run_pipelines(pid)
+    background.run(sandbox.drain())
+
+    mr = project.mergerequests.get(mr.iid)
+    assert (mr.state, mr.merge_when_pipeline_succeeds, mr.sha) == ("opened", False, second)
+    assert mr.head_pipeline["sha"] == second
+    assert mr.head_pipeline["status"] == "success"  # green, but nobody asked to merge it
+    assert sandbox.notes(pid, mr.iid)[-1]["body"] == (
+        "aborted the automatic merge because the source branch was updated"
+    )
+    [update] = receiver.events("Merge Request Hook")
+    attributes = update["object_attributes"]
+    assert attributes["action"] == "update"
+    assert attributes["oldrev"] == first.id
+    assert attributes["last_commit"]["id"] == second
+    assert attributes["merge_when_pipeline_succeeds"] is False
+    assert "Another change" in attributes["last_commit"]["message"]
+    assert sandbox.head(pid, "main") != second
+    assert "README.md" not in [f["path"] for f in project.repository_tree(get_all=True)]
+
+
+def test_hanging_and_stuck_pipelines_never_finish_until_told(
+    sandbox: GitLabSandbox, gl: gitlab.Gitlab
+) -> None:
+    pid = gitops(sandbox, ci="branches")
+    project = gl.projects.get(pid)
+    sandbox.set_pipeline_outcome(pid, ref="deploy/hang*", outcome="hang")
+    sandbox.set_pipeline_outcome(pid, ref="deploy/stuck*", outcome="stuck")
+    deploy_commit(project, "deploy/hang", "1.4.2")
+    deploy_commit(project, "deploy/stuck", "1.4.3")
+    mr = project.mergerequests.create(
+        {"source_branch": "deploy/hang", "target_branch": "main", "title": "Deploy 1.4.2"}
+    )
+    mr.merge(merge_when_pipeline_succeeds=True)
+
+    sandbox.run_pipelines(pid)  # returns: a hanging pipeline holds nothing up
+    assert sandbox.advance(pid) == 0
+    [hanging] = project.pipelines.list(ref="deploy/hang", get_all=True)
+    [stuck] = project.pipelines.list(ref="deploy/stuck", get_all=True)
+    [main] = project.pipelines.list(ref="main", get_all=True)
+    assert (hanging.status, stuck.status, main.status) == ("running", "pending", "success")
+    assert {j.name: j.status for j in hanging.jobs.list(get_all=True)} == {
+        "build": "success",
+        "test": "running",
+    }
+    assert {j.name: j.status for j in stuck.jobs.list(get_all=True)} == {
+        "build": "pending",
+        "test": "created",
+    }
+    mr = project.mergerequests.get(mr.iid)
+    assert (mr.state, mr.detailed_merge_status) == ("opened", "ci_still_running")
+
+    # the job times out at last, as GitLab's job timeout would end it
+    sandbox.set_pipeline_outcome(
+        pid, ref="deploy/hang*", outcome="failed", failure_reason="job_execution_timeout"
+    )
+    sandbox.set_pipeline_outcome(pid, ref="deploy/stuck*", outcome="success")
+    sandbox.run_pipelines(pid)
+    assert project.pipelines.get(stuck.id).status == "success"
+    ended = project.pipelines.get(hanging.id)
+    assert ended.status == "failed"
+    [timed_out] = [j for j in ended.jobs.list(get_all=True) if j.status == "failed"]
+    assert (timed_out.name, timed_out.failure_reason) == ("test", "job_execution_timeout")
+    mr = project.mergerequests.get(mr.iid)
+    assert (mr.state, mr.merge_when_pipeline_succeeds) == ("opened", False)
+
+
+def test_a_hanging_pipeline_does_not_hold_up_the_ticker(
+    background: BackgroundLoop, tmp_path: Path
+) -> None:
+    sandbox = GitLabSandbox(tmp_path / "gitlab", pipeline_speed=600)
+    background.run(sandbox.start())
+    try:
+        pid = sandbox.add_project("shop/orders", ci="branches")
+        sandbox.set_pipeline_outcome(pid, ref="main", outcome="hang", failed_job="build")
+        sandbox.set_pipeline_outcome(pid, ref="v*", duration=30)
+        sandbox.commit(pid, {"VERSION": "1\n"}, message="One", author="Ann <ann@example.com>")
+        sandbox.tag(pid, "v1")
+        deadline = time.monotonic() + 5
+        while sandbox.pipelines(pid)[0]["status"] != "success":  # the tag's, on the same ticker
+            assert time.monotonic() < deadline, sandbox.pipelines(pid)
+            time.sleep(0.02)
+        hanging = sandbox.pipelines(pid)[1]
+        assert (hanging["ref"], hanging["status"]) == ("main", "running")
+        assert {j["name"]: j["status"] for j in hanging["jobs"]} == {
+            "build": "running",
+            "test": "created",
+        }
+    finally:
+        background.run(sandbox.stop())
+
+
+def test_ci_mode_must_be_one_gitlab_has(sandbox: GitLabSandbox) -> None:
+    with pytest.raises(ValueError, match="merge_requests"):
+        sandbox.add_project("shop/orders", ci="mr")  # type: ignore[arg-type]
+    sandbox.add_project("shop/cart", ci=True)
+    with pytest.raises(ValueError, match="hang"):
+        sandbox.set_pipeline_outcome("shop/cart", outcome="timeout")  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- webhooks
 
 

@@ -23,15 +23,30 @@ Simulated, as GitLab documents it (doc/api/*.md, webhook_events.md):
   checked: 409; approving twice: 401), merge (``sha`` 409, conflicts 406, not mergeable 405,
   ``merge_when_pipeline_succeeds``/``auto_merge``, ``should_remove_source_branch``), real
   ``merge_status``/``detailed_merge_status``/``has_conflicts`` (``git merge-tree``).
-* CI for projects created with ``ci=True``: a pipeline per push (branch, tag, or a merge request
-  pipeline on ``refs/merge-requests/<iid>/head`` while an MR is open), jobs per stage, outcomes
-  set per branch glob, created → pending → running → success/failed one ``advance()`` at a time
-  or on a ticker at ``pipeline_speed``; retries make new jobs; auto-merge follows the head
-  pipeline. Pipelines, pipeline jobs, project jobs.
+* CI in the setups GitOps repos have, chosen per project with ``add_project(ci=...)`` as their
+  ``.gitlab-ci.yml`` rules would choose it:
+
+  - ``"both"`` (``True``): a merge request pipeline (``refs/merge-requests/<iid>/head``,
+    ``source: merge_request_event``) when an MR is opened and for each push to its source
+    branch; branch pipelines for other pushes, so merging runs one on the target branch; tag
+    pipelines;
+  - ``"merge_requests"``: merge request pipelines only (``rules: - if: $CI_PIPELINE_SOURCE ==
+    "merge_request_event"``): nothing after a merge, for tags or for other pushes;
+  - ``"branches"``: branch and tag pipelines only: a push to an MR's source branch runs a branch
+    pipeline, which is the MR's ``head_pipeline`` (and what auto-merge waits for);
+  - ``"none"`` (``False``, the default): no pipeline ever; pipelines are then not required, so
+    ``merge_when_pipeline_succeeds`` merges at once.
+
+  Jobs per stage; outcomes set per branch glob (``set_pipeline_outcome``): ``success``,
+  ``failed``, ``hang`` (a job runs forever) or ``stuck`` (jobs stay pending); created → pending
+  → running → success/failed one ``advance()`` at a time or on a ticker at ``pipeline_speed``;
+  retries make new jobs; auto-merge follows the head pipeline and is aborted by a push to the
+  source branch. Pipelines, pipeline jobs, project jobs.
 * Webhooks (Push, Tag Push, Merge Request, Pipeline, Job Hook) with GitLab's payload shapes and
   headers (``X-Gitlab-Event``, ``X-Gitlab-Token``, ``X-Gitlab-Event-UUID``,
   ``X-Gitlab-Webhook-UUID``, ``X-Gitlab-Instance``, ``Idempotency-Key``, ``User-Agent:
-  GitLab/17.x``), delivered in order per project, recorded in ``deliveries``, optionally twice.
+  GitLab/17.x``), delivered in order per project, recorded in ``deliveries``, optionally twice;
+  the same events to in-process listeners (``listen``), as ``bot.sandbox.gitops`` hears pushes.
 * Pagination headers (``X-Page``, ``X-Per-Page``, ``X-Total``, ``X-Total-Pages``,
   ``X-Next-Page``, ``X-Prev-Page``, ``Link``) as ``get_all``/``iterator`` follow them; faults on
   demand (5xx gateway pages, 429 with ``Retry-After``, optionally after the request took effect).
@@ -46,16 +61,20 @@ retries and auto-disabling, rate limits other than injected 429s.
 """
 
 from bot.sandbox.gitlab.delivery import ALL_EVENTS, USER_AGENT, Delivery
-from bot.sandbox.gitlab.records import DEFAULT_DURATION, DEFAULT_JOBS
-from bot.sandbox.gitlab.server import DEFAULT_TOKENS, Call, GitLabSandbox
+from bot.sandbox.gitlab.records import CI_MODES, DEFAULT_DURATION, DEFAULT_JOBS, CiMode, Outcome
+from bot.sandbox.gitlab.server import DEFAULT_TOKENS, Call, GitLabSandbox, Listener
 
 __all__ = [
     "ALL_EVENTS",
+    "CI_MODES",
     "DEFAULT_DURATION",
     "DEFAULT_JOBS",
     "DEFAULT_TOKENS",
     "USER_AGENT",
     "Call",
+    "CiMode",
     "Delivery",
     "GitLabSandbox",
+    "Listener",
+    "Outcome",
 ]

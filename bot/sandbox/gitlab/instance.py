@@ -7,13 +7,31 @@ and message; events go out through ``emit`` already rendered as webhook payloads
 Behaviour that matters to a client, as GitLab does it:
 
 * every write to a branch is a push: a Push Hook, MRs whose source it is move to the new head
-  (approvals reset, auto-merge aborted, Merge Request Hook ``update`` with ``oldrev``), and with
-  CI a pipeline: a merge request pipeline (``refs/merge-requests/<iid>/head``) for each open MR
-  of that branch, else a branch pipeline;
+  (approvals reset, auto-merge aborted, Merge Request Hook ``update`` with ``oldrev``), and the
+  pipelines the project's CI mode makes (``Project.ci``):
+
+  ===========================  ========  ==================  ============  ========
+  what happened                ``both``  ``merge_requests``  ``branches``  ``none``
+  ===========================  ========  ==================  ============  ========
+  MR opened                    MR        MR                  —             —
+  push to an open MR's branch  MR        MR                  branch        —
+  push to another branch       branch    —                   branch        —
+  merge (pushes the target)    branch    —                   branch        —
+  tag pushed                   tag       —                   tag           —
+  ===========================  ========  ==================  ============  ========
+
+  "MR" is a merge request pipeline on ``refs/merge-requests/<iid>/head`` (``source:
+  merge_request_event``), one per open MR of the branch; "branch" and "tag" are ``source: push``
+  pipelines on the branch or tag. An MR's head pipeline is the newest pipeline of its head
+  commit that is either its own MR pipeline or a branch pipeline of its source branch, so with
+  ``branches`` it is the branch pipeline, as GitLab shows it;
 * merging writes a real merge commit (``git merge-tree``), pushes the target branch (hook and
   pipeline), sends ``merge`` and removes the source branch when asked;
 * ``merge_when_pipeline_succeeds`` waits for the MR's head pipeline (and approvals), merges when
-  they are satisfied, and is aborted when the pipeline fails or the source branch moves.
+  they are satisfied, and is aborted when the pipeline fails or the source branch moves; when
+  nothing is to wait for (no CI and pipelines not required), it merges at once;
+* a pipeline whose outcome rule is ``hang`` keeps one job running forever, ``stuck`` keeps its
+  jobs pending (no runner takes them); both finish once a later rule gives them an end.
 """
 
 from __future__ import annotations
@@ -27,9 +45,11 @@ from pathlib import Path
 
 from bot.sandbox.gitlab import hooks
 from bot.sandbox.gitlab.records import (
+    CI_MODES,
     DEFAULT_DURATION,
     FINISHED,
     ApiError,
+    CiMode,
     Event,
     EventKind,
     Ids,
@@ -56,6 +76,19 @@ from bot.sandbox.gitlab.repos import (
 
 _PROJECT_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")
 _AUTHOR = re.compile(r"\s*(?P<name>[^<]+?)\s*<(?P<email>[^>]+)>\s*")
+OUTCOMES: tuple[Outcome, ...] = ("success", "failed", "hang", "stuck")
+
+
+def ci_mode(ci: bool | str) -> CiMode:
+    """``True`` is ``"both"``, ``False`` is ``"none"`` (what ``add_project(ci=...)`` first took)."""
+    if ci is True:
+        return "both"
+    if ci is False:
+        return "none"
+    for mode in CI_MODES:
+        if ci == mode:
+            return mode
+    raise ValueError(f"ci must be True, False or one of {', '.join(CI_MODES)}, not {ci!r}")
 
 
 class Instance:
@@ -106,7 +139,7 @@ class Instance:
         path: str,
         *,
         default_branch: str,
-        ci: bool,
+        ci: bool | CiMode,
         jobs: Sequence[tuple[str, str]],
         approvals_required: int,
         pipeline_must_succeed: bool | None,
@@ -119,16 +152,17 @@ class Instance:
                 raise ValueError(f"project {path} already exists in the GitLab sandbox")
             if not jobs:
                 raise ValueError("a project with CI needs at least one job")
+            mode = ci_mode(ci)
             repo = Repository.create(self.root / f"{path}.git", default_branch=default_branch)
             project = Project(
                 id=self.ids.next("project"),
                 path=path,
                 repo=repo,
                 default_branch=default_branch,
-                ci=ci,
+                ci=mode,
                 jobs=tuple(jobs),
                 approvals_required=approvals_required,
-                pipeline_must_succeed=ci
+                pipeline_must_succeed=mode != "none"
                 if pipeline_must_succeed is None
                 else pipeline_must_succeed,
                 description=description,
@@ -146,8 +180,8 @@ class Instance:
         failed_job: str | None,
         failure_reason: str,
     ) -> None:
-        if outcome not in ("success", "failed"):
-            raise ValueError(f"outcome must be 'success' or 'failed', not {outcome!r}")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         with self.lock:
             project.rules.append(
                 OutcomeRule(
@@ -348,7 +382,7 @@ class Instance:
                 user=user, commits=[], tag=True,
             )  # fmt: skip
             self.emit(project, "tag_push", payload)
-            if project.ci and commit:
+            if project.branch_pipelines and commit:
                 self._create_pipeline(
                     project, ref=name, sha=commit, before_sha=ZERO_SHA, user=user, tag=True
                 )
@@ -375,14 +409,15 @@ class Instance:
         sources = [mr for mr in opened if mr.source_branch == branch and mr.head_sha != after]
         for mr in sources:
             self._source_pushed(project, mr, before=old, after=after, user=user)
-        if not project.ci:
-            return
-        if sources:
+        if sources and project.mr_pipelines:
             for mr in sources:
                 self._create_pipeline(
                     project, ref=branch, sha=after, before_sha=old, user=user, mr=mr
                 )
-        else:
+        elif project.branch_pipelines:
+            # with "both", a branch with an open MR gets MR pipelines only (GitLab's
+            # workflow:rules that avoid duplicate pipelines); with "branches", a branch pipeline
+            # that its MRs show as their head pipeline
             self._create_pipeline(project, ref=branch, sha=after, before_sha=old, user=user)
 
     def emit(self, project: Project, kind: EventKind, payload: JsonDict) -> None:
@@ -446,7 +481,7 @@ class Instance:
             project.merge_requests[mr.iid] = mr
             repo.point(f"refs/merge-requests/{mr.iid}/head", source)
             self._mr_event(project, mr, user, "open")
-            if project.ci:
+            if project.mr_pipelines:
                 self._create_pipeline(
                     project, ref=source_branch, sha=source, before_sha=ZERO_SHA, user=user, mr=mr
                 )
@@ -820,7 +855,8 @@ class Instance:
         with self.lock:
             for project, pipeline in self._unfinished(None):
                 while not pipeline.finished and self._due(pipeline) <= monotonic:
-                    self._step(project, pipeline)
+                    if not self._step(project, pipeline):
+                        break  # held by a hang or stuck outcome
 
     def retry_pipeline(self, project: Project, pipeline: Pipeline, user: User) -> None:
         """Re-run the failed, canceled and skipped jobs as new jobs, like GitLab's retry."""
@@ -875,8 +911,29 @@ class Instance:
         offset = max(pipeline.step - 1, 0) * self._interval(pipeline)
         return pipeline.born + offset / speed
 
+    def _held(self, project: Project, pipeline: Pipeline) -> bool:
+        """Whether the next step is one a ``hang`` or ``stuck`` outcome never takes."""
+        rule = self._rule(project, pipeline)
+        if rule is None or rule.outcome not in ("hang", "stuck"):
+            return False
+        unfinished = [j for j in pipeline.current_jobs if j.status not in FINISHED]
+        stage = next((s for s in pipeline.stages if any(j.stage == s for j in unfinished)), None)
+        active = [j for j in unfinished if j.stage == stage]
+        if not active or all(j.status == "created" for j in active):
+            return False  # a stage that is not yet pending always becomes pending
+        if rule.outcome == "stuck":
+            return any(j.status == "pending" for j in active)
+        hanging = self._hanging_job(rule, pipeline)
+        return all(j.status == "running" and j.name == hanging for j in active)
+
+    def _hanging_job(self, rule: OutcomeRule, pipeline: Pipeline) -> str | None:
+        if rule.outcome != "hang":
+            return None
+        names = [j.name for j in pipeline.current_jobs]
+        return rule.failed_job if rule.failed_job in names else names[-1]
+
     def _step(self, project: Project, pipeline: Pipeline) -> bool:
-        if pipeline.finished:
+        if pipeline.finished or self._held(project, pipeline):
             return False
         when = self._sim_time(pipeline, pipeline.step)
         pipeline.step += 1
@@ -929,7 +986,10 @@ class Instance:
         if rule is not None and rule.outcome == "failed":
             names = [j.name for j in jobs]
             failing = rule.failed_job if rule.failed_job in names else names[-1]
-        changed = [j for j in jobs if j.stage == stage and j.status == "running"]
+        hanging = self._hanging_job(rule, pipeline) if rule is not None else None
+        changed = [
+            j for j in jobs if j.stage == stage and j.status == "running" and j.name != hanging
+        ]
         for j in changed:
             j.finished_at = when
             if j.name == failing:
@@ -937,6 +997,8 @@ class Instance:
                 j.failure_reason = rule.failure_reason if rule else "script_failure"
             else:
                 j.status = "success"
+        if any(j.stage == stage and j.status == "running" for j in jobs):
+            return changed  # the hanging job runs on; the next stage waits for it
         if any(j.status == "failed" for j in changed):
             skipped = [j for j in jobs if j.status == "created"]
             for j in skipped:

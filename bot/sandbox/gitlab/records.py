@@ -19,7 +19,9 @@ PipelineStatus = Literal[
     "created", "pending", "running", "success", "failed", "canceled", "skipped"
 ]
 JobStatus = PipelineStatus
-Outcome = Literal["success", "failed"]
+Outcome = Literal["success", "failed", "hang", "stuck"]
+CiMode = Literal["both", "merge_requests", "branches", "none"]
+CI_MODES: tuple[CiMode, ...] = ("both", "merge_requests", "branches", "none")
 EventKind = Literal["push", "tag_push", "merge_request", "pipeline", "job"]
 
 FINISHED: frozenset[str] = frozenset({"success", "failed", "canceled", "skipped"})
@@ -227,7 +229,7 @@ class Project:
     path: str  # path_with_namespace
     repo: Repository
     default_branch: str
-    ci: bool
+    ci: CiMode
     jobs: tuple[tuple[str, str], ...]
     approvals_required: int
     pipeline_must_succeed: bool
@@ -244,6 +246,17 @@ class Project:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def mr_pipelines(self) -> bool:
+        """Merge request pipelines run (``rules: - if: $CI_PIPELINE_SOURCE ==
+        "merge_request_event"``)."""
+        return self.ci in ("both", "merge_requests")
+
+    @property
+    def branch_pipelines(self) -> bool:
+        """Branch and tag pipelines run (``$CI_COMMIT_BRANCH``, ``$CI_COMMIT_TAG``)."""
+        return self.ci in ("both", "branches")
 
     @property
     def namespace(self) -> str:

@@ -9,7 +9,7 @@ import fnmatch
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,8 @@ from bot.sandbox.gitlab.records import (
     DEFAULT_DURATION,
     DEFAULT_JOBS,
     ApiError,
+    CiMode,
+    Event,
     JsonDict,
     Outcome,
     Project,
@@ -44,6 +46,10 @@ _GATEWAY = {
     504: "Gateway Time-out",
 }
 TICK = 0.02
+
+Listener = Callable[[str, JsonDict], None]
+"""Called with an event's kind (``"push"``, ``"tag_push"``, ``"merge_request"``, ``"pipeline"``,
+``"job"``) and its webhook payload."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ class GitLabSandbox:
         self.external_url = external_url.rstrip("/") if external_url else None
         self.calls: list[Call] = []
         self._dispatcher = Dispatcher(instance_url=self._web_base)
-        self._instance = Instance(root, emit=self._dispatcher.submit, web_base=self._web_base)
+        self._listeners: list[Listener] = []
+        self._instance = Instance(root, emit=self._emit, web_base=self._web_base)
         self._instance.speed = pipeline_speed
         self._api = Api(self._instance)
         self._faults: list[_Fault] = []
@@ -183,7 +190,7 @@ class GitLabSandbox:
         path: str,
         *,
         default_branch: str = "main",
-        ci: bool = False,
+        ci: bool | CiMode = False,
         jobs: Sequence[tuple[str, str]] = DEFAULT_JOBS,
         approvals_required: int = 0,
         pipeline_must_succeed: bool | None = None,
@@ -191,8 +198,14 @@ class GitLabSandbox:
     ) -> int:
         """An empty project (its first commit creates ``default_branch``); returns its id.
 
-        ``jobs`` are (stage, name) pairs, in order. ``pipeline_must_succeed`` (default: ``ci``)
-        makes merges wait for a green head pipeline; ``approvals_required`` for approvals.
+        ``ci`` says which pipelines its ``.gitlab-ci.yml`` rules make: ``"both"`` (or ``True``)
+        merge request pipelines for branches with an open MR and branch/tag pipelines otherwise
+        (so a merge runs one on the target branch); ``"merge_requests"`` only merge request
+        pipelines (nothing after a merge, nor for tags and other pushes); ``"branches"`` only
+        branch and tag pipelines (an MR's head pipeline is its source branch's); ``"none"`` (or
+        ``False``) no pipeline ever. ``jobs`` are (stage, name) pairs, in order.
+        ``pipeline_must_succeed`` (default: true unless ``ci`` is ``"none"``) makes merges wait
+        for a green head pipeline; ``approvals_required`` for approvals.
         """
         project = self._instance.add_project(
             path,
@@ -290,8 +303,12 @@ class GitLabSandbox:
     ) -> None:
         """How pipelines whose branch or tag matches the glob ``ref`` end (the last rule set
         wins). The outcome applies to pipelines still running too; ``duration`` (simulated
-        seconds) to those created afterwards. A failure fails ``failed_job`` (default: the
-        last job) and skips the jobs of later stages."""
+        seconds) to those created afterwards. ``"failed"`` fails ``failed_job`` (default: the
+        last job) and skips the jobs of later stages. ``"hang"`` never finishes: ``failed_job``
+        (default: the last job) starts and runs forever, the pipeline stays ``running``.
+        ``"stuck"`` never starts: its jobs stay ``pending`` as when no runner takes them. A
+        hanging or stuck pipeline does not hold up ``advance()``/``run_pipelines()``, and moves
+        on once a later rule for it says ``"success"`` or ``"failed"``."""
         with self._instance.lock:
             self._instance.set_outcome(
                 self._project(project),
@@ -349,6 +366,27 @@ class GitLabSandbox:
         """Every webhook POST, in the order they were queued, with their results once sent."""
         return self._dispatcher.deliveries
 
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(kind, payload)`` for every event, as it happens, before any webhook is
+        sent: in the thread that made the change, with the sandbox locked (so it must be quick,
+        must not call the sandbox's writes, and must not change ``payload``). What an in-process
+        GitOps controller uses instead of a webhook. Returns a function that stops it."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return stop
+
+    def _emit(self, event: Event) -> None:
+        self._dispatcher.submit(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event.kind, event.payload)
+            except Exception:
+                log.exception("a GitLab sandbox listener failed on a %s event", event.kind)
+
     async def drain(self, *, within: float = 5.0) -> None:
         """Wait until every queued webhook has been delivered (or has failed); raises
         ``TimeoutError`` after ``within`` seconds."""
@@ -401,6 +439,18 @@ class GitLabSandbox:
     def head(self, project: int | str, branch: str = "main") -> str | None:
         with self._instance.lock:
             return self._project(project).repo.branch(branch)
+
+    def files(self, project: int | str, *, ref: str = "main") -> dict[str, str]:
+        """Every file at ``ref`` (a branch, tag or SHA): path → blob SHA (empty if no such ref).
+        Read one with :meth:`blob`; an unchanged file keeps its blob SHA."""
+        with self._instance.lock:
+            repo = self._project(project).repo
+            sha = repo.resolve(ref)
+            return {path: blob for path, (_, blob) in repo.files(sha).items()} if sha else {}
+
+    def blob(self, project: int | str, sha: str) -> bytes | None:
+        with self._instance.lock:
+            return self._project(project).repo.blob(sha)
 
     def branches(self, project: int | str) -> dict[str, str]:
         """Branch name → head SHA."""

@@ -95,7 +95,7 @@ def project(inst: Instance, p: Project) -> JsonDict:
         "empty_repo": p.repo.is_empty(),
         "archived": False,
         "visibility": "private",
-        "jobs_enabled": p.ci,
+        "jobs_enabled": p.ci != "none",
         "merge_requests_enabled": True,
         "merge_method": "merge",
         "squash_option": "default_off",
