@@ -97,6 +97,48 @@ async def test_retry_after_is_honoured_and_nothing_is_posted_twice(
     assert attempts[1].time - attempts[0].time >= 2.0
 
 
+async def test_throttled_posts_are_posted_once_without_reading_history(make_bot) -> None:
+    """A 429 says nothing was posted: the outbox waits and posts again, and has no reason to
+    look for the message in the channel's history or thread first."""
+    async with SlackSandbox(channels=("payments-deploys",), enforce_pacing=True) as slack:
+        bot = make_bot(SLACK_API_URL=slack.api_url, SLACK_BOT_TOKEN=slack.bot_token)
+        await bot.start()
+        try:
+            # Slack throttles for a while, and the outbox writes faster than Slack's pacing.
+            slack.fail_for("chat.postMessage", status=429, seconds=3, retry_after=1)
+            for i in range(4):
+                await bot.outbox.send(_message(f"k{i}", f"message {i}"))
+                await bot.outbox.send(_message(f"k{i}:reply", f"reply {i}", thread_key=f"k{i}"))
+            await eventually(lambda: drained(bot), within=30)
+        finally:
+            await bot.stop()
+        messages = slack.messages("payments-deploys")
+        assert sorted(m.text for m in messages) == [f"message {i}" for i in range(4)]
+        assert all([r.text for r in m.replies] == [m.text.replace("message", "reply")]
+                   for m in messages)  # fmt: skip
+        posts = [c for c in slack.calls if c.method == "chat.postMessage"]
+        assert len([c for c in posts if c.ok]) == 8  # each message once
+        assert [c for c in posts if c.status == 429]  # throttled meanwhile
+        reads = [c.method for c in slack.calls if c.method.startswith("conversations.")]
+        assert "conversations.history" not in reads
+        assert "conversations.replies" not in reads
+
+
+async def test_a_refused_post_is_not_looked_up_when_the_key_is_sent_again(
+    bot: Pitcrew, slack: SlackSandbox
+) -> None:
+    """An ``ok: false`` answer means nothing was posted: the next delivery just posts."""
+    assert bot.outbox is not None
+    slack.fail("chat.postMessage", status=200, error="msg_too_long", times=1)
+    await bot.outbox.send(_message("k", "too long"))
+    await eventually(lambda: drained(bot))
+    assert slack.messages("payments-deploys") == []
+    await bot.outbox.send(_message("k", "shorter"))
+    await eventually(lambda: drained(bot))
+    assert [m.text for m in slack.messages("payments-deploys")] == ["shorter"]
+    assert "conversations.history" not in [c.method for c in slack.calls]
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_server_errors_are_retried_until_the_message_is_delivered(
     bot: Pitcrew, slack: SlackSandbox, status: int
@@ -109,6 +151,9 @@ async def test_server_errors_are_retried_until_the_message_is_delivered(
     await bot.outbox.send(_message("k", "v2"))
     await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2", within=15)
     assert len(slack.messages("payments-deploys")) == 1
+    # A 5xx leaves the outcome unknown (a gateway may time out after Slack posted): the outbox
+    # looked in the channel before posting again.
+    assert "conversations.history" in [c.method for c in slack.calls]
 
 
 async def test_a_post_whose_answer_was_lost_is_found_not_posted_again(

@@ -322,3 +322,8 @@ async def test_a_burst_of_2000_events_for_200_pipelines(
     replies = sum(len(m.replies) for m in messages)
     posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
     assert len(posts) == 200 + replies  # nothing was posted twice
+    # A 429 says nothing was posted: no reading of history to find out.
+    reads = [
+        c for c in slack.calls if c.method in ("conversations.history", "conversations.replies")
+    ]
+    assert reads == []

@@ -70,3 +70,11 @@ async def test_a_minute_of_slack_outage(make_bot: Callable[..., Pitcrew]) -> Non
     replies = sum(len(m.replies) for m in messages)
     delivered = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
     assert len(delivered) == len(burst.finals) + replies  # nothing posted twice
+    # History is read only to settle a post whose outcome is unknown (a 503 may come after Slack
+    # posted); a 429 says nothing was posted, so the first half of the outage reads none.
+    reads = [
+        c for c in slack.calls if c.method in ("conversations.history", "conversations.replies")
+    ]
+    assert [c for c in reads if c.time < started + OUTAGE / 2] == []
+    unknown = [c for c in slack.calls if c.method == "chat.postMessage" and c.status >= 500]
+    assert len(reads) <= len(unknown)

@@ -11,10 +11,12 @@ Guarantees (docs/architecture.md explains them at length):
   the newest one; a pending update survives a crash of the bot.
 * **No second post after a crash.** Before ``chat.postMessage`` the outbox records an *attempt*
   (id and time) under the key, and the message carries Slack message metadata naming the key.
-  If the process dies after Slack posted but before the ``ts`` was stored, or a post's answer is
-  lost to a timeout or a 5xx, the next delivery finds the attempt, looks the message up with
+  The attempt is kept only while the post's outcome is unknown (``outcome_unknown``): the
+  process died after recording it, or the answer was lost to a timeout, a cut connection or a
+  5xx. The next delivery then finds the attempt, looks the message up with
   ``conversations.history``/``conversations.replies`` and adopts its ``ts`` instead of posting
-  again.
+  again. An answer that says nothing was posted (a 429, an ``ok: false`` error, a connection
+  that never opened) clears the attempt at once, so throttled posts cost no history reads.
 * **Polite under rate limits.** Writes to one channel are paced (about one per second); a 429
   pauses that Slack method for its ``Retry-After``; 5xx answers and connection errors are
   retried with exponential back-off, without limit, because the state is safe in Redis.
@@ -114,15 +116,24 @@ _CHANNELS = f"{PREFIX}:channels"
 _SEQ = f"{PREFIX}:seq"
 
 
-class _Retry(Exception):
+class _Failed(Exception):
+    """A call that did not succeed. ``maybe_applied``: Slack may have done it all the same (see
+    ``outcome_unknown``); otherwise it certainly did nothing."""
+
+    def __init__(self, *args: object, maybe_applied: bool = False) -> None:
+        super().__init__(*args)
+        self.maybe_applied = maybe_applied
+
+
+class _Retry(_Failed):
     """Try this key again after ``delay`` seconds."""
 
-    def __init__(self, delay: float) -> None:
-        super().__init__(delay)
+    def __init__(self, delay: float, *, maybe_applied: bool = False) -> None:
+        super().__init__(delay, maybe_applied=maybe_applied)
         self.delay = delay
 
 
-class _Drop(Exception):
+class _Drop(_Failed):
     """This message cannot be delivered; retrying will not help."""
 
 
@@ -208,7 +219,7 @@ class SlackOutbox:
             metrics.SLACK_CALLS.labels("response_url", "error").inc()
             if response.status_code != 429 and response.status_code < 500:
                 break
-            await asyncio.sleep(_retry_after(response.headers, default=0.5 * 2**attempt))
+            await asyncio.sleep(retry_after(response.headers, default=0.5 * 2**attempt))
         raise SlackUnavailable("could not answer through Slack's response_url")
 
     async def ephemeral(
@@ -384,17 +395,24 @@ class SlackOutbox:
             mapping={"attempt": attempt, "attempt_at": repr(time.time()), "channel_id": channel_id},
         )
         await self._redis.pexpire(sent_key, KEY_TTL_MS)
-        answer = await self._call(
-            "chat.postMessage",
-            channel=channel_id,
-            text=text,
-            blocks=blocks or None,
-            thread_ts=thread_ts or None,
-            reply_broadcast=broadcast if thread_ts else None,
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
-        )
+        try:
+            answer = await self._call(
+                "chat.postMessage",
+                channel=channel_id,
+                text=text,
+                blocks=blocks or None,
+                thread_ts=thread_ts or None,
+                reply_broadcast=broadcast if thread_ts else None,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
+            )
+        except _Failed as failed:
+            if not failed.maybe_applied:
+                # Slack said no (a 429, an error) or was never reached: nothing was posted, so
+                # the next delivery simply posts, without reading the channel's history first.
+                await self._redis.hdel(sent_key, "attempt", "attempt_at")
+            raise
         await self._redis.hset(
             sent_key, mapping={"ts": str(answer["ts"]), "channel_id": str(answer["channel"])}
         )
@@ -491,10 +509,11 @@ class SlackOutbox:
                 raise _Drop(f"channel #{name} not found: create it, or invite the bot if private")
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
-        """One Web API call, translated into: a result, ``_Retry`` or ``_Drop``."""
+        """One Web API call, translated into: a result, ``_Retry`` or ``_Drop`` (each saying
+        whether Slack may have done it all the same)."""
         wait = self._not_before.get(method, 0.0) - time.monotonic()
         if wait > 0:
-            raise _Retry(wait)
+            raise _Retry(wait)  # not even sent
         args = {k: v for k, v in params.items() if v is not None}
         try:
             # The SDK's named methods know each method's verb and encoding (JSON for writes,
@@ -504,32 +523,53 @@ class SlackOutbox:
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error") or f"http_{status}")
+            unknown = outcome_unknown(exc)
             if status == 429:
-                delay = _retry_after(exc.response.headers, default=1.0)
+                delay = retry_after(exc.response.headers, default=1.0)
                 self._not_before[method] = time.monotonic() + delay
                 metrics.SLACK_CALLS.labels(method, "ratelimited").inc()
                 log.info("slack rate limit; waiting", method=method, retry_after=delay)
-                raise _Retry(delay) from exc
+                raise _Retry(delay, maybe_applied=unknown) from exc
             if status >= 500:
                 metrics.SLACK_CALLS.labels(method, "server_error").inc()
                 log.warning("slack server error; will retry", method=method, status=status)
-                raise _Retry(0) from exc
+                raise _Retry(0, maybe_applied=unknown) from exc
             if error in _AUTH_ERRORS:
                 metrics.SLACK_CALLS.labels(method, "auth_error").inc()
                 log.error("slack rejected the bot token; pausing", method=method, error=error)
-                raise _Retry(60.0) from exc
+                raise _Retry(60.0, maybe_applied=unknown) from exc
             metrics.SLACK_CALLS.labels(method, "error").inc()
-            raise _Drop(error) from exc
+            raise _Drop(error, maybe_applied=unknown) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             metrics.SLACK_CALLS.labels(method, "unreachable").inc()
             log.warning("slack unreachable; will retry", method=method, error=repr(exc))
-            raise _Retry(0) from exc
+            raise _Retry(0, maybe_applied=outcome_unknown(exc)) from exc
         metrics.SLACK_CALLS.labels(method, "ok").inc()
         data: dict[str, Any] = dict(response.data) if isinstance(response.data, dict) else {}
         return data
 
 
-def _retry_after(headers: Any, *, default: float) -> float:
+def outcome_unknown(exc: Exception) -> bool:
+    """Whether Slack may have done what a failed call asked: the outbox's one notion of an
+    *unknown outcome*, after which a post is looked up in the channel instead of made again.
+
+    Known undone: Slack answered with a verdict (a 429, or an ``ok: false`` error such as a refused
+    token or an unknown channel), or the connection never opened, so nothing was sent. Unknown:
+    a timeout, a connection lost once the request may have gone out, a 5xx (Slack's or a gateway's
+    in front of it, which may have timed out after Slack acted), an answer that cannot be read.
+    """
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 0)
+        if status == 429:
+            return False
+        data = getattr(exc.response, "data", None)
+        said_no = isinstance(data, dict) and data.get("ok") is False
+        return not (said_no and status < 500)
+    return not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
+def retry_after(headers: Any, *, default: float) -> float:
+    """The seconds a 429 (or a 503) asks to wait, from its ``Retry-After``; ``default`` without."""
     value = None
     if headers:
         value = headers.get("Retry-After") or headers.get("retry-after")
