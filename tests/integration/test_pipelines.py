@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import uuid
@@ -166,6 +167,49 @@ async def test_a_failing_then_fixed_branch_reads_right_whatever_the_order(
     assert first.replies == [failure]
     posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
     assert len(posts) == 4  # two pipelines, one failure reply, one "fixed" reply
+
+
+async def test_a_throttled_author_lookup_still_mentions_the_author(
+    bot: Pitcrew, slack: SlackSandbox, gitlab: Callable[..., Any]
+) -> None:
+    """Slack answers ``users.lookupByEmail`` with 429 a few times: the failure reply waits its
+    ``Retry-After`` and still pings the author (the GitLab name in its place is never corrected)."""
+    slack.fail("users.lookupByEmail", status=429, times=3, retry_after=1)
+    for kind, body in _run(300, "failed"):
+        assert await gitlab(kind, body) == 200
+    await eventually(lambda: settled(bot), within=20)
+
+    [message] = slack.messages(CHANNEL)
+    [failure] = message.replies
+    assert "<@U0ALICE>" in failure.text
+    assert "Alice Martin" not in failure.text
+    assert "by @alice" in slack.render(CHANNEL)
+    lookups = [c for c in slack.calls if c.method == "users.lookupByEmail"]
+    assert [c.status for c in lookups] == [429, 429, 429, 200]
+    assert all(b.time - a.time >= 1.0 for a, b in itertools.pairwise(lookups))
+
+
+async def test_an_author_lookup_throttled_for_long_names_the_gitlab_user(
+    bot: Pitcrew, slack: SlackSandbox, gitlab: Callable[..., Any]
+) -> None:
+    """Slack asks to wait a minute: the failure reply does not wait that long, names the author
+    as GitLab does (no ping), and Slack is not asked again before the minute is over."""
+    slack.fail_for("users.lookupByEmail", status=429, seconds=120, retry_after=60)
+    for kind, body in _run(301, "failed"):
+        assert await gitlab(kind, body) == 200
+    bob = _run(302, "failed")
+    bob[-1][1]["commit"]["author"] = {"name": "Bob Okafor", "email": "bob@example.com"}
+    for kind, body in bob:
+        assert await gitlab(kind, body) == 200
+    await eventually(lambda: settled(bot))
+
+    replies = [m.replies[0].text for m in slack.messages(CHANNEL)]
+    assert len(replies) == 2
+    assert "Alice Martin" in replies[0]
+    assert "Bob Okafor" in replies[1]
+    assert "<@" not in " ".join(replies)
+    lookups = [c for c in slack.calls if c.method == "users.lookupByEmail"]
+    assert [c.status for c in lookups] == [429]
 
 
 async def test_a_late_running_event_never_reopens_a_finished_pipeline(

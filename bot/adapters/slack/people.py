@@ -5,10 +5,26 @@ Email lookups go through ``users.lookupByEmail``, cached in Redis.
 Misses are cached too (for an hour), so a commit author who is not in Slack does not cost a
 Slack call per failed pipeline. A lookup that fails for another reason (Slack down, a missing
 scope) returns ``None``: the notification then names the GitLab user instead of waiting.
+
+**Rate limits.** A 429 is not a failure but "ask again in ``Retry-After`` seconds", and a
+failure reply that names "Alice Martin" instead of mentioning ``@alice`` is never corrected, so a
+throttled lookup waits and asks again. We wait rather than post the name and edit the reply once
+the lookup succeeds: a found author is cached for a week, so waits are rare and short, whereas an
+edit would need the pipeline service to remember which replies to fix and retry lookups later.
+Two rules keep the wait polite and bounded:
+
+* One pause per Slack method, shared by every lookup of this process: after a 429, no lookup
+  calls Slack again before its ``Retry-After`` has passed, however many are waiting.
+* A lookup waits at most ``LOOKUP_PATIENCE`` seconds in all. If Slack asks for longer, the lookup
+  gives up at once (no call) and the reply names the GitLab user as before. Lookups that come
+  while a pause someone gave up on lasts give up at once too: a Slack that stays throttled costs
+  the GitLab worker (which handles events one at a time) one bounded wait per pause, not one per
+  failed pipeline or per email tried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -19,6 +35,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs, metrics
+from bot.adapters.slack.outbox import retry_after
 from bot.domain.errors import PitcrewError
 
 log = logs.get(__name__)
@@ -28,7 +45,12 @@ GROUP_TTL = 60.0
 @sre-oncall can approve for at most this long."""
 HIT_TTL = 7 * 24 * 3600
 MISS_TTL = 3600
+LOOKUP_PATIENCE = 10.0
+"""Seconds a rate-limited email lookup may wait for Slack in all. The GitLab worker handles events
+one at a time, so this is also how long a throttled lookup may hold up the pipeline messages
+behind it; it stays well under the 30 s after which another replica takes an event over."""
 _MISS = "-"
+_LOOKUP = "users.lookupByEmail"
 
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -45,6 +67,8 @@ class SlackPeople:
         self._client = client
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._handles: dict[str, str] = {}
+        self._paused_until: dict[str, float] = {}
+        self._given_up_on: dict[str, float] = {}
 
     async def members(self, named: Sequence[str]) -> frozenset[str]:
         """User ids of the people named: user ids as they are, group handles (``@sre-oncall``)
@@ -122,26 +146,61 @@ class SlackPeople:
         if cached is not None:
             value = cached.decode()
             return None if value == _MISS else value
-        try:
-            answer = await self._client.users_lookupByEmail(email=email)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            metrics.SLACK_CALLS.labels("users.lookupByEmail", "error").inc()
-            if error == "users_not_found":
-                await self._redis.set(key, _MISS, ex=MISS_TTL)
-            else:
-                log.warning("slack user lookup failed", error=error)
-            return None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            metrics.SLACK_CALLS.labels("users.lookupByEmail", "unreachable").inc()
-            log.warning("slack user lookup failed", error=repr(exc))
-            return None
-        metrics.SLACK_CALLS.labels("users.lookupByEmail", "ok").inc()
-        user_id = str((answer.get("user") or {}).get("id") or "")
-        if not user_id:
-            return None
-        await self._redis.set(key, user_id, ex=HIT_TTL)
-        return user_id
+        deadline = time.monotonic() + LOOKUP_PATIENCE
+        while await self._turn(_LOOKUP, deadline=deadline):
+            try:
+                answer = await self._client.users_lookupByEmail(email=email)
+            except SlackApiError as exc:
+                if exc.response.status_code == 429:
+                    self._pause(_LOOKUP, retry_after(exc.response.headers, default=1.0))
+                    continue
+                error = exc.response.get("error")
+                metrics.SLACK_CALLS.labels(_LOOKUP, "error").inc()
+                if error == "users_not_found":
+                    await self._redis.set(key, _MISS, ex=MISS_TTL)
+                else:
+                    log.warning("slack user lookup failed", error=error)
+                return None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                metrics.SLACK_CALLS.labels(_LOOKUP, "unreachable").inc()
+                log.warning("slack user lookup failed", error=repr(exc))
+                return None
+            metrics.SLACK_CALLS.labels(_LOOKUP, "ok").inc()
+            user_id = str((answer.get("user") or {}).get("id") or "")
+            if not user_id:
+                return None
+            await self._redis.set(key, user_id, ex=HIT_TTL)
+            return user_id
+        return None
+
+    def _pause(self, method: str, delay: float) -> None:
+        """Slack answered 429: no call of ``method`` from this process for ``delay`` seconds
+        (at least one: a ``Retry-After: 0`` must not turn the wait into a loop of calls)."""
+        metrics.SLACK_CALLS.labels(method, "ratelimited").inc()
+        delay = max(delay, 1.0)
+        until = time.monotonic() + delay
+        self._paused_until[method] = max(self._paused_until.get(method, 0.0), until)
+        log.info("slack rate limit; waiting", method=method, retry_after=delay)
+
+    async def _turn(self, method: str, *, deadline: float) -> bool:
+        """Wait until ``method`` may be called again. False, at once, when the pause ends after
+        ``deadline`` or is one another caller already gave up on: the caller does without."""
+        while True:
+            until = self._paused_until.get(method, 0.0)
+            now = time.monotonic()
+            if until <= now:
+                return True
+            if until > deadline or until <= self._given_up_on.get(method, 0.0):
+                if self._given_up_on.get(method) != until:
+                    log.warning(
+                        "slack is rate-limiting lookups for longer than we wait; "
+                        "naming people by their GitLab name meanwhile",
+                        method=method,
+                        retry_in=round(until - now, 1),
+                    )
+                self._given_up_on[method] = until
+                return False
+            await asyncio.sleep(until - now)
 
     async def timezone(self, user_id: str) -> str | None:
         """The user's Slack time zone (``Europe/Paris``), for times they type and read."""
