@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.payloads import PayloadError, observed, parse_event
 from bot.domain.pipelines import JobObserved, PipelineObserved
+from tests.unit.adapters.test_gitlab_payloads import ID_FIELDS
 
 from .strategies import dumps, edge_mutated, json_values, mutated, nasty_values
 
@@ -252,3 +253,46 @@ async def test_bad_events_are_dropped_and_the_next_ones_handled(
             kind, body = item
         await events.handle(kind=kind, body=body, event_id=f"1-{number}")  # never raises
     assert [call for call in recorder.calls if _marked(call)] == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Ids GitLab cannot have sent
+
+hostile_ids = st.one_of(
+    st.integers(max_value=0),
+    st.integers(min_value=2**63),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=1, max_value=2**63 - 1).map(str),
+    st.integers(min_value=1, max_value=2**63 - 1).map(float),
+)
+
+
+@st.composite
+def events_with_a_hostile_id(draw: st.DrawFn) -> tuple[str, bytes, str]:
+    kind, _, where = draw(st.sampled_from(ID_FIELDS))
+    event: Any = copy.deepcopy(draw(st.sampled_from([EXAMPLES, GITOPS_EXAMPLES]))[kind])
+    *path, last = [int(step) if step.isdigit() else step for step in where.split(".")]
+    node = event
+    for step in path:
+        node = node[step]
+    node[last] = draw(hostile_ids)
+    return kind, dumps(event), where
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_with_a_hostile_id())
+async def test_an_event_with_an_id_gitlab_cannot_have_reaches_no_observer(
+    case: tuple[str, bytes, str],
+) -> None:
+    """``true`` read as pipeline 1, -1 and 10**30 as pipelines: all were shown in Slack."""
+    kind, body, where = case
+    with pytest.raises(PayloadError) as caught:
+        parse_event(kind, body)
+    assert caught.value.reason.startswith(f"{where}: ")
+    recorder = Recorder()
+    events = GitLabEvents(
+        pipelines=recorder, gitops_project=GITOPS, gitops_pushes=[recorder], releases=recorder
+    )
+    await events.handle(kind=kind, body=body, event_id="1-0")
+    assert recorder.calls == []

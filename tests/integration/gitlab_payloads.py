@@ -71,7 +71,7 @@ def pipeline_hook(
     attributes = doc["object_attributes"]
     attributes.update(
         id=pipeline_id,
-        iid=pipeline_id % 1000,
+        iid=(pipeline_id - 1) % 1000 + 1,  # GitLab counts from 1
         name=None,
         ref=ref,
         sha=sha,

@@ -4,7 +4,8 @@ The models follow GitLab's webhook events documentation (``tests/fixtures/gitlab
 examples) but accept what GitLab actually sends across versions: unknown fields are ignored,
 anything GitLab has added over the years or sends as ``null`` is optional, and timestamps come in
 both of GitLab's formats (``2016-08-12 15:23:28 UTC`` in pipeline hooks, ISO 8601 in job hooks,
-``2021-04-28 21:50:00 +0200`` in deployment hooks). A body that still does not fit raises
+``2021-04-28 21:50:00 +0200`` in deployment hooks). Ids are the exception to that leniency: they
+must be what GitLab hands out (``GitLabId``). A body that still does not fit raises
 ``PayloadError`` with a one-line reason for the log; the worker drops it and moves on.
 
 Statuses are plain strings in the models, so that a status a newer GitLab invents does not make
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeGuard
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from bot.domain.errors import PitcrewError
@@ -80,6 +81,11 @@ def parse_timestamp(value: object) -> object:
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 
+GitLabId = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
+"""An id or iid as GitLab hands them out: a positive 64-bit integer (database ids are bigint).
+Strict, because pydantic would otherwise read ``true`` as 1 and ``"7"`` or ``7.0`` as 7: a body
+with an id GitLab cannot have is not GitLab's, and a ``#-1`` or ``#1`` must not reach Slack."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -108,7 +114,7 @@ def _title(title: str | None, message: str | None) -> str | None:
 
 
 class User(_Model):
-    id: int | None = None
+    id: GitLabId | None = None
     name: str | None = None
     username: str | None = None
     email: str | None = None
@@ -116,7 +122,7 @@ class User(_Model):
 
 
 class Project(_Model):
-    id: int | None = None
+    id: GitLabId | None = None
     name: str | None = None
     path_with_namespace: str | None = None
     web_url: str | None = None
@@ -147,8 +153,8 @@ class PipelineCommit(_Model):
 
 
 class PipelineMergeRequest(_Model):
-    id: int | None = None
-    iid: int
+    id: GitLabId | None = None
+    iid: GitLabId
     title: str | None = None
     source_branch: str | None = None
     target_branch: str | None = None
@@ -157,7 +163,7 @@ class PipelineMergeRequest(_Model):
 
 
 class Build(_Model):
-    id: int
+    id: GitLabId
     stage: str
     name: str
     status: str
@@ -174,8 +180,8 @@ class Build(_Model):
 
 
 class PipelineAttributes(_Model):
-    id: int
-    iid: int | None = None
+    id: GitLabId
+    iid: GitLabId | None = None
     name: str | None = None
     ref: str
     tag: bool | None = None
@@ -207,7 +213,7 @@ class PipelineHook(_Model):
 
 
 class JobCommit(_Model):
-    id: int | None = None
+    id: GitLabId | None = None
     """The pipeline's id, not a commit's (GitLab documents it so)."""
     name: str | None = None
     sha: str | None = None
@@ -223,7 +229,7 @@ class JobHook(_Model):
     ref: str
     tag: bool | None = None
     sha: str
-    build_id: int
+    build_id: GitLabId
     build_name: str
     build_stage: str
     build_status: str
@@ -238,8 +244,8 @@ class JobHook(_Model):
     build_allow_failure: bool | None = None
     build_failure_reason: str | None = None
     retries_count: int | None = None
-    pipeline_id: int
-    project_id: int | None = None
+    pipeline_id: GitLabId
+    project_id: GitLabId | None = None
     project_name: str | None = None
     user: User | None = None
     commit: JobCommit | None = None
@@ -256,8 +262,8 @@ class DeploymentHook(_Model):
     object_kind: str | None = None
     status: str
     status_changed_at: Timestamp | None = None
-    deployment_id: int
-    deployable_id: int | None = None
+    deployment_id: GitLabId
+    deployable_id: GitLabId | None = None
     deployable_url: str | None = None
     """``null`` for deployments made through the API or by trigger jobs."""
     environment: str
@@ -332,8 +338,8 @@ class MergeRequestCommit(_Model):
 
 
 class MergeRequestAttributes(_Model):
-    id: int | None = None
-    iid: int
+    id: GitLabId | None = None
+    iid: GitLabId
     title: str | None = None
     state: str | None = None
     action: str | None = None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
+from pydantic import BaseModel
 
+from bot.adapters.gitlab import payloads
 from bot.adapters.gitlab.payloads import (
     DeploymentHook,
     JobHook,
@@ -382,3 +384,92 @@ def test_the_documented_examples_fold_into_pipeline_states() -> None:
     ]
     assert [j.name for j in state.failed_jobs] == ["test-build"]
     assert apply(None, job).state.status == "created"
+
+
+# --------------------------------------------------------------------------------------------
+# Ids: what GitLab hands out (positive, 64-bit, integers) and nothing else
+
+ID_FIELDS = [
+    ("Pipeline Hook", "pipeline_hook.json", "object_attributes.id"),
+    ("Pipeline Hook", "pipeline_hook.json", "object_attributes.iid"),
+    ("Pipeline Hook", "pipeline_hook.json", "merge_request.id"),
+    ("Pipeline Hook", "pipeline_hook.json", "merge_request.iid"),
+    ("Pipeline Hook", "pipeline_hook.json", "builds.0.id"),
+    ("Pipeline Hook", "pipeline_hook.json", "builds.0.user.id"),
+    ("Pipeline Hook", "pipeline_hook.json", "user.id"),
+    ("Pipeline Hook", "pipeline_hook.json", "project.id"),
+    ("Job Hook", "job_hook.json", "build_id"),
+    ("Job Hook", "job_hook.json", "pipeline_id"),
+    ("Job Hook", "job_hook.json", "project_id"),
+    ("Job Hook", "job_hook.json", "commit.id"),
+    ("Job Hook", "job_hook.json", "user.id"),
+    ("Job Hook", "job_hook.json", "project.id"),
+    ("Deployment Hook", "deployment_hook.json", "deployment_id"),
+    ("Deployment Hook", "deployment_hook.json", "deployable_id"),
+    ("Deployment Hook", "deployment_hook.json", "project.id"),
+    ("Deployment Hook", "deployment_hook.json", "user.id"),
+    ("Push Hook", "push_hook.json", "project.id"),
+    ("Merge Request Hook", "merge_request_hook.json", "object_attributes.id"),
+    ("Merge Request Hook", "merge_request_hook.json", "object_attributes.iid"),
+    ("Merge Request Hook", "merge_request_hook.json", "project.id"),
+    ("Merge Request Hook", "merge_request_hook.json", "user.id"),
+]
+"""Every id and iid the payload models read, in the documented example that carries it."""
+
+HOSTILE_IDS = [-1, 0, 10**30, 2**63, True, False, 1.0, 31.5, "31", [31], {"id": 31}]
+
+
+def _with_id(name: str, where: str, value: object) -> bytes:
+    data: Any = fixture(name)
+    *path, last = [int(step) if step.isdigit() else step for step in where.split(".")]
+    node = data
+    for step in path:
+        node = node[step]
+    assert last in (range(len(node)) if isinstance(node, list) else node), where
+    node[last] = value
+    return body(data)
+
+
+@pytest.mark.parametrize("value", HOSTILE_IDS, ids=repr)
+@pytest.mark.parametrize(("kind", "name", "where"), ID_FIELDS)
+def test_an_id_gitlab_cannot_have_makes_the_payload_unreadable(
+    kind: str, name: str, where: str, value: object
+) -> None:
+    """Pydantic's lax ints took ``true`` as 1 and ``"31"`` as 31, and any size or sign: Slack
+    showed pipelines "#1", "#-1" and "#1000000000000000000000000000000"."""
+    with pytest.raises(PayloadError) as caught:
+        parse_event(kind, _with_id(name, where, value))
+    assert caught.value.reason.startswith(f"{where}: ")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [1, 2**63 - 1], ids=["smallest", "largest"])
+@pytest.mark.parametrize(("kind", "name", "where"), ID_FIELDS)
+def test_ids_from_1_to_the_largest_bigint_are_read(
+    kind: str, name: str, where: str, value: int
+) -> None:
+    event = parse_event(kind, _with_id(name, where, value))
+    node: Any = event
+    for step in where.split("."):
+        node = node[int(step)] if step.isdigit() else getattr(node, step)
+    assert node == value
+    assert type(node) is int
+
+
+def test_no_id_field_of_the_models_is_a_plain_int() -> None:
+    """A field added later must not slip back to pydantic's lax ``int``."""
+    models = [
+        model
+        for model in vars(payloads).values()
+        if isinstance(model, type)
+        and issubclass(model, BaseModel)
+        and model.__module__ == payloads.__name__
+    ]
+    assert PipelineHook in models
+    loose = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name, hint in get_type_hints(model, include_extras=True).items()
+        if (name in ("id", "iid") or name.endswith("_id")) and hint in (int, int | None)
+    ]
+    assert loose == []
