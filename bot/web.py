@@ -16,6 +16,37 @@ log = logs.get(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
 
+CLIENT_MAX_SIZE = 1024 * 1024
+"""What aiohttp's own ``request.read()``/``text()`` accept (Slack's requests are a few kB).
+A route that takes more reads its body with ``read_body`` and its own limit."""
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the route accepts; nothing more of it was read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+
+
+async def read_body(request: web.Request, *, limit: int) -> bytes:
+    """The whole request body, whichever TCP segments or HTTP chunks it arrived in.
+
+    ``request.content.read(n)`` returns what has arrived so far, not ``n`` bytes: a body sent in
+    two writes, or any body of a few hundred kB, comes back cut short. This reads until the end.
+    A body declared (``Content-Length``) or found (chunked, so undeclared) larger than ``limit``
+    raises ``BodyTooLarge`` with at most ``limit + 1`` bytes held; aiohttp discards the rest.
+    """
+    if (request.content_length or 0) > limit:
+        raise BodyTooLarge(limit)
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(body)
+
+
 _ROUTE_NAMES = {
     "/slack/events": "slack",
     "/webhooks/gitlab": "gitlab",
@@ -56,7 +87,7 @@ def build_web_app(
     gitlab_webhook: Handler,
     readiness: ReadinessCheck,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[observe], client_max_size=CLIENT_MAX_SIZE)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -3,9 +3,9 @@ JSON body, never a 500; what is accepted is stored as sent, and the worker never
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic_core import from_json
 
 from bot.adapters.gitlab.intake import KNOWN_EVENTS, GitLabIntake
 from bot.app import Pitcrew
@@ -82,7 +83,7 @@ async def intake() -> AsyncIterator[Intake]:
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[dict[str, str], bytes, bool]:
+def requests(draw: st.DrawFn) -> tuple[dict[str, str], bytes, int | None]:
     kind = draw(event_headers)
     body = draw(
         st.one_of(
@@ -91,6 +92,9 @@ def requests(draw: st.DrawFn) -> tuple[dict[str, str], bytes, bool]:
             st.binary(min_size=MAX_BODY - 2, max_size=MAX_BODY + 2),
             st.integers(min_value=MAX_BODY + 1, max_value=3 * MAX_BODY).map(
                 lambda n: b'{"padding": "' + b"x" * n + b'"}'
+            ),
+            st.integers(min_value=150, max_value=2000).map(  # nested past any parser's limit
+                lambda depth: b'{"x": ' + b"[" * depth + b"]" * depth + b"}"
             ),
         )
     )
@@ -102,8 +106,10 @@ def requests(draw: st.DrawFn) -> tuple[dict[str, str], bytes, bool]:
         value = draw(st.one_of(st.none(), header_text, st.just("k" * 300)))
         if value:
             headers[name] = value
-    chunked = draw(st.booleans())  # no Content-Length: the size is only known by reading
-    return headers, body, chunked
+    # Chunked (no Content-Length: the size is only known by reading), in pieces that arrive
+    # one by one; or in one piece with its Content-Length.
+    chunk = draw(st.one_of(st.none(), st.integers(min_value=1, max_value=2 * MAX_BODY)))
+    return headers, body, chunk
 
 
 def documented_answer(headers: dict[str, str], body: bytes) -> tuple[int, str]:
@@ -116,7 +122,7 @@ def documented_answer(headers: dict[str, str], body: bytes) -> tuple[int, str]:
     if not kind:
         return 400, "error"
     try:
-        payload = json.loads(body)
+        payload = from_json(body)  # the workers' parser: what it cannot read is refused
     except ValueError:
         return 400, "error"
     if not isinstance(payload, dict):
@@ -124,9 +130,11 @@ def documented_answer(headers: dict[str, str], body: bytes) -> tuple[int, str]:
     return 200, "queued" if kind in KNOWN_EVENTS else "ignored"
 
 
-async def _chunks(body: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(body), 1000):
-        yield body[start : start + 1000]
+async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        if start:
+            await asyncio.sleep(0.001)  # a separate segment: the server sees part of the body
+        yield body[start : start + size]
 
 
 @settings(
@@ -137,12 +145,12 @@ async def _chunks(body: bytes) -> AsyncIterator[bytes]:
 @given(request=requests())
 async def test_every_answer_is_documented_and_what_is_queued_is_stored_as_sent(
     intake: Intake,
-    request: tuple[dict[str, str], bytes, bool],
+    request: tuple[dict[str, str], bytes, int | None],
 ) -> None:
     client, inbox = intake
-    headers, body, chunked = request
+    headers, body, chunk = request
     stored = len(inbox.events)
-    data = _chunks(body) if chunked else body
+    data = _chunks(body, chunk) if chunk else io.BytesIO(body)  # with its Content-Length
     async with client.post("/webhooks/gitlab", data=data, headers=headers) as response:
         status = response.status
         assert response.content_type == "application/json"

@@ -13,19 +13,24 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
+from bot.adapters.gitlab.intake import MAX_BODY
 from bot.adapters.store.connection import client_for
 from bot.adapters.store.embedded import EmbeddedRedis
 from bot.adapters.store.inbox import stream_name
 from bot.app import Pitcrew
 from bot.sandbox.slack import SlackSandbox
 
-from .conftest import WEBHOOK_SECRET, eventually
+from .conftest import WEBHOOK_SECRET, drained, eventually
+from .gitlab_payloads import pipeline_hook
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gitlab"
 PIPELINE = json.dumps(
     {"object_kind": "pipeline", "object_attributes": {"id": 31, "status": "running"}}
 ).encode()
+CHANNEL = "payments-deploys"
+"""Where the example catalog sends shop/orders, the project of ``pipeline_hook``."""
 
 
 @pytest.fixture
@@ -113,6 +118,171 @@ async def test_an_oversized_webhook_is_refused(bot: Pitcrew, http: aiohttp.Clien
     status, body = await _post_hook(http, bot, big, _hook_headers())
     assert status == 413
     assert "larger than" in str(body["error"])
+
+
+async def _post_in_two_writes(bot: Pitcrew, body: bytes) -> tuple[int, dict[str, object]]:
+    """POST a Pipeline Hook over a plain socket: the headers and half the body, then 50 ms later
+    the other half, as a proxy or a busy GitLab sends it (two TCP segments)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bot.bound_port)
+    head = (
+        "POST /webhooks/gitlab HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{bot.bound_port}\r\n"
+        "Content-Type: application/json\r\n"
+        "X-Gitlab-Event: Pipeline Hook\r\n"
+        f"X-Gitlab-Token: {WEBHOOK_SECRET}\r\n"
+        f"X-Gitlab-Event-UUID: {uuid.uuid4()}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode()
+    half = len(body) // 2
+    try:
+        writer.write(head + body[:half])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(body[half:])
+        await writer.drain()
+        response = await reader.read()  # up to the close the request asked for
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, content = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), json.loads(content)
+
+
+async def test_a_webhook_body_arriving_in_two_segments_is_read_whole(
+    bot: Pitcrew, slack: SlackSandbox
+) -> None:
+    """``request.content.read(n)`` returned the first segment only: GitLab got "body is not
+    valid JSON" for a real Pipeline Hook, and disables a hook after four such failures."""
+    body = json.dumps(pipeline_hook(pipeline_id=4101, status="failed")).encode()
+    status, answer = await _post_in_two_writes(bot, body)
+    assert (status, answer["status"]) == (200, "queued")
+    await eventually(lambda: slack.messages(CHANNEL))
+    [message] = slack.messages(CHANNEL)
+    assert message.text == (
+        "shop/orders pipeline #4101 failed on main: Add retries to the payment client"
+    )
+
+
+def _pipeline_with_many_jobs(pipeline_id: int, *, size: int) -> bytes:
+    """A passed Pipeline Hook whose ``builds`` (a big test matrix) bring it close to ``size``."""
+    hook = pipeline_hook(pipeline_id=pipeline_id, status="success")
+    template = hook["builds"][1]
+    shard = len(json.dumps({**template, "id": pipeline_id * 10_000, "name": "unit 0000/9999"}))
+    count = (size - len(json.dumps(hook))) // (shard + 2)
+    hook["builds"] += [
+        {**template, "id": pipeline_id * 10_000 + n, "name": f"unit {n:04}/{count:04}"}
+        for n in range(count)
+    ]
+    return json.dumps(hook).encode()
+
+
+async def test_a_pipeline_with_thousands_of_jobs_is_accepted_and_shown(
+    bot: Pitcrew, slack: SlackSandbox, http: aiohttp.ClientSession
+) -> None:
+    """Bodies of 384 kB to 1.9 MB were refused every time (read cut short, and aiohttp's
+    ``client_max_size`` of 1 MiB would have refused them next)."""
+    body = _pipeline_with_many_jobs(4102, size=1_900_000)
+    assert 1_800_000 < len(body) < MAX_BODY
+    status, answer = await _post_hook(http, bot, body, _hook_headers())
+    assert (status, answer["status"]) == (200, "queued")
+    await eventually(lambda: slack.messages(CHANNEL), within=30)
+    [message] = slack.messages(CHANNEL)
+    assert message.text.startswith("shop/orders pipeline #4102 passed on main")
+    assert ":white_check_mark: build → :white_check_mark: test → :white_check_mark: deploy" in (
+        slack.render(CHANNEL)
+    )
+
+
+async def _chunks_of(size: int, piece: int = 64 * 1024) -> AsyncIterator[bytes]:
+    yield b'{"object_kind": "pipeline", "padding": "'
+    for start in range(0, size, piece):
+        yield b"x" * min(piece, size - start)
+    yield b'"}'
+
+
+async def test_an_oversized_chunked_webhook_is_refused(
+    bot: Pitcrew, http: aiohttp.ClientSession, redis: aioredis.Redis
+) -> None:
+    """Without a ``Content-Length`` the size is only known by reading: reading stops past 2 MiB."""
+    async with http.post(
+        f"{bot.url}/webhooks/gitlab", data=_chunks_of(MAX_BODY), headers=_hook_headers()
+    ) as response:
+        assert "Content-Length" not in response.request_info.headers  # sent chunked
+        assert (response.status, await response.json()) == (
+            413,
+            {"error": f"body larger than {MAX_BODY} bytes"},
+        )
+    assert await redis.xlen(stream_name("gitlab")) == 0
+    status, _ = await _post_hook(http, bot, PIPELINE, _hook_headers())
+    assert status == 200  # the bot still takes webhooks
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+async def test_deeply_nested_json_is_a_bad_request_not_a_crash(
+    bot: Pitcrew, http: aiohttp.ClientSession, redis: aioredis.Redis, depth: int
+) -> None:
+    """It used to be a 500 with an error-level traceback (``RecursionError`` in ``json``)."""
+    body = b'{"object_kind": "pipeline", "x": ' + b"[" * depth + b"]" * depth + b"}"
+    with capture_logs() as logged:
+        status, answer = await _post_hook(http, bot, body, _hook_headers())
+    assert (status, answer) == (400, {"error": "body is not valid JSON"})
+    assert [e for e in logged if e["log_level"] in ("error", "exception", "critical")] == []
+    assert await redis.xlen(stream_name("gitlab")) == 0
+
+
+async def _malformed_count(http: aiohttp.ClientSession, bot: Pitcrew) -> float:
+    async with http.get(f"{bot.url}/metrics") as response:
+        text = await response.text()
+    name = 'pitcrew_events_total{outcome="malformed",source="gitlab"} '
+    lines = [line for line in text.splitlines() if line.startswith(name)]
+    return float(lines[0].removeprefix(name)) if lines else 0.0
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        pytest.param("object_attributes.id", -1, id="pipeline-id-negative"),
+        pytest.param("object_attributes.id", 10**30, id="pipeline-id-past-int64"),
+        pytest.param("object_attributes.id", True, id="pipeline-id-true"),
+        pytest.param("object_attributes.id", 0, id="pipeline-id-zero"),
+        pytest.param("object_attributes.id", 4103.0, id="pipeline-id-float"),
+        pytest.param("object_attributes.id", "4103", id="pipeline-id-string"),
+        pytest.param("object_attributes.iid", 2**63, id="pipeline-iid-past-int64"),
+        pytest.param("builds.0.id", -5, id="job-id"),
+        pytest.param("project.id", True, id="project-id"),
+        pytest.param("user.id", 0, id="user-id"),
+    ],
+)
+async def test_a_pipeline_with_an_id_gitlab_cannot_have_is_dropped(
+    bot: Pitcrew,
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    where: str,
+    value: object,
+) -> None:
+    """Pipelines -1, 10**30 and ``true`` used to be posted as "#-1", "#1000…" and "#1"."""
+    before = await _malformed_count(http, bot)
+    hostile = pipeline_hook(pipeline_id=4103, status="failed")
+    *path, last = where.split(".")
+    node = hostile
+    for step in path:
+        node = node[int(step)] if step.isdigit() else node[step]
+    node[int(last) if last.isdigit() else last] = value
+    status, _ = await _post_hook(http, bot, json.dumps(hostile).encode(), _hook_headers())
+    assert status == 200  # JSON, so stored; the worker is the one that reads it
+    good = pipeline_hook(pipeline_id=4104, status="failed")
+    await _post_hook(http, bot, json.dumps(good).encode(), _hook_headers())
+
+    await eventually(lambda: slack.messages(CHANNEL))  # handled in order: the hostile one first
+    await eventually(lambda: drained(bot))
+    assert [m.text for m in slack.all_messages()] == [  # the good pipeline and its failure
+        "shop/orders pipeline #4104 failed on main: Add retries to the payment client",
+        ":x: Pipeline #4104 failed on main: unit — <@U0ALICE>",
+    ]
+    assert await _malformed_count(http, bot) == before + 1
 
 
 async def test_a_webhook_is_stored_once_and_its_retry_is_acknowledged(

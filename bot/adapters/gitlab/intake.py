@@ -4,15 +4,20 @@ Nothing is parsed beyond "is this a JSON object" here: the body is written to th
 before the 2xx, and workers parse it later. An event that is accepted is therefore never lost,
 and a slow handler never makes GitLab time out (GitLab disables hooks that keep failing).
 
+"Is this JSON" is asked of the parser the workers use (pydantic's), so that an accepted body is
+JSON to them too: UTF-8, nested no deeper than that parser's limit (some 200 levels). The stdlib's
+``json`` gives up near 1,000 levels, depending on the stack, with a ``RecursionError``.
+
 Answers (docs/architecture.md lists them too):
 
 =====  =============================================================================
 200    ``{"status": "queued", "id": ...}``; ``"duplicate"`` for a retry already stored;
        ``"ignored"`` for an event kind Pitcrew does not use (still 2xx: GitLab would
        otherwise count failures against the hook and eventually disable it)
-400    body is not a JSON object, or ``X-Gitlab-Event`` is missing
+400    body is not a JSON object (or not JSON, nested too deep included), or
+       ``X-Gitlab-Event`` is missing
 401    ``X-Gitlab-Token`` missing or wrong (compared in constant time)
-413    body larger than the limit
+413    body larger than the limit (``MAX_BODY``), declared or found while reading
 503    the store is unreachable: nothing was recorded, GitLab retries later
 =====  =============================================================================
 """
@@ -21,15 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import uuid
 
 from aiohttp import web
+from pydantic_core import from_json
 
 from bot import logs, metrics
 from bot.errors import StoreUnavailable
 from bot.services.ports import InboundEvent, Inbox
+from bot.web import BodyTooLarge, read_body
 
 log = logs.get(__name__)
 
@@ -64,17 +70,16 @@ class GitLabIntake:
         token = request.headers.get("X-Gitlab-Token", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(token, self._secret):
             return _answer(401, "rejected", error="invalid X-Gitlab-Token")
-        if (request.content_length or 0) > self._max_body:
-            return _answer(413, "rejected", error=f"body larger than {self._max_body} bytes")
-        body = await request.content.read(self._max_body + 1)
-        if len(body) > self._max_body:
-            return _answer(413, "rejected", error=f"body larger than {self._max_body} bytes")
+        try:
+            body = await read_body(request, limit=self._max_body)
+        except BodyTooLarge as exc:
+            return _answer(413, "rejected", error=str(exc))
         kind = request.headers.get("X-Gitlab-Event", "").strip()
         if not kind:
             return _answer(400, "rejected", error="missing X-Gitlab-Event header")
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = from_json(body)
+        except ValueError:  # not JSON, not UTF-8, or nested deeper than the worker would read
             return _answer(400, "rejected", error="body is not valid JSON")
         if not isinstance(payload, dict):
             return _answer(400, "rejected", error="body must be a JSON object")
