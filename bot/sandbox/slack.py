@@ -74,6 +74,7 @@ PACING_BURST = 3
 PACING_RATE = 1.0
 RESPONSE_URL_USES = 5
 MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
 MAX_TEXT = 40_000
 
 JsonDict = dict[str, Any]
@@ -326,6 +327,7 @@ class SlackSandbox:
         self._faults: list[_Fault] = []
         self._buckets: dict[str, _Bucket] = {}
         self._hooks: dict[str, _Hook] = {}
+        self._homes: dict[str, JsonDict] = {}
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port: int | None = None
@@ -352,6 +354,7 @@ class SlackSandbox:
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
             "apps.connections.open": self._apps_connections_open,
+            "views.publish": self._views_publish,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -558,6 +561,17 @@ class SlackSandbox:
         """One message or private answer as a person reads it: blocks, links and mentions."""
         return "\n".join(self._readable(line) for line in _plain_lines(item.text, item.blocks))
 
+    def home(self, user: str) -> JsonDict | None:
+        """The App Home view last published for ``user`` (a user id or name), if any."""
+        return self._homes.get(self._user(user).id)
+
+    def read_home(self, user: str) -> str:
+        """``user``'s App Home tab as they read it."""
+        view = self.home(user)
+        if view is None:
+            return ""
+        return "\n".join(self._readable(line) for line in _plain_lines("", view["blocks"]))
+
     def render(self, channel: str | None = None, *, times: bool = False) -> str:
         """The channels as a person would read them; ``times`` adds local HH:MM:SS (off by
         default so that transcripts are deterministic)."""
@@ -654,6 +668,52 @@ class SlackSandbox:
             is_ephemeral=ephemeral is not None,
             button_text=_text_of(element.get("text")),
         )
+
+    def home_action(
+        self,
+        *,
+        user: str,
+        action_id: str,
+        value: str | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """A signed click on a button of ``user``'s App Home, as Slack sends it: the container is
+        the view, and there is neither a channel nor a ``response_url``."""
+        person = self._user(user)
+        view = self._homes.get(person.id)
+        if view is None:
+            raise ValueError(f"{person.name} has no App Home published")
+        button = _find_button(view["blocks"], action_id, value=value)
+        if button is None:
+            raise ValueError(f"{person.name}'s App Home has no button {action_id!r} ({value})")
+        block_id, element = button
+        at = int(time.time()) if timestamp is None else timestamp
+        payload: JsonDict = {
+            "type": "block_actions",
+            "user": {"id": person.id, "username": person.name, "name": person.name,
+                     "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": view["id"]},
+            "trigger_id": _trigger_id(at),
+            "team": {"id": self.team_id, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": _text_of(element.get("text")),
+                             "emoji": True},
+                    "value": str(element.get("value", "")),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }  # fmt: skip
+        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+        return _signed(self.signing_secret, body, at)
 
     # ------------------------------------------------------------------ HTTP: Web API
 
@@ -847,6 +907,37 @@ class SlackSandbox:
 
     def _apps_connections_open(self, params: _Params) -> JsonDict:
         return {"url": f"ws://{self._host}:{self._port}/socket-mode?ticket={uuid.uuid4().hex}"}
+
+    def _views_publish(self, params: _Params) -> JsonDict:
+        """``views.publish``: a user's App Home tab (``type: home``, at most 100 blocks)."""
+        user = self._users.get(params.required("user_id"))
+        if user is None:
+            raise _SlackError("user_not_found")
+        view = params.structured("view", error="invalid_arguments")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise _SlackError("invalid_arguments")
+        blocks = view.get("blocks")
+        if not isinstance(blocks, list):
+            raise _SlackError("invalid_arguments")
+        errors = [e for e in _block_errors(blocks[:MAX_VIEW_BLOCKS]) if "must be less" not in e]
+        if len(blocks) > MAX_VIEW_BLOCKS:
+            errors.append(f"must be less than {MAX_VIEW_BLOCKS + 1} items [json-pointer:/blocks]")
+        if errors:
+            raise _SlackError("invalid_blocks", errors=errors)
+        previous = self._homes.get(user.id)
+        published: JsonDict = {
+            "id": previous["id"] if previous else self._new_id("V"),
+            "team_id": self.team_id,
+            "type": "home",
+            "blocks": blocks,
+            "private_metadata": str(view.get("private_metadata") or ""),
+            "callback_id": str(view.get("callback_id") or ""),
+            "hash": uuid.uuid4().hex[:20],
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+        self._homes[user.id] = published
+        return {"view": published}
 
     async def _socket_mode(self, request: web.Request) -> web.StreamResponse:
         """A Socket Mode connection: hello first, then envelopes out and acknowledgements in."""
@@ -1862,11 +1953,18 @@ def _element_errors(element: JsonDict, where: str, action_ids: set[str]) -> list
     return errors
 
 
-def _find_button(blocks: list[JsonDict], action_id: str) -> tuple[str, JsonDict] | None:
+def _find_button(
+    blocks: list[JsonDict], action_id: str, *, value: str | None = None
+) -> tuple[str, JsonDict] | None:
+    """The first button ``action_id`` in ``blocks`` (with ``value``, when several carry it)."""
     for i, block in enumerate(blocks):
         candidates = [*(block.get("elements") or []), block.get("accessory")]
         for element in candidates:
-            if isinstance(element, dict) and element.get("action_id") == action_id:
+            if (
+                isinstance(element, dict)
+                and element.get("action_id") == action_id
+                and value in (None, element.get("value"))
+            ):
                 return str(block.get("block_id") or f"block{i}"), element
     return None
 

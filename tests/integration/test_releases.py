@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import Pitcrew
 from bot.sandbox.gitlab import GitLabSandbox
@@ -620,3 +621,27 @@ async def test_every_kind_of_manifest_changes_only_its_version(
     assert "Opened !1" in answer, answer
     branch = world.mrs()[0]["source_branch"]
     assert world.gitlab.read_file(GITOPS, path, ref=branch) == original.replace(old, new)
+
+
+async def test_a_click_on_a_view_is_answered_in_a_direct_message(
+    start: Callable[..., Any],
+) -> None:
+    """A button on the App Home (or a modal) comes with no response_url and no channel: the
+    answer reaches the person in a direct message, and the click still counts."""
+    world: World = await start()
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    buttons = next(b for b in world.release_message().blocks if b["type"] == "actions")
+    publisher = AsyncWebClient(token=world.slack.bot_token, base_url=world.slack.api_url)
+    await publisher.views_publish(user_id="U0CAROL", view={"type": "home", "blocks": [buttons]})
+    answered_before = len([c for c in world.slack.calls if c.method == "response_url"])
+    body, headers = world.slack.home_action(user="carol", action_id="release_approve")
+    async with world.http.post(
+        f"{world.bot.url}/slack/events", data=body, headers=headers
+    ) as response:
+        assert response.status == 200
+    await eventually(lambda: world.slack.messages("U0CAROL"))
+    [answer] = world.slack.messages("U0CAROL")
+    assert world.slack.read(answer) == "Approved (1/1). Merging."
+    await eventually(lambda: "Merging" in world.header())
+    answered = [c for c in world.slack.calls if c.method == "response_url"]
+    assert len(answered) == answered_before  # nothing was tried without a response_url

@@ -8,7 +8,8 @@ handled once per ``trigger_id``, so a redelivery does nothing twice.
 
 Answers go only to the person who clicked, through the click's ``response_url``: approving,
 refusing and explaining never add noise to the channel; the release message and its thread
-tell the channel what changed.
+tell the channel what changed. A click on a view (the App Home, a modal) comes with no
+``response_url`` and no channel: its answer is a direct message to the person.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ from bot.services.releases import ReleaseService
 log = logs.get(__name__)
 
 _ID = re.compile(r"[0-9a-f]{12}")
+
+
+def _origin(body: dict[str, Any]) -> str:
+    """Where the click came from, for the audit log."""
+    if (body.get("container") or {}).get("type") == "view":
+        view_type = (body.get("view") or {}).get("type") or "view"
+        return f"slack {'App Home' if view_type == 'home' else view_type} (button)"
+    channel = body.get("channel") or {}
+    return f"slack #{channel.get('name') or channel.get('id') or '?'} (button)"
 
 
 class Actions:
@@ -65,10 +75,7 @@ class Actions:
             trigger = body.get("trigger_id") or f"{user}:{action.get('action_ts')}"
             if not await self._once.first_in(f"slack-action:{trigger}", seconds=3600):
                 return
-            channel = (body.get("channel") or {}).get("name") or (body.get("channel") or {}).get(
-                "id", "?"
-            )
-            origin = f"slack #{channel} (button)"
+            origin = _origin(body)
             await self._audit.record(
                 AuditEntry(
                     at=time.time(),
@@ -81,7 +88,10 @@ class Actions:
             response_url = str(body.get("response_url") or "")
 
             async def answer(rendered: Rendered) -> None:
-                await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
+                if response_url:
+                    await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
+                else:
+                    await self._outbox.direct(user=user, text=rendered[0], blocks=rendered[1])
 
             if not _ID.fullmatch(value):
                 await answer(("This button is not one of Pitcrew's.", ()))

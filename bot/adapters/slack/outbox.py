@@ -37,7 +37,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -226,21 +226,46 @@ class SlackOutbox:
         self, *, channel: str, user: str, text: str, blocks: Sequence[JsonBlock] = ()
     ) -> None:
         """A message only ``user`` sees, for example "you are not an approver"."""
+        await self._at_once(
+            "chat.postEphemeral",
+            "answer privately",
+            channel=lambda: self.channel_id(channel),
+            user=user,
+            text=text,
+            blocks=list(blocks) or None,
+        )
+
+    async def direct(self, *, user: str, text: str, blocks: Sequence[JsonBlock] = ()) -> None:
+        """A direct message to ``user``, now: the answer to a click on a view (the App Home, a
+        modal), which comes with neither a channel nor a ``response_url``."""
+        await self._at_once(
+            "chat.postMessage",
+            "answer in a direct message",
+            channel=lambda: self.channel_id(user),
+            text=text,
+            blocks=list(blocks) or None,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    async def _at_once(
+        self,
+        method: str,
+        doing: str,
+        *,
+        channel: Callable[[], Awaitable[str]],
+        **params: Any,
+    ) -> None:
+        """One write for a person waiting right now: a few quick tries, nothing kept."""
         for attempt in range(3):
             try:
-                await self._call(
-                    "chat.postEphemeral",
-                    channel=await self.channel_id(channel),
-                    user=user,
-                    text=text,
-                    blocks=list(blocks) or None,
-                )
+                await self._call(method, channel=await channel(), **params)
                 return
             except _Retry as retry:
                 await asyncio.sleep(min(retry.delay, 5.0) * (attempt + 1))
             except _Drop as exc:
-                raise SlackUnavailable(f"could not answer privately in Slack: {exc}") from exc
-        raise SlackUnavailable("could not answer privately in Slack: still failing after retries")
+                raise SlackUnavailable(f"could not {doing} in Slack: {exc}") from exc
+        raise SlackUnavailable(f"could not {doing} in Slack: still failing after retries")
 
     # ------------------------------------------------------------------ delivery
 
