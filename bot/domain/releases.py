@@ -61,6 +61,7 @@ from typing import Final, Literal
 from bot.domain.catalog import Catalog, Environment
 from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.images import is_tag
+from bot.domain.text import scrub
 
 __all__ = [
     "DEPLOY_USAGE",
@@ -97,6 +98,7 @@ __all__ = [
     "parse_rollback",
     "referenced_issues",
     "release_title",
+    "split_issue_references",
 ]
 
 DEPLOY_USAGE: Final = (
@@ -634,6 +636,25 @@ def referenced_issues(message: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_ISSUE_REF.findall(message)))
 
 
+def split_issue_references(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``text`` in pieces, each issue reference apart with its number: ``"Fix (#131)"`` →
+    ``("Fix (", None), ("#131", "131"), (")", None)``.
+
+    A changelog links a title's references where they stand, and appends only the issues the
+    title does not show (a "Fixes #12" in the commit's body): never "Fix (#131) #131".
+    """
+    pieces: list[tuple[str, str | None]] = []
+    start = 0
+    for match in _ISSUE_REF.finditer(text):
+        if match.start() > start:
+            pieces.append((text[start : match.start()], None))
+        pieces.append((match.group(0), match.group(1)))
+        start = match.end()
+    if start < len(text):
+        pieces.append((text[start:], None))
+    return tuple(pieces)
+
+
 def merge_request_description(
     release: Release, *, requester_name: str, approvers: str, lock: str | None
 ) -> str:
@@ -663,18 +684,31 @@ def merge_request_description(
         where = f" ([compare]({log.compare_url}))" if log.compare_url else ""
         lines.append(f"### {heading}: {_count(log.total, 'commit')}{where}\n")
         for entry in log.entries:
-            issues = "".join(
-                f" [#{n}]({log.issues_url}/{n})" if log.issues_url else f" #{n}"
-                for n in entry.issues
-            )
             lines.append(
-                f"- [`{entry.sha[:8]}`]({entry.url}) {_md(entry.title)}{issues}"
+                f"- [`{entry.sha[:8]}`]({entry.url}) {_md_title(entry, log.issues_url)}"
                 f" — {_md(entry.author)}"
             )
         if log.total > len(log.entries):
             lines.append(f"- … and {log.total - len(log.entries)} more")
     lines += ["", f"<!-- pitcrew release {release.id} -->"]
     return "\n".join(lines)
+
+
+def _md_title(entry: ChangelogEntry, issues_url: str | None) -> str:
+    """The commit title with its issue references linked in place, then the issues only its
+    body references."""
+    pieces = split_issue_references(scrub(entry.title))
+    shown = {number for _, number in pieces if number is not None}
+    title = "".join(
+        _md(piece) if number is None else _md_issue(number, issues_url) for piece, number in pieces
+    )
+    return title + "".join(
+        f" {_md_issue(number, issues_url)}" for number in entry.issues if number not in shown
+    )
+
+
+def _md_issue(number: str, issues_url: str | None) -> str:
+    return f"[#{number}]({issues_url}/{number})" if issues_url else f"#{number}"
 
 
 def approval_note(names: Sequence[str], *, needed: int) -> str:
@@ -688,6 +722,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _md(text: str) -> str:
-    """Text from people (commit titles, names) must not turn into Markdown or HTML."""
-    escaped = re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+    """Text from people (commit titles, names) must not turn into Markdown or HTML, nor carry
+    control, bidi or invisible characters (``scrub``); one line."""
+    escaped = re.sub(r"([\\`*_\[\]<>|])", r"\\\1", scrub(text))
     return escaped.replace("@", "@\u200b")  # no GitLab mention from a commit title or a name

@@ -37,6 +37,7 @@ from bot.domain.locks import (
     decide_lock,
     parse_lock,
 )
+from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
 NOW = datetime(2025, 11, 24, 10, 0, tzinfo=UTC)
 ALICE = "UALICE"
@@ -325,3 +326,42 @@ def test_usage_alone() -> None:
     assert one_line(render_command_error(CommandError(None, usage=UNLOCK_USAGE))) == (
         "Usage: `/unlock &lt;env&gt;` — e.g. `/unlock production`"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile text from people
+
+
+def test_control_and_bidi_characters_are_removed_from_the_reason() -> None:
+    lock = replace(FREEZE, reason="black\x00 friday\x1b[5m \u202eezeerf")
+    assert one_line(render_locked(lock, now=NOW)) == (
+        ":lock: *production* locked by <@UALICE> — black friday[5m ezeerf · until 18:00 UTC"
+    )
+
+
+@pytest.mark.parametrize("evil", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_lock_text_comes_out_as_text(evil: str) -> None:
+    lock = replace(FREEZE, env=evil, holder=evil, reason=evil)
+    other = replace(lock, reason=f"{evil} again", holder=BOB)
+    lapsed = replace(lock, expires_at=NOW - timedelta(minutes=5))
+    mentions = (f"@{BOB}",)
+    for rendered in (
+        render_locked(lock, now=NOW),
+        render_lock_changed(lock, other, now=NOW),
+        render_unlocked(lock, by=evil, now=NOW),
+        render_unlocked(lock, by=BOB, now=NOW),
+        render_expired(lock, now=NOW),
+        render_reminder(lock, now=NOW),
+        render_lock_list([lock], now=NOW, envs=[evil, "production"]),
+        render_held_by_other(lock, now=NOW),
+        render_lock_confirmation(Created(lock=lock), now=NOW),
+        render_lock_confirmation(
+            Updated(lock=lock, previous=other, changed=frozenset({"reason"})), now=NOW
+        ),
+        render_lock_confirmation(Unchanged(lock=lock), now=NOW),
+        render_lock_confirmation(HeldByOther(lock=lock), now=NOW),
+        render_unlock_answer(Unlocked(lock=lock, by=BOB), now=NOW),
+        render_unlock_answer(NotLocked(env=evil, expired=lapsed), now=NOW),
+        render_command_error(CommandError(evil, usage=evil)),
+    ):
+        assert_inert(rendered, mentions=mentions)

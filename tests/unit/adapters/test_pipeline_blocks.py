@@ -10,16 +10,17 @@ from typing import Any, get_args
 import pytest
 
 from bot.adapters.gitlab.payloads import PipelineHook, parse_event, pipeline_observed
+from bot.adapters.slack.blocks.common import escape
 from bot.adapters.slack.blocks.pipelines import (
     STATUS_DISPLAY,
-    escape,
     format_duration,
     humanize_failure,
     render_failure,
     render_fixed,
     render_pipeline,
 )
-from bot.domain.pipelines import Job, Pipeline, PipelineStatus, apply
+from bot.domain.pipelines import Job, MergeRequestRef, Pipeline, PipelineStatus, apply
+from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "gitlab"
 PROJECT = "http://192.168.64.1:3005/gitlab-org/gitlab-test"
@@ -264,3 +265,56 @@ def test_a_list_that_fits_is_not_cut(documented: Pipeline) -> None:
     _, blocks = render_failure(pipeline)
     assert "more" not in blocks[1]["text"]["text"]
     assert blocks[1]["text"]["text"].count("\n• ") == 5
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile text from GitLab
+
+
+def test_control_and_bidi_characters_are_removed_from_the_commit_title(
+    documented: Pipeline,
+) -> None:
+    odd = replace(documented, commit_title="Fix\x00 \x1b[31mlogin\u202e\tpage\x1b[0m")
+    text, blocks = render_pipeline(odd)
+    assert text == "gitlab-org/gitlab-test pipeline #31 passed on !1: Fix [31mlogin page[0m"
+    assert blocks[1]["fields"][1] == mrkdwn(f"*Commit*\n<{COMMIT}|bcbb5ec3> Fix [31mlogin page[0m")
+
+
+@pytest.mark.parametrize("evil", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_gitlab_text_comes_out_as_text(documented: Pipeline, evil: str) -> None:
+    job = Job(
+        id=378,
+        name=evil,
+        stage=evil,
+        status="failed",
+        failure_reason=evil,
+        url=f"{PROJECT}/-/jobs/378",
+        observed_at=datetime(2024, 5, 1, tzinfo=UTC),
+    )
+    mr = MergeRequestRef(iid=1, title=evil, url=MR)
+    failed = replace(
+        documented,
+        status="failed",
+        project=evil,
+        ref=evil,
+        commit_title=evil,
+        author_name=evil,
+        merge_request=mr,
+        stage_names=(evil,),
+        jobs=(job,),
+    )
+    branch = replace(failed, merge_request=None)
+    tag = replace(branch, tag=True)
+    links = (PROJECT, "http://example.com/")
+    for pipeline in (failed, branch, tag):
+        assert_inert(render_pipeline(pipeline), links=links)
+        assert_inert(render_failure(pipeline), links=links)
+        assert_inert(render_failure(pipeline, slack_user=evil), links=links)
+        assert_inert(render_fixed(pipeline, failures=2), links=links)
+
+
+def test_a_url_carrying_control_characters_is_not_linked(documented: Pipeline) -> None:
+    odd = replace(documented, url=f"{PIPELINE}\u202e", commit_url=f"{COMMIT}\x00")
+    _, blocks = render_pipeline(odd)
+    assert blocks[0]["text"]["text"].endswith(" · pipeline #31")
+    assert blocks[1]["fields"][1] == mrkdwn("*Commit*\nbcbb5ec3 test")

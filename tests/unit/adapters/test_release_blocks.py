@@ -32,6 +32,7 @@ from bot.domain.releases import (
 )
 from bot.services.releases import NoteKind
 from tests.release_records import sample_release
+from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 APPROVERS = "@sre-oncall"
@@ -377,6 +378,64 @@ def test_a_changelog_line_links_the_commit_and_its_issues() -> None:
         f"*Changelog* (1 commit · <{COMPARE}|compare>)\n"
         f"• <{GITLAB}/shop/orders/-/commit/{sha}|{sha[:8]}> Fix rounding of totals"
         f" <{ISSUES}/12|#12> <{ISSUES}/3|#3> — Alice Martin"
+    )
+
+
+CHANGELOG_LINES: list[tuple[str, tuple[str, ...], str | None, str]] = [
+    # (commit title, issues its message references, issues URL, the line after the sha link)
+    (
+        "Fix checkout rounding (#131)",
+        ("131",),
+        ISSUES,
+        f"Fix checkout rounding (<{ISSUES}/131|#131>) — Alice Martin",
+    ),
+    (
+        # "Fixes #12" in the commit's body: the one issue the title does not show
+        "Fix checkout rounding (#131)",
+        ("131", "12"),
+        ISSUES,
+        f"Fix checkout rounding (<{ISSUES}/131|#131>) <{ISSUES}/12|#12> — Alice Martin",
+    ),
+    (
+        "Revert #12, then fix #12 and #3 properly",
+        ("12", "3"),
+        ISSUES,
+        f"Revert <{ISSUES}/12|#12>, then fix <{ISSUES}/12|#12> and <{ISSUES}/3|#3> properly"
+        " — Alice Martin",
+    ),
+    ("Fix checkout rounding (#131)", ("131",), None, "Fix checkout rounding (#131) — Alice Martin"),
+    ("Fix #12", ("12", "40"), None, "Fix #12 #40 — Alice Martin"),
+    (
+        # not references: another project's issue, an anchor, an HTML entity
+        "Bump other/lib#7, see docs/#8 & it&#39;s done",
+        ("40",),
+        ISSUES,
+        f"Bump other/lib#7, see docs/#8 &amp; it&amp;#39;s done <{ISSUES}/40|#40> — Alice Martin",
+    ),
+    (
+        # a reference the clip would cut is left out whole, and shown after the title
+        "x" * 115 + " (#1311)",
+        ("1311",),
+        ISSUES,
+        "x" * 115 + f" (… <{ISSUES}/1311|#1311> — Alice Martin",
+    ),
+    (
+        "\u202e(#5) \x00<!here>",
+        ("5",),
+        ISSUES,
+        f"(<{ISSUES}/5|#5>) &lt;!here&gt; — Alice Martin",
+    ),
+]
+
+
+@pytest.mark.parametrize(("title", "issues", "issues_url", "line"), CHANGELOG_LINES)
+def test_a_changelog_line_shows_each_issue_once(
+    title: str, issues: tuple[str, ...], issues_url: str | None, line: str
+) -> None:
+    log = Changelog(entries=(entry(1, title=title, issues=issues),), total=1, issues_url=issues_url)
+    sha = entry(1).sha
+    assert changelog_of(release(changelog=log)).split("\n")[1] == (
+        f"• <{GITLAB}/shop/orders/-/commit/{sha}|{sha[:8]}> {line}"
     )
 
 
@@ -807,3 +866,54 @@ def test_command_errors_quote_the_user_escaped() -> None:
         " `/deploy &lt;app&gt; from &lt;env&gt; to &lt;env&gt;` — e.g."
         " `/deploy orders 1.4.2 to staging`"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile text from GitLab and people
+
+
+@pytest.mark.parametrize("evil", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_text_comes_out_as_text(evil: str) -> None:
+    hostile_entry = ChangelogEntry(
+        sha="0123456789abcdef",
+        title=f"{evil} (#7)",
+        author=evil,
+        url=f"{GITLAB}/shop/orders/-/commit/0123456789abcdef",
+        issues=("7", "8"),
+    )
+    lock = LockOverride(holder=evil, reason=evil, since=T0, by="UREQ")
+    rel = release(
+        team=evil,
+        failure=evil,
+        merge_sha="f00d",
+        ended_by=evil,
+        held_by=evil,
+        override=lock,
+        mr_pipeline=replace(MR_PIPELINE, status=evil),
+        deploy_pipeline=replace(DEPLOY_PIPELINE, status=evil),
+        changelog=Changelog(
+            entries=(hostile_entry,) * 3, total=9, compare_url=COMPARE, issues_url=ISSUES
+        ),
+    )
+    links = (f"{GITLAB}/",)
+    mentions = ("@UREQ", "#C0DEPLOYS")
+    unavailable = replace(rel, changelog=Changelog(unavailable=evil))
+    views = ReleaseBlocks()
+    rendered = [
+        render_release(replace(rel, state=state), approvers=APPROVERS)
+        for state in ("awaiting_approval", "approved", "deploying", "failed", "rejected")
+    ]
+    rendered += [render_note(rel, kind, by=evil) for kind in get_args(NoteKind)]
+    rendered += [
+        render_release(unavailable, approvers=APPROVERS),
+        views.working(evil),
+        views.opened(rel, channel=evil, approvers=APPROVERS),
+        views.opened(rel, channel="C0DEPLOYS", approvers=APPROVERS),
+        views.lock_prompt(
+            Lock(env=evil, holder=evil, since=T0, reason=evil), request_id="r", what=evil, now=T0
+        ),
+        views.help(evil),
+        views.error(ReleaseCommandError(evil, usage=evil)),
+    ]
+    for message in rendered:
+        assert_inert(message, links=links, mentions=mentions)

@@ -19,6 +19,7 @@ from bot.adapters.slack.blocks.rollouts import (
     render_rollout,
 )
 from bot.domain.rollouts import DEADLINE_EXCEEDED, ImageChange, PodProblem, Progress, Rollout
+from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
 T0 = datetime(2025, 1, 15, 9, 0, tzinfo=UTC)
 REGISTRY = "registry.example.com/shop/orders"
@@ -340,3 +341,44 @@ def test_the_views_port_renders_the_same() -> None:
 )
 def test_durations_read_as_words(seconds: float, text: str) -> None:
     assert format_rollout_duration(seconds) == text
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile text from the cluster
+
+
+def test_control_and_bidi_characters_are_removed_from_what_the_cluster_says() -> None:
+    odd = replace(FAILED, reason="Progress\x00Deadline\u202eExceeded", namespace="ord\x1bers")
+    rendered = render_rollout(odd, app="orders", env="production")
+    assert message(
+        rendered, where="Deployment orders/orders · generation 2 · context prod"
+    ).startswith(":x: *orders* 1.4.2 failed in *production*: ProgressDeadlineExceeded · ")
+    problem = replace(CRASH, message="panic:\x00 no \u2066DATABASE_URL\u2069\x1b[0m")
+    assert reply(render_problems([problem])) == (
+        ":mag: New pods: `orders-7d9f8-x2x` api — CrashLoopBackOff (restarted 5×):"  # noqa: RUF001
+        " panic: no DATABASE_URL[0m"
+    )
+
+
+@pytest.mark.parametrize("evil", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_cluster_text_comes_out_as_text(evil: str) -> None:
+    hostile = replace(
+        FAILED,
+        context=evil,
+        namespace=evil,
+        name=evil,
+        reason=evil,
+        message=evil,
+        recovered=True,
+        images=(
+            ImageChange(container=evil, old=f"{REGISTRY}:{evil}", new=f"{REGISTRY}:{evil}x"),
+            ImageChange(container="api", old=None, new=evil),
+        ),
+    )
+    problem = PodProblem(pod=evil, container=evil, reason=evil, message=evil, restarts=2, pods=3)
+    for phase in ("progressing", "succeeded", "failed", "superseded"):
+        rollout = replace(hostile, phase=phase)
+        assert_inert(render_rollout(rollout, app=evil, env=evil))
+    assert_inert(render_recovered(hostile, app=evil, env=evil))
+    assert_inert(render_problems([problem]))
+    assert_inert(render_problems([replace(problem, pod=f"{evil}{n}") for n in range(8)]))

@@ -13,6 +13,7 @@ from bot.adapters.slack.blocks.whatsinprod import render_whatsinprod
 from bot.domain.catalog import Catalog, parse_catalog
 from bot.domain.inventory import Deployed, Inventory, Live, parse_whatsinprod
 from bot.domain.locks import Lock
+from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
 NOW = datetime(2025, 11, 24, 10, 0, tzinfo=UTC)
 REGISTRY = "registry.example.com/shop/"
@@ -250,3 +251,57 @@ def test_a_team_of_30_is_shown_whole() -> None:
     assert blocks[0] == ":mag: *team-01* in *staging* · 30 apps · as of 4 min ago"
     assert len("\n".join(blocks[1:]).splitlines()) == 30
     assert all(len(text) <= MAX_SECTION for text in blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile text from git, the cluster and people
+
+
+def test_control_and_bidi_characters_are_removed(catalog: Catalog) -> None:
+    odd = Deployed(
+        app="orders",
+        env="production",
+        version="1.4.2\u202e",
+        changed_at=NOW,
+        changed_by="bob\x00\x1b[1m",
+    )
+    inventory = Inventory(entries={("orders", "production"): odd}, refreshed_at=NOW)
+    assert texts(render("orders production", catalog, inventory=inventory))[1] == (
+        "*production* `1.4.2` · changed just now by bob[1m"
+    )
+
+
+@pytest.mark.parametrize("evil", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_text_comes_out_as_text(catalog: Catalog, evil: str) -> None:
+    deployed = Deployed(
+        app="orders",
+        env="production",
+        version=evil,
+        changed_at=NOW - timedelta(hours=1),
+        changed_by=evil,
+        commit_url=GITOPS + "commit/abc",
+        mr_iid=12,
+        mr_url=GITOPS + "merge_requests/12",
+    )
+    inventory = Inventory(
+        entries={
+            ("orders", "production"): deployed,
+            ("orders", "staging"): replace(deployed, env="staging", version="1.4.3"),
+            ("invoices", "production"): Deployed(app="invoices", env="production", unreadable=evil),
+        },
+        live={
+            ("orders", "production"): Live(
+                app="orders",
+                env="production",
+                ready=1,
+                desired=2,
+                images=(f"{REGISTRY}orders:{evil}", f"{REGISTRY}orders:{evil}2"),
+                observed_at=NOW,
+            )
+        },
+        refreshed_at=NOW,
+    )
+    locks = {"production": replace(FREEZE, holder=evil, reason=evil)}
+    for query in ("orders", "payments", "all production"):
+        rendered = render(query, catalog, inventory=inventory, locks=locks)
+        assert_inert(rendered, links=(GITOPS,))

@@ -3,6 +3,7 @@ states as webhooks and the watcher move them (SPEC 5)."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -42,6 +43,7 @@ from bot.domain.releases import (
     parse_rollback,
     referenced_issues,
     release_title,
+    split_issue_references,
 )
 from tests.release_records import sample_release
 
@@ -622,8 +624,8 @@ def test_merge_request_description_of_an_auto_rollback_through_a_lock() -> None:
         "",
         "### Commits leaving: 1 commit",
         "",
-        f"- [`01234567`]({GITLAB}/shop/orders/-/commit/0123456789abcdef) Fix #12 #12"
-        " — Alice Martin",
+        # The title shows its reference: it is not repeated after it.
+        f"- [`01234567`]({GITLAB}/shop/orders/-/commit/0123456789abcdef) Fix #12 — Alice Martin",
         "",
         "<!-- pitcrew release r-7f3a -->",
     ]
@@ -668,3 +670,93 @@ def test_people_text_cannot_become_markdown_or_html_in_the_description() -> None
         "Use \\*fast\\* path\\_\\[x\\](http://evil) \\<img src=x\\> \\`rm\\` a\\|b \\\\o/"
         " — Alice Martin"
     ) in text
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        ("Fix rounding", (("Fix rounding", None),)),
+        ("Fix rounding (#131)", (("Fix rounding (", None), ("#131", "131"), (")", None))),
+        ("#1 and #2", (("#1", "1"), (" and ", None), ("#2", "2"))),
+        ("other/lib#7 & it&#39;s", (("other/lib#7 & it&#39;s", None),)),
+        ("", ()),
+    ],
+)
+def test_split_issue_references(text: str, pieces: tuple[tuple[str, str | None], ...]) -> None:
+    assert split_issue_references(text) == pieces
+    assert "".join(piece for piece, _ in pieces) == text
+
+
+def _changelog_line(title: str, *issues: str, issues_url: str | None = ISSUES) -> str:
+    log = Changelog(
+        entries=(_commit("0123456789abcdef", title, *issues),), total=1, issues_url=issues_url
+    )
+    text = merge_request_description(
+        _record(changelog=log), requester_name="Dave", approvers="@sre-oncall", lock=None
+    )
+    [line] = [line for line in text.split("\n") if line.startswith("- [`01234567`]")]
+    return line.removeprefix(f"- [`01234567`]({GITLAB}/shop/orders/-/commit/0123456789abcdef) ")
+
+
+@pytest.mark.parametrize(
+    ("title", "issues", "issues_url", "line"),
+    [
+        (
+            "Fix checkout rounding (#131)",
+            ("131",),
+            ISSUES,
+            f"Fix checkout rounding ([#131]({ISSUES}/131)) — Alice Martin",
+        ),
+        (
+            # "Fixes #12" in the commit's body: the one issue the title does not show
+            "Fix checkout rounding (#131)",
+            ("131", "12"),
+            ISSUES,
+            f"Fix checkout rounding ([#131]({ISSUES}/131)) [#12]({ISSUES}/12) — Alice Martin",
+        ),
+        (
+            "Revert #12, fix #12",
+            ("12",),
+            ISSUES,
+            f"Revert [#12]({ISSUES}/12), fix [#12]({ISSUES}/12) — Alice Martin",
+        ),
+        ("Fix rounding (#131)", ("131", "12"), None, "Fix rounding (#131) #12 — Alice Martin"),
+        (
+            "Use *fast* path (#3)",
+            ("3",),
+            ISSUES,
+            f"Use \\*fast\\* path ([#3]({ISSUES}/3)) — Alice Martin",
+        ),
+    ],
+)
+def test_a_changelog_line_in_the_description_shows_each_issue_once(
+    title: str, issues: tuple[str, ...], issues_url: str | None, line: str
+) -> None:
+    assert _changelog_line(title, *issues, issues_url=issues_url) == line
+
+
+def test_control_and_bidi_characters_never_reach_the_description() -> None:
+    hostile = "\x00nul \x1b[31mesc \u202erlo \u2066iso\u2069 zero\u200bwidth\nnext line"
+    text = merge_request_description(
+        _record(
+            changelog=Changelog(
+                entries=(_commit("0123456789abcdef", f"{hostile} (#4)", "4", author=hostile),),
+                total=1,
+                issues_url=ISSUES,
+            )
+        ),
+        requester_name=hostile,
+        approvers="@sre-oncall",
+        lock=hostile,
+    )
+    clean = "nul \\[31mesc rlo iso zerowidth next line"
+    assert text.startswith(f"Requested by **{clean}** in Slack")
+    assert f"- **Lock:** {clean}\n" in text
+    assert f") {clean} ([#4]({ISSUES}/4)) — {clean}\n" in text
+    # The only invisible character left is Pitcrew's own, that keeps "@name" from mentioning.
+    hidden = [
+        text[i - 1 : i + 1]
+        for i, ch in enumerate(text)
+        if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf")
+    ]
+    assert hidden == ["@\u200b"]

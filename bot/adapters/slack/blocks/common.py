@@ -1,4 +1,11 @@
-"""What every Block Kit renderer shares: the message shape, mrkdwn escaping and Slack's limits."""
+"""What every Block Kit renderer shares: the message shape, the text sanitiser and Slack's limits.
+
+Every piece of text that comes from outside (GitLab, Kubernetes, people, the catalog) goes
+through ``plain`` before it joins a message, and ``link`` and ``mention`` use it too: it
+removes what would make the message read differently from what it says (``scrub``: control,
+bidi and invisible characters), clips to a length, and escapes Slack's ``&``, ``<``, ``>`` so
+that no text becomes a mention or a link. ``escape`` alone is for our own wording.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import re
 from typing import Any, Final, NamedTuple
 
 from bot.domain.errors import CommandError
+from bot.domain.text import scrub
 
 __all__ = [
     "MAX_BLOCKS",
@@ -13,11 +21,13 @@ __all__ = [
     "MAX_NAME",
     "MAX_SECTION",
     "MAX_TITLE",
+    "MAX_URL",
     "Rendered",
     "clip",
     "escape",
     "link",
     "mention",
+    "plain",
     "section",
 ]
 
@@ -26,6 +36,9 @@ MAX_SECTION: Final = 3000
 MAX_FIELD: Final = 2000
 MAX_TITLE: Final = 150
 MAX_NAME: Final = 100
+MAX_URL: Final = 1000
+"""Longer URLs are not linked (their label is shown): no GitLab page needs one, and a
+message must keep within Slack's limits whatever a branch is called."""
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
@@ -44,12 +57,27 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def link(url: str | None, text: str) -> str:
-    """``text`` (mrkdwn, already escaped) linked to ``url``: only to a web page, and a URL can
-    never break out of Slack's ``<url|text>``."""
-    if not url or not url.startswith(("https://", "http://")):
+def plain(text: str, limit: int, *, newlines: bool = False) -> str:
+    """``text`` from outside as mrkdwn that shows it as typed, in at most ``limit`` characters
+    (before escaping): no control, bidi or invisible characters, no mention, no link.
+
+    ``newlines``: keep line breaks (else they read as spaces), for renderers that lay out
+    several lines of it."""
+    return escape(clip(scrub(text, newlines=newlines), limit))
+
+
+def link(url: str | None, label: str, *, limit: int = MAX_NAME) -> str:
+    """``label`` (text, sanitised here) linked to ``url``: only to a web page, and a URL can
+    never break out of Slack's ``<url|text>``; a URL with characters ``scrub`` removes, with
+    spaces, or longer than ``MAX_URL`` is not linked at all."""
+    text = plain(label, limit)
+    if not url or not url.startswith(("https://", "http://")) or _unsafe_url(url):
         return text
     return f"<{escape(url).replace('|', '%7C')}|{text}>"
+
+
+def _unsafe_url(url: str) -> bool:
+    return len(url) > MAX_URL or scrub(url) != url or any(char.isspace() for char in url)
 
 
 def section(text: str) -> dict[str, Any]:
@@ -60,16 +88,17 @@ def mention(user: str) -> str:
     """``<@U…>`` for a Slack user id; anything else is written out, so it can never ping."""
     if _SLACK_USER.fullmatch(user):
         return f"<@{user}>"
-    return escape(clip(user, MAX_NAME))
+    return plain(user, MAX_NAME)
 
 
 EMOJI_ERROR: Final = ":warning:"
+_MAX_COMMAND_ERROR: Final = 1000
 
 
 def render_command_error(error: CommandError) -> Rendered:
     """Any command typed wrong: the one-line reason and the usage, all escaped (it quotes the
     user). Only the usage when the person asked for it."""
-    text = escape(error.usage)
+    text = plain(error.usage, _MAX_COMMAND_ERROR)
     if error.problem is not None:
-        text = f"{EMOJI_ERROR} {escape(error.problem)}\n{text}"
+        text = f"{EMOJI_ERROR} {plain(error.problem, _MAX_COMMAND_ERROR)}\n{text}"
     return Rendered(text=text, blocks=[section(text)])

@@ -17,11 +17,13 @@ from typing import Any, Final
 
 from bot.adapters.slack.blocks.common import (
     MAX_BLOCKS,
+    MAX_NAME,
     MAX_SECTION,
     Rendered,
     clip,
     escape,
     mention,
+    plain,
     render_command_error,
     section,
 )
@@ -84,11 +86,11 @@ def _one(text: str) -> Rendered:
 
 
 def _env(name: str) -> str:
-    return f"*{escape(name)}*"
+    return f"*{plain(name, MAX_NAME)}*"
 
 
 def _reason(reason: str) -> str:
-    return escape(clip(" ".join(reason.split()), MAX_REASON))
+    return plain(" ".join(reason.split()), MAX_REASON)
 
 
 def _zone_suffix(tz: str | None) -> str:
@@ -177,7 +179,7 @@ def render_expired(lock: Lock, *, now: datetime) -> Rendered:
 
 def render_reminder(lock: Lock, *, now: datetime) -> Rendered:
     """Written to the holder alone; it offers both ways out, since either stops the reminders."""
-    env = escape(lock.env)
+    env = plain(lock.env, MAX_NAME)
     why = f" ({_reason(lock.reason)})" if lock.reason else ""
     return _one(
         f"{EMOJI_REMINDER} You have held the lock on {_env(lock.env)} for"
@@ -211,8 +213,8 @@ def render_lock_list(
     elif not locked:
         text = "No environment is locked."
     else:
-        text = f"{len(locked)} of {len(names)} environments locked: " + escape(
-            clip(", ".join(locked), MAX_REASON)
+        text = f"{len(locked)} of {len(names)} environments locked: " + plain(
+            ", ".join(locked), MAX_REASON
         )
     return Rendered(text=text, blocks=_sections(lines) if lines else [section(text)])
 
@@ -240,8 +242,8 @@ def render_held_by_other(lock: Lock, *, now: datetime, tz: str | None = None) ->
     """Says plainly that nothing was set, and the two ways forward."""
     return _one(
         f"{EMOJI_LOCKED} {_held(lock, now=now, tz=tz)}\n"
-        f"Your lock was not set: ask {mention(lock.holder)}, or `/unlock {escape(lock.env)}` first"
-        " (they will be told)."
+        f"Your lock was not set: ask {mention(lock.holder)},"
+        f" or `/unlock {plain(lock.env, MAX_NAME)}` first (they will be told)."
     )
 
 

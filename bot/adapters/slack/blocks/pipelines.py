@@ -3,7 +3,8 @@
 One vocabulary for every status (``STATUS_DISPLAY``) so that people learn to read a glance of
 emoji; links everywhere a person would want to click; and Slack's limits kept here (50 blocks,
 3000 characters per section or context text, 2000 per field), by cutting long lists with
-"… and N more" rather than letting Slack refuse the whole message.
+"… and N more" rather than letting Slack refuse the whole message. Everything GitLab says
+(project, ref, commit title, author, job and stage names, failure reasons) goes through ``plain``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from bot.adapters.slack.blocks.common import (
     MAX_SECTION,
     MAX_TITLE,
     Rendered,
-    escape,
+    clip,
     link,
+    mention,
+    plain,
 )
-from bot.adapters.slack.blocks.common import clip as _clip
 from bot.adapters.slack.blocks.common import section as _section
 from bot.domain.pipelines import Pipeline, PipelineStatus
 
@@ -30,7 +32,6 @@ __all__ = [
     "FAILURE_REASONS",
     "STATUS_DISPLAY",
     "Rendered",
-    "escape",
     "format_duration",
     "humanize_failure",
     "render_failure",
@@ -93,11 +94,6 @@ _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 # --------------------------------------------------------------------------------------------
 # mrkdwn
-
-
-def _link(url: str | None, label: str) -> str:
-    """``label`` (raw text) linked to ``url``."""
-    return link(url, escape(label))
 
 
 def _fit(items: Sequence[str], *, limit: int, separator: str) -> str:
@@ -165,21 +161,20 @@ def _ref_url(pipeline: Pipeline) -> str | None:
 def _ref(pipeline: Pipeline) -> str:
     mr = pipeline.merge_request
     if mr is not None:
-        label = f"!{mr.iid}" + (f" {_clip(mr.title, MAX_NAME)}" if mr.title else "")
-        return _link(_ref_url(pipeline), label)
-    linked = _link(_ref_url(pipeline), _clip(pipeline.ref, MAX_NAME))
+        label = f"!{mr.iid} {mr.title}" if mr.title else f"!{mr.iid}"
+        return link(_ref_url(pipeline), label, limit=MAX_TITLE)
+    linked = link(_ref_url(pipeline), pipeline.ref)
     return f"tag {linked}" if pipeline.tag else linked
 
 
 def _pipeline_link(pipeline: Pipeline, label: str = "pipeline") -> str:
-    return _link(pipeline.url, f"{label} #{pipeline.id}")
+    return link(pipeline.url, f"{label} #{pipeline.id}")
 
 
 def _commit(pipeline: Pipeline) -> str:
-    sha = _link(pipeline.commit_url, pipeline.short_sha)
-    if pipeline.commit_title:
-        return f"{sha} {escape(_clip(pipeline.commit_title, MAX_TITLE))}"
-    return sha
+    sha = link(pipeline.commit_url, pipeline.short_sha)
+    title = plain(pipeline.commit_title or "", MAX_TITLE)
+    return f"{sha} {title}" if title else sha
 
 
 def _stage_icon(status: PipelineStatus, *, warnings: bool) -> str:
@@ -195,32 +190,37 @@ def _stage_icon(status: PipelineStatus, *, warnings: bool) -> str:
 def render_pipeline(pipeline: Pipeline) -> Rendered:
     """The pipeline's own message, posted at its first event and updated in place."""
     emoji, word = STATUS_DISPLAY[pipeline.status]
-    project = _link(pipeline.project_url, _clip(pipeline.project, 2 * MAX_NAME))
+    project = link(pipeline.project_url, pipeline.project, limit=2 * MAX_NAME)
     header = f"{emoji} *{word}* · {project} · {_pipeline_link(pipeline)}"
     fields = [f"*Ref*\n{_ref(pipeline)}", f"*Commit*\n{_commit(pipeline)}"]
-    if pipeline.author_name:
-        fields.append(f"*Author*\n{escape(_clip(pipeline.author_name, MAX_NAME))}")
+    author = plain(pipeline.author_name or "", MAX_NAME)
+    if author:
+        fields.append(f"*Author*\n{author}")
     elapsed = pipeline.elapsed
     if elapsed is not None:
         fields.append(f"*Duration*\n{format_duration(elapsed)}")
     blocks: list[dict[str, Any]] = [
-        _section(header),
+        _section(clip(header, MAX_SECTION)),
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _clip(f, MAX_FIELD)} for f in fields],
+            "fields": [{"type": "mrkdwn", "text": clip(f, MAX_FIELD)} for f in fields],
         },
     ]
     stages = [
-        f"{_stage_icon(s.status, warnings=s.warnings)} {escape(_clip(s.name, MAX_NAME))}"
+        f"{_stage_icon(s.status, warnings=s.warnings)} {plain(s.name, MAX_NAME)}"
         for s in pipeline.stages
     ]
     if stages:
         line = _fit(stages, limit=MAX_SECTION, separator=" → ")
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
-    text = f"{pipeline.project} pipeline #{pipeline.id} {word} on {_ref_label(pipeline)}"
-    if pipeline.commit_title:
-        text += f": {_clip(pipeline.commit_title, MAX_TITLE)}"
-    return Rendered(text=escape(text), blocks=blocks)
+    text = (
+        f"{plain(pipeline.project, 2 * MAX_NAME)} pipeline #{pipeline.id} {word}"
+        f" on {plain(_ref_label(pipeline), MAX_NAME)}"
+    )
+    title = plain(pipeline.commit_title or "", MAX_TITLE)
+    if title:
+        text += f": {title}"
+    return Rendered(text=text, blocks=blocks)
 
 
 def render_failure(pipeline: Pipeline, *, slack_user: str | None = None) -> Rendered:
@@ -231,43 +231,47 @@ def render_failure(pipeline: Pipeline, *, slack_user: str | None = None) -> Rend
     """
     failed = pipeline.failed_jobs
     if slack_user is not None and _SLACK_USER.fullmatch(slack_user):
-        who = f"<@{slack_user}>"
+        who = mention(slack_user)
     else:
-        who = escape(_clip(pipeline.author_name, MAX_NAME)) if pipeline.author_name else ""
+        who = plain(pipeline.author_name or "", MAX_NAME)
     header = (
         f":x: {_pipeline_link(pipeline, 'Pipeline')} failed on {_ref(pipeline)}"
-        f" — commit {_link(pipeline.commit_url, pipeline.short_sha)}"
+        f" — commit {link(pipeline.commit_url, pipeline.short_sha)}"
     )
     if who:
         header += f" by {who}"
     if failed:
         lines = [
-            f"• {escape(_clip(j.stage, MAX_NAME))}: {_link(j.url, _clip(j.name, MAX_NAME))}"
-            f" — {escape(humanize_failure(j.failure_reason))}"
+            f"• {plain(j.stage, MAX_NAME)}: {link(j.url, j.name)}"
+            f" — {plain(humanize_failure(j.failure_reason), MAX_NAME)}"
             for j in failed
         ]
         intro = f"{_plural(len(failed), 'job')} failed:\n"
         listing = intro + _fit(lines, limit=MAX_SECTION - len(intro), separator="\n")
-        summary = _fit([escape(_clip(j.name, MAX_NAME)) for j in failed], limit=300, separator=", ")
+        summary = _fit([plain(j.name, MAX_NAME) for j in failed], limit=300, separator=", ")
     else:
         listing = f"_GitLab did not say which job failed: see {_pipeline_link(pipeline)}._"
         summary = "see the pipeline"
-    text = f":x: Pipeline #{pipeline.id} failed on {escape(_ref_label(pipeline))}: {summary}"
+    text = (
+        f":x: Pipeline #{pipeline.id} failed on {plain(_ref_label(pipeline), MAX_NAME)}: {summary}"
+    )
     if who:
         text += f" — {who}"
-    return Rendered(text=text, blocks=[_section(header), _section(listing)])
+    return Rendered(text=text, blocks=[_section(clip(header, MAX_SECTION)), _section(listing)])
 
 
 def render_fixed(pipeline: Pipeline, *, failures: int) -> Rendered:
     """The reply, broadcast to the channel, that a failing ref passes again."""
     after = f" after {_plural(failures, 'failure')}" if failures > 0 else " again"
-    label = _clip(_ref_label(pipeline), MAX_NAME)
-    text = f"{escape(label)} is fixed — pipeline #{pipeline.id} passed{after}"
+    label = _ref_label(pipeline)
+    text = f"{plain(label, MAX_NAME)} is fixed — pipeline #{pipeline.id} passed{after}"
     rich = (
-        f"{STATUS_DISPLAY['success'][0]} {_link(_ref_url(pipeline), label)} is fixed — "
+        f"{STATUS_DISPLAY['success'][0]} {link(_ref_url(pipeline), label)} is fixed — "
         f"{_pipeline_link(pipeline)} passed{after}"
     )
-    return Rendered(text=f"{STATUS_DISPLAY['success'][0]} {text}", blocks=[_section(rich)])
+    return Rendered(
+        text=f"{STATUS_DISPLAY['success'][0]} {text}", blocks=[_section(clip(rich, MAX_SECTION))]
+    )
 
 
 class PipelineBlocks:

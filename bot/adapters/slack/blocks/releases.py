@@ -9,27 +9,37 @@ where, and its second line says where the release stands right now, with one voc
     :no_entry_sign: rejected   :zzz: expired   :no_entry: refused
 
 Buttons carry the release id and nothing else; they are only shown while an approval is useful.
+
+A changelog line links the issue references of a commit title where they stand, and appends only
+the issues the title does not show (a "Fixes #12" in the commit's body):
+
+    • a1b2c3d4 Fix checkout rounding (#131) #12 — Alice Martin
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot.adapters.slack.blocks.common import (
+    MAX_NAME,
     MAX_SECTION,
+    MAX_TITLE,
     Rendered,
     clip,
-    escape,
     link,
     mention,
+    plain,
     render_command_error,
     section,
 )
 from bot.adapters.slack.blocks.rollouts import format_rollout_duration
 from bot.domain.errors import CommandError
 from bot.domain.locks import Lock, format_age
-from bot.domain.releases import Release
+from bot.domain.releases import ChangelogEntry, Release, split_issue_references
+from bot.domain.text import scrub
 from bot.services.releases import NoteKind
 
 __all__ = ["APPROVE", "DEPLOY_ANYWAY", "REJECT", "ReleaseBlocks"]
@@ -38,24 +48,39 @@ APPROVE: Final = "release_approve"
 REJECT: Final = "release_reject"
 DEPLOY_ANYWAY: Final = "release_deploy_anyway"
 _CHANGELOG_LINES: Final = 5
+_CHANNEL_ID: Final = re.compile(r"[CG][A-Z0-9]{2,}")
+_COMMIT_TITLE: Final = 120
+_MAX_FAILURE: Final = 500
+_MAX_REASON: Final = 200
 
 
 def _one(text: str) -> Rendered:
     return Rendered(text=text, blocks=[section(clip(text, MAX_SECTION))])
 
 
-def _link(url: str | None, label: str) -> str:
-    """``label`` (raw text) linked to ``url``."""
-    return link(url, escape(label))
-
-
 def _mr(release: Release) -> str:
-    return _link(release.mr_url, f"!{release.mr_iid}") if release.mr_iid else "no MR"
+    return link(release.mr_url, f"!{release.mr_iid}") if release.mr_iid else "no MR"
+
+
+def _env(release: Release) -> str:
+    return f"*{plain(release.env, MAX_NAME)}*"
+
+
+def _title(release: Release) -> str:
+    return plain(release.title, MAX_SECTION)
+
+
+def _failure(release: Release) -> str:
+    return plain(release.failure or "unknown reason", _MAX_FAILURE)
+
+
+def _version(version: str) -> str:
+    return f"`{plain(version, MAX_TITLE)}`"
 
 
 def _versions(release: Release) -> str:
-    before = f"`{escape(release.from_version)}`" if release.from_version else "nothing"
-    return f"{before} → `{escape(release.to_version)}`"
+    before = _version(release.from_version) if release.from_version else "nothing"
+    return f"{before} → {_version(release.to_version)}"
 
 
 def _took(release: Release) -> str:
@@ -66,12 +91,12 @@ def _took(release: Release) -> str:
 
 
 def _rollback_hint(release: Release) -> str:
-    return f"`/rollback {release.app} {release.env}`"
+    return f"`/rollback {plain(release.app, MAX_NAME)} {plain(release.env, MAX_NAME)}`"
 
 
 def stage(release: Release, *, approvers: str) -> str:
     """Where the release stands, in one line."""
-    env = f"*{escape(release.env)}*"
+    env = _env(release)
     state = release.state
     if state == "requested":
         return ":hourglass_flowing_sand: Opening the merge request…"
@@ -96,52 +121,87 @@ def stage(release: Release, *, approvers: str) -> str:
     if state == "deployed":
         pipeline = release.deploy_pipeline
         if pipeline is not None:
-            label = _link(pipeline.url, f"GitOps pipeline #{pipeline.id}")
+            label = link(pipeline.url, f"GitOps pipeline #{pipeline.id}")
             return f":white_check_mark: Deployed by {label} — {env}'s cluster is not watched"
         return f":white_check_mark: Merged — {env}'s cluster is not watched"
     if state == "deploying":
         pipeline = release.deploy_pipeline
         status = pipeline.status if pipeline else "running"
-        word = "passed" if status == "success" else escape(status)
+        word = "passed" if status == "success" else plain(status, MAX_NAME)
         label = f"GitOps pipeline #{pipeline.id}" if pipeline else "GitOps pipeline"
-        return f":gear: Deploying — {_link(pipeline.url if pipeline else None, label)} {word}"
+        return f":gear: Deploying — {link(pipeline.url if pipeline else None, label)} {word}"
     if state == "rolling_out":
         return f":arrows_counterclockwise: Rolling out in {env}"
     if state == "healthy":
         return f":large_green_circle: Healthy in {env}{_took(release)}"
     if state == "failed":
         hint = f" — {_rollback_hint(release)}" if release.merge_sha else ""
-        return f":red_circle: Failed: {escape(release.failure or 'unknown reason')}{hint}"
+        return f":red_circle: Failed: {_failure(release)}{hint}"
     if state == "rejected":
         who = f" by {mention(release.ended_by)}" if release.ended_by else ""
         return f":no_entry_sign: Rejected{who} — {_mr(release)} closed"
     if state == "expired":
         return f":zzz: Expired without approval — {_mr(release)} closed"
-    return f":no_entry: Refused: {escape(release.failure or 'unknown reason')}"
+    return f":no_entry: Refused: {_failure(release)}"
 
 
 def _changelog(release: Release) -> str:
     log = release.changelog
     heading = "Commits leaving" if release.kind == "rollback" else "Changelog"
     if log.unavailable:
-        return f"*{heading}:* not available ({escape(clip(log.unavailable, 200))})"
+        return f"*{heading}:* not available ({plain(log.unavailable, _MAX_REASON)})"
     if not log.entries:
         return f"*{heading}:* no commits between the two versions"
-    where = f" · {_link(log.compare_url, 'compare')}" if log.compare_url else ""
+    where = f" · {link(log.compare_url, 'compare')}" if log.compare_url else ""
     lines = [f"*{heading}* ({log.total} commit{'s' if log.total != 1 else ''}{where})"]
     for entry in log.entries[:_CHANGELOG_LINES]:
-        issues = "".join(
-            f" {_link(f'{log.issues_url}/{n}' if log.issues_url else None, f'#{n}')}"
-            for n in entry.issues
-        )
         lines.append(
-            f"• {_link(entry.url, entry.sha[:8])} {escape(clip(entry.title, 120))}{issues}"
-            f" — {escape(clip(entry.author, 60))}"
+            f"• {link(entry.url, entry.sha[:8])} {_commit_title(entry, log.issues_url)}"
+            f" — {plain(entry.author, 60)}"
         )
     more = log.total - min(len(log.entries), _CHANGELOG_LINES)
     if more > 0:
         lines.append(f"… and {more} more")
     return "\n".join(lines)
+
+
+def _commit_title(entry: ChangelogEntry, issues_url: str | None) -> str:
+    """The title, its issue references linked where they stand, clipped as ``clip`` would (a
+    reference the clip would cut is left out whole); then the issues it does not show."""
+    pieces, clipped = _clip_pieces(split_issue_references(scrub(entry.title)), _COMMIT_TITLE)
+    shown = {number for _, number in pieces if number is not None}
+    title = "".join(
+        plain(piece, _COMMIT_TITLE) if number is None else _issue(number, issues_url)
+        for piece, number in pieces
+    )
+    title += "…" if clipped else ""
+    return title + "".join(
+        f" {_issue(number, issues_url)}" for number in entry.issues if number not in shown
+    )
+
+
+def _clip_pieces(
+    pieces: Sequence[tuple[str, str | None]], limit: int
+) -> tuple[list[tuple[str, str | None]], bool]:
+    """The pieces that fit in ``limit`` characters with room for "…"; whether any was cut."""
+    if sum(len(piece) for piece, _ in pieces) <= limit:
+        return list(pieces), False
+    room = limit - 1
+    kept: list[tuple[str, str | None]] = []
+    for piece, number in pieces:
+        if len(piece) > room:
+            if number is None:
+                kept.append((piece[:room], None))
+            break
+        kept.append((piece, number))
+        room -= len(piece)
+    if kept and kept[-1][1] is None:
+        kept[-1] = (kept[-1][0].rstrip(), None)
+    return kept, True
+
+
+def _issue(number: str, issues_url: str | None) -> str:
+    return link(f"{issues_url}/{number}" if issues_url else None, f"#{number}")
 
 
 def _policy(release: Release, *, approvers: str) -> str:
@@ -153,7 +213,7 @@ def _policy(release: Release, *, approvers: str) -> str:
 
 def render_release(release: Release, *, approvers: str) -> Rendered:
     verb = ":rewind:" if release.kind == "rollback" else ":rocket:"
-    title = f"{verb} *{escape(release.title)}* · {_mr(release)}"
+    title = f"{verb} *{_title(release)}* · {_mr(release)}"
     status = stage(release, approvers=approvers)
     details = [
         f"{_versions(release)} · requested by {mention(release.requester)}",
@@ -163,7 +223,7 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
         details.append("Approved by " + ", ".join(mention(u) for u in release.approvals))
     if release.override is not None:
         lock = release.override
-        why = f" ({escape(clip(lock.reason, 100))})" if lock.reason else ""
+        why = f" ({plain(lock.reason, 100)})" if lock.reason else ""
         details.append(
             f":unlock: Deployed through the lock of {mention(lock.holder)}{why},"
             f" on {mention(lock.by)}'s say-so"
@@ -197,18 +257,21 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
             }
         )
     when = release.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    context = f"release `{release.id}` · team {escape(release.team)} · requested {when}"
+    context = (
+        f"release `{plain(release.id, MAX_NAME)}` · team {plain(release.team, MAX_NAME)}"
+        f" · requested {when}"
+    )
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    return Rendered(text=f"{escape(release.title)} — {status}", blocks=blocks)
+    return Rendered(text=f"{_title(release)} — {status}", blocks=blocks)
 
 
 def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> Rendered:
-    env = f"*{escape(release.env)}*"
+    env = _env(release)
     who = mention(by) if by else "someone"
     if kind == "override":
         lock = release.override
         holder = mention(lock.holder) if lock else "someone"
-        why = f": “{escape(clip(lock.reason, 200))}”" if lock and lock.reason else ""
+        why = f": “{plain(lock.reason, _MAX_REASON)}”" if lock and lock.reason else ""
         return _one(f":unlock: {who} chose *Deploy anyway* through {holder}'s lock on {env}{why}")
     if kind == "approved":
         return _one(
@@ -219,12 +282,12 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
         p = release.mr_pipeline
         if p is None:
             return _one(":hourglass_flowing_sand: MR pipeline pending")
-        label = _link(p.url, f"#{p.id}")
+        label = link(p.url, f"#{p.id}")
         if p.status == "success":
             return _one(f":white_check_mark: MR pipeline {label} passed")
         if p.status in ("failed", "canceled"):
             return _one(f":x: MR pipeline {label} {p.status}")
-        return _one(f":hourglass_flowing_sand: MR pipeline {label} {escape(p.status)}")
+        return _one(f":hourglass_flowing_sand: MR pipeline {label} {plain(p.status, MAX_NAME)}")
     if kind == "held":
         return _one(
             f":lock: The MR pipeline passed, but {env} is locked by {who}: this release merges"
@@ -233,7 +296,7 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
     if kind == "merging":
         return _one(f":twisted_rightwards_arrows: Merging {_mr(release)} when its pipeline passes")
     if kind == "merged":
-        outside = f" in GitLab by {escape(by)}, outside Pitcrew" if by else ""
+        outside = f" in GitLab by {plain(by, MAX_NAME)}, outside Pitcrew" if by else ""
         follow = (
             " Waiting for the rollout."
             if release.watched
@@ -244,9 +307,9 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
         p = release.deploy_pipeline
         if p is None:
             return _one(":gear: GitOps pipeline started")
-        label = _link(p.url, f"#{p.id}")
+        label = link(p.url, f"#{p.id}")
         word = {"success": "passed", "failed": "failed", "canceled": "canceled"}.get(
-            p.status, escape(p.status)
+            p.status, plain(p.status, MAX_NAME)
         )
         emoji = {"success": ":white_check_mark:", "failed": ":x:", "canceled": ":x:"}.get(
             p.status, ":gear:"
@@ -254,23 +317,21 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
         return _one(f"{emoji} GitOps pipeline {label} {word}")
     if kind == "rollout":
         return _one(
-            f":arrows_counterclockwise: Rolling out `{escape(release.to_version)}` in {env}…"
+            f":arrows_counterclockwise: Rolling out {_version(release.to_version)} in {env}…"
         )
     if kind == "healthy":
         return _one(
-            f":large_green_circle: *{escape(release.app)} {escape(release.to_version)} is"
-            f" healthy in {escape(release.env)}*{_took(release)}"
+            f":large_green_circle: *{plain(release.app, MAX_NAME)}"
+            f" {plain(release.to_version, MAX_TITLE)} is healthy in"
+            f" {plain(release.env, MAX_NAME)}*{_took(release)}"
         )
     if kind == "failed":
         hint = f" Roll back with {_rollback_hint(release)}." if release.merge_sha else ""
-        return _one(
-            f":red_circle: *{escape(release.title)} failed*:"
-            f" {escape(release.failure or 'unknown reason')}.{hint}"
-        )
+        return _one(f":red_circle: *{_title(release)} failed*: {_failure(release)}.{hint}")
     if kind == "rejected":
         if by and mention(by).startswith("<@"):
             return _one(f":no_entry_sign: Rejected by {who}: {_mr(release)} is closed.")
-        where = f" in GitLab by {escape(by)}" if by else " in GitLab"
+        where = f" in GitLab by {plain(by, MAX_NAME)}" if by else " in GitLab"
         return _one(f":no_entry_sign: {_mr(release)} was closed{where}: the release stops here.")
     return _one(f":zzz: Nobody approved in time: {_mr(release)} is closed.")
 
@@ -285,7 +346,9 @@ class ReleaseBlocks:
         return render_note(release, kind, by=by)
 
     def working(self, what: str) -> Rendered:
-        return _one(f":hourglass_flowing_sand: Working on it: checking how to {escape(what)}…")
+        return _one(
+            f":hourglass_flowing_sand: Working on it: checking how to {plain(what, MAX_TITLE)}…"
+        )
 
     def opened(self, release: Release, *, channel: str, approvers: str) -> Rendered:
         count = release.approvals_needed
@@ -294,22 +357,24 @@ class ReleaseBlocks:
             if release.policy == "manual"
             else "It merges when its pipeline passes."
         )
-        where = f"<#{channel}>" if channel.startswith(("C", "G")) else escape(channel)
+        where = f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else plain(channel, MAX_NAME)
         return _one(
-            f":white_check_mark: Opened {_mr(release)} *{escape(release.title)}*"
+            f":white_check_mark: Opened {_mr(release)} *{_title(release)}*"
             f" ({_versions(release)}). {next_step} Follow it in {where}."
         )
 
     def refused(self, problem: str) -> Rendered:
-        # The service's own words: catalog names, validated versions, links; no raw user text.
+        # The service's own mrkdwn (links, mentions, code): it cannot be escaped here, but the
+        # characters nobody should read are removed all the same.
+        problem = scrub(problem, newlines=True)
         return _one(f":no_entry: {problem[:1].upper()}{problem[1:]}")
 
     def lock_prompt(self, lock: Lock, *, request_id: str, what: str, now: datetime) -> Rendered:
-        why = f": “{escape(clip(lock.reason, 200))}”" if lock.reason else ""
+        why = f": “{plain(lock.reason, _MAX_REASON)}”" if lock.reason else ""
         age = format_age(lock.age(now))
         ago = age if age == "just now" else f"{age} ago"
         text = (
-            f":lock: *{escape(lock.env)}* is locked by {mention(lock.holder)}"
+            f":lock: *{plain(lock.env, MAX_NAME)}* is locked by {mention(lock.holder)}"
             f" ({ago}){why}.\nDeploy anyway? The override is recorded and shown in the"
             " release's thread."
         )
@@ -331,7 +396,8 @@ class ReleaseBlocks:
                                 "title": {"type": "plain_text", "text": "Deploy through a lock?"},
                                 "text": {
                                     "type": "mrkdwn",
-                                    "text": f"{escape(what)} while {escape(lock.env)} is locked.",
+                                    "text": f"{plain(what, MAX_TITLE)} while"
+                                    f" {plain(lock.env, MAX_NAME)} is locked.",
                                 },
                                 "confirm": {"type": "plain_text", "text": "Deploy anyway"},
                                 "deny": {"type": "plain_text", "text": "Cancel"},
@@ -343,10 +409,11 @@ class ReleaseBlocks:
         )
 
     def help(self, usage: str) -> Rendered:
-        return _one(escape(usage))
+        return _one(plain(usage, MAX_SECTION))
 
     def error(self, error: CommandError) -> Rendered:
         return render_command_error(error)
 
     def click_answer(self, text: str) -> Rendered:
-        return _one(text)
+        # The service's own mrkdwn, like ``refused``.
+        return _one(scrub(text, newlines=True))

@@ -7,8 +7,9 @@ tags of the changed containers) and where, in the words of the SPEC: "orders 1.4
 rolling out in production", then "rolled out in 48 s" or "failed: ProgressDeadlineExceeded".
 Durations are written with spaces ("3 min 12 s") because they sit inside a sentence.
 
-Everything from the cluster (names, reasons, container messages) is escaped and clipped: a
-container's last message can be a whole stack trace.
+Everything from the cluster (names, reasons, container messages) goes through ``plain``
+(control and bidi characters out, escaped, clipped): a container's last message can be a whole
+stack trace, and anyone who can name a pod chooses its characters.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.adapters.slack.blocks.common import (
     MAX_TITLE,
     Rendered,
     clip,
-    escape,
+    plain,
     section,
 )
 from bot.adapters.slack.blocks.pipelines import STATUS_DISPLAY
@@ -92,7 +93,7 @@ def _versions(rollout: Rollout) -> str:
         text = _pair(changes[0])
     else:
         text = ", ".join(f"{c.container} {_pair(c)}" for c in changes)
-    return escape(clip(text, _MAX_VERSIONS))
+    return plain(text, _MAX_VERSIONS)
 
 
 def _target(rollout: Rollout) -> str:
@@ -102,16 +103,16 @@ def _target(rollout: Rollout) -> str:
         text = shown[0].new_version
     else:
         text = ", ".join(f"{c.container} {c.new_version}" for c in shown)
-    return escape(clip(text, _MAX_VERSIONS))
+    return plain(text, _MAX_VERSIONS)
 
 
 def _subject(app: str, versions: str) -> str:
-    name = f"*{escape(clip(app, MAX_NAME))}*"
+    name = f"*{plain(app, MAX_NAME)}*"
     return f"{name} {versions}" if versions else name
 
 
 def _env(env: str) -> str:
-    return f"*{escape(clip(env, MAX_NAME))}*"
+    return f"*{plain(env, MAX_NAME)}*"
 
 
 def _pods(rollout: Rollout) -> str:
@@ -123,22 +124,21 @@ def _pods(rollout: Rollout) -> str:
 
 
 def _reason(reason: str | None) -> str:
-    return escape(clip(reason, MAX_TITLE)) if reason else "no reason given"
+    return plain(reason, MAX_TITLE) if reason else "no reason given"
 
 
 def _where(rollout: Rollout) -> dict[str, Any]:
     text = (
-        f"{rollout.kind} {escape(clip(rollout.namespace, MAX_NAME))}/"
-        f"{escape(clip(rollout.name, 2 * MAX_NAME))} · generation {rollout.generation}"
-        f" · context {escape(clip(rollout.context, MAX_NAME))}"
+        f"{rollout.kind} {plain(rollout.namespace, MAX_NAME)}/"
+        f"{plain(rollout.name, 2 * MAX_NAME)} · generation {rollout.generation}"
+        f" · context {plain(rollout.context, MAX_NAME)}"
     )
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
 def _code(text: str) -> str:
     # Slack has no escape for a backtick inside inline code; pod names never hold one anyway.
-    plain = clip(text, 2 * MAX_NAME).replace("`", "'")
-    return f"`{escape(plain)}`"
+    return "`" + plain(text.replace("`", "'"), 2 * MAX_NAME) + "`"
 
 
 def _problem_line(problem: PodProblem) -> str:
@@ -147,13 +147,13 @@ def _problem_line(problem: PodProblem) -> str:
     if others > 0:
         line += f" (and {others} other pod{'s' if others > 1 else ''})"
     if problem.container:
-        line += f" {escape(clip(problem.container, MAX_NAME))}"
-    line += f" — {escape(clip(problem.reason, MAX_TITLE))}"
+        line += f" {plain(problem.container, MAX_NAME)}"
+    line += f" — {plain(problem.reason, MAX_TITLE)}"
     if problem.restarts > 0:
         line += f" (restarted {problem.restarts}{_TIMES})"
     message = _WHITESPACE.sub(" ", problem.message).strip()
     if message:
-        line += f": {escape(clip(message, MAX_MESSAGE))}"
+        line += f": {plain(message, MAX_MESSAGE)}"
     return line
 
 

@@ -28,9 +28,9 @@ from bot.adapters.slack.blocks.common import (
     MAX_SECTION,
     Rendered,
     clip,
-    escape,
     link,
     mention,
+    plain,
     section,
 )
 from bot.domain.catalog import Catalog
@@ -65,11 +65,11 @@ def _ago(then: datetime, now: datetime) -> str:
 
 
 def _name(text: str) -> str:
-    return escape(clip(text, MAX_NAME))
+    return plain(text, MAX_NAME)
 
 
 def _code(text: str) -> str:
-    return "`" + escape(clip(text, _MAX_VERSION)).replace("`", "'") + "`"
+    return "`" + plain(text, _MAX_VERSION).replace("`", "'") + "`"
 
 
 def _plural(count: int, noun: str) -> str:
@@ -104,7 +104,7 @@ def _line(
     if live is not None:
         parts.append("scaled to 0" if live.desired == 0 else f"{live.ready}/{live.desired} ready")
     if drifting is not None:
-        parts.append(f"{EMOJI_DRIFT} drift: {escape(drifting)}")
+        parts.append(f"{EMOJI_DRIFT} drift: {plain(drifting, _MAX_PROBLEM)}")
     return _Line(
         label=label,
         text=clip(_SEP.join(parts), MAX_SECTION),
@@ -118,7 +118,7 @@ def _state(deployed: Deployed | None) -> str:
         return "not known yet"
     if deployed.unreadable is not None:
         reason = " ".join(deployed.unreadable.split())
-        return f"{EMOJI_UNREADABLE} unreadable: {escape(clip(reason, _MAX_PROBLEM))}"
+        return f"{EMOJI_UNREADABLE} unreadable: {plain(reason, _MAX_PROBLEM)}"
     if deployed.version is None:
         return "not deployed"
     return _code(deployed.version)
@@ -191,7 +191,7 @@ def _context(
         if lock is None:
             continue
         why = " ".join(lock.reason.split())
-        reason = f" — {escape(clip(why, MAX_REASON))}" if why else ""
+        reason = f" — {plain(why, MAX_REASON)}" if why else ""
         notes.append(
             f"{EMOJI_LOCKED} *{_name(env)}* locked by {mention(lock.holder)}"
             f" {_held_for(lock, now)}{reason}"
