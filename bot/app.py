@@ -52,10 +52,12 @@ from bot.adapters.store.rollouts import RedisRolloutStore
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
+from bot.domain.release_flow import Deadlines
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
+from bot.services.periodic import every
 from bot.services.pipelines import PipelineNotifier
 from bot.services.releases import ReleaseService
 from bot.services.rollouts import RolloutNotifier
@@ -212,7 +214,11 @@ class Pitcrew:
             audit=audit,
             views=ReleaseBlocks(),
             watched_envs=frozenset(settings.kube_contexts),
-            expiry=timedelta(hours=settings.release_expiry_hours),
+            deadlines=Deadlines(
+                expiry=timedelta(hours=settings.release_expiry_hours),
+                pipeline_wait=timedelta(seconds=settings.release_pipeline_wait),
+                rollout_wait=timedelta(seconds=settings.release_rollout_wait),
+            ),
             clock=self._clock,
             **(
                 {"sweep_every": self._release_sweep_every}
@@ -386,13 +392,16 @@ class Pitcrew:
         self._spawn(lead(lease, watch_all), "kubernetes")
 
     async def _refresh_catalog(self) -> None:
-        assert self.catalog is not None
-        while True:
-            await asyncio.sleep(CATALOG_REFRESH)
+        catalog = self.catalog
+        assert catalog is not None
+
+        async def reload() -> None:
             try:
-                await self.catalog.reload()
-            except PitcrewError as exc:
+                await catalog.reload()
+            except PitcrewError as exc:  # an invalid catalog is an error someone must fix
                 log.error("catalog refresh failed; the last valid catalog stays", error=str(exc))
+
+        await every(CATALOG_REFRESH, reload, what="catalog refresh", wait_first=True)
 
     async def readiness(self) -> Mapping[str, bool]:
         store_ok = self.store is not None and await self.store.ping()

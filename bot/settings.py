@@ -105,7 +105,18 @@ class Settings(CoreSettings):
     release_expiry_hours: float = Field(
         default=24.0, gt=0, le=24 * 30, validation_alias="RELEASE_EXPIRY_HOURS"
     )
-    """Hours an unapproved release waits before its MR is closed."""
+    """Hours an unapproved release (or an ``auto`` one whose MR pipeline never finishes) waits
+    before its MR is closed."""
+    release_pipeline_wait: float = Field(
+        default=600.0, gt=0, le=7 * 86400, validation_alias="RELEASE_PIPELINE_WAIT"
+    )
+    """Seconds to wait for a pipeline GitLab has not started (the merge commit's, or an
+    ``auto`` MR's); none by then: go on as if the GitOps repo had none."""
+    release_rollout_wait: float = Field(
+        default=1800.0, gt=0, le=7 * 86400, validation_alias="RELEASE_ROLLOUT_WAIT"
+    )
+    """Seconds after the merge by which a watched env must be seen running the new version;
+    else the release ends ``not_seen``."""
     port: int = Field(default=3000, ge=0, le=65535, validation_alias="PORT")  # 0: any free port
 
     @field_validator(

@@ -2,8 +2,8 @@
 
 Everything here is pure. The deploy and rollback services parse the command with the catalog at
 hand, then check what needs the outside world (the tag exists, the version differs, the lock).
-The approve service asks ``decide_approval`` at every click, and every service that moves a
-release (a click, a pipeline webhook, a rollout) asks ``advance`` for its next state.
+The approve service asks ``decide_approval`` at every click; every move of a release (a
+click, a webhook, a rollout, a deadline) is ``release_flow.apply``.
 
 Grammar::
 
@@ -24,29 +24,8 @@ Choices a user can notice:
 - Words we do not expect are refused rather than ignored: deploying the wrong thing is worse
   than retyping.
 
-Release states::
-
-    requested ──► awaiting_approval (manual) ──► approved ──► merging ──► merged
-        │     └─► waiting_pipeline (auto) ─────┘                            │
-        └─► refused                                       deploying ◄───────┤
-                                                              │             │
-                                                              ▼             │
-                                 healthy ◄── rolling_out ◄────┴─────────────┘
-                                               │
-                                               ▼
-                                             failed
-
-    merged / deploying ──► deployed   (the env's cluster is not watched: the end)
-
-Before the merge a release can be ``rejected`` (Reject, or the MR closed); an unapproved one
-``expired``; a change that fails validation is ``refused`` before anything is opened. A release
-goes ``failed`` when the MR pipeline, the merge, the GitOps pipeline or the rollout fails. A
-rollout can recover after its deadline (see ``rollouts``), so ``failed`` still accepts
-``rollout_healthy``. Webhooks and watch events are delivered more than once, so an event that
-has already had its effect changes nothing; one that makes no sense from the current state is
-refused with ``IllegalTransition``. The GitOps repo may have no pipeline, or its webhook may be
-late: a rollout seen straight after the merge (even before the merge webhook) skips ``deploying``.
-An MR merged in GitLab by a person is followed from wherever the release stood.
+The release record (``Release``) and its states live here; how a release moves from one state
+to the next is ``bot.domain.release_flow``.
 """
 
 from __future__ import annotations
@@ -54,19 +33,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
 from bot.domain.catalog import Catalog, Environment
-from bot.domain.errors import CommandError, PitcrewError
+from bot.domain.errors import CommandError
 from bot.domain.images import is_tag
 from bot.domain.text import scrub
 
 __all__ = [
     "DEPLOY_USAGE",
     "ROLLBACK_USAGE",
-    "TERMINAL_STATES",
     "AlreadyApproved",
     "AlreadyComplete",
     "ApprovalDecision",
@@ -75,21 +53,20 @@ __all__ = [
     "Changelog",
     "ChangelogEntry",
     "DeployRequest",
-    "IllegalTransition",
+    "FailedStep",
     "LockOverride",
     "NotAnApprover",
     "PipelineLink",
     "PromoteRequest",
     "Release",
     "ReleaseCommandError",
-    "ReleaseEvent",
     "ReleaseHelp",
     "ReleaseKind",
+    "ReleaseRef",
     "ReleaseSnapshot",
     "ReleaseState",
     "RollbackRequest",
     "SelfApprovalForbidden",
-    "advance",
     "approval_note",
     "approvers_label",
     "decide_approval",
@@ -425,85 +402,14 @@ ReleaseState = Literal[
     "healthy",
     "deployed",
     "failed",
+    "not_seen",
     "rejected",
     "expired",
     "refused",
+    "superseded",
 ]
-ReleaseEvent = Literal[
-    "await_approval",
-    "await_pipeline",
-    "approved",
-    "pipeline_passed",
-    "merge_started",
-    "merged",
-    "deploy_started",
-    "rollout_started",
-    "rollout_healthy",
-    "deployed",
-    "failed",
-    "rejected",
-    "expired",
-    "refused",
-]
-
-TERMINAL_STATES: Final[frozenset[ReleaseState]] = frozenset(
-    {"healthy", "deployed", "failed", "rejected", "expired", "refused"}
-)
-"""States after which the release message stops changing (``failed`` may still recover)."""
-
-_BEFORE_MERGE: Final[tuple[ReleaseState, ...]] = (
-    "awaiting_approval",
-    "waiting_pipeline",
-    "approved",
-)
-_IN_FLIGHT: Final[tuple[ReleaseState, ...]] = (
-    "waiting_pipeline",
-    "approved",
-    "merging",
-    "deploying",
-    "rolling_out",
-)
-
-_MOVES: Final[dict[ReleaseEvent, tuple[tuple[ReleaseState, ...], ReleaseState]]] = {
-    "await_approval": (("requested",), "awaiting_approval"),
-    "await_pipeline": (("requested",), "waiting_pipeline"),
-    "approved": (("awaiting_approval",), "approved"),
-    "pipeline_passed": (("waiting_pipeline",), "approved"),
-    "merge_started": (("approved",), "merging"),
-    # Someone may merge in GitLab directly: that is a fact to follow, not to refuse.
-    "merged": (("awaiting_approval", "waiting_pipeline", "approved", "merging"), "merged"),
-    "deploy_started": (("merged",), "deploying"),
-    # The rollout can be seen before the merge webhook is processed.
-    "rollout_started": (("merging", "merged", "deploying"), "rolling_out"),
-    "rollout_healthy": (("rolling_out", "failed"), "healthy"),
-    # Where the env's cluster is not watched, the story ends with the GitOps pipeline (or the
-    # merge, when the repo has no pipelines).
-    "deployed": (("merged", "deploying"), "deployed"),
-    "failed": (("awaiting_approval", *_IN_FLIGHT), "failed"),
-    "rejected": (_BEFORE_MERGE, "rejected"),
-    "expired": (("awaiting_approval",), "expired"),
-    "refused": (("requested",), "refused"),
-}
-"""Each event: the states it may leave, and the state it leads to."""
-
-
-class IllegalTransition(PitcrewError, ValueError):
-    """An event that makes no sense for the release as it stands: a bug or a stale event."""
-
-    def __init__(self, state: ReleaseState, event: ReleaseEvent) -> None:
-        self.state = state
-        self.event = event
-        super().__init__(f"a release that is {state} cannot take {event}")
-
-
-def advance(state: ReleaseState, event: ReleaseEvent) -> ReleaseState:
-    """The state after ``event``; the same state when the event already had its effect."""
-    sources, target = _MOVES[event]
-    if state == target:
-        return state
-    if state not in sources:
-        raise IllegalTransition(state, event)
-    return target
+FailedStep = Literal["mr_pipeline", "merge", "unreviewed_merge", "deploy_pipeline", "rollout"]
+"""Where a ``failed`` release failed: what may still move it (a rollout that recovers)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,6 +474,18 @@ class PipelineLink:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReleaseRef:
+    """Another release, as a message links it (the one that superseded this one, or the one
+    this one superseded)."""
+
+    id: str
+    title: str
+    requester: str
+    mr_iid: int | None = None
+    mr_url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Release:
     """One ``/deploy`` or ``/rollback``, from the request to a healthy (or failed) rollout.
 
@@ -606,23 +524,26 @@ class Release:
     rollout_started_at: datetime | None = None
     finished_at: datetime | None = None
     failure: str | None = None
-    """One line: what failed (the MR pipeline, the merge, the deploy pipeline, the rollout)."""
+    """One line: why it ended short (what failed, what was never seen, why it expired)."""
+    failed_step: FailedStep | None = None
+    merged_at: datetime | None = None
+    """When GitLab merged it: the pipeline and rollout deadlines count from here."""
+    superseded_by: ReleaseRef | None = None
+    supersedes: ReleaseRef | None = None
 
     @property
     def title(self) -> str:
         return release_title(kind=self.kind, app=self.app, version=self.to_version, env=self.env)
 
     @property
-    def ended(self) -> bool:
-        return self.state in TERMINAL_STATES and self.state != "failed"
-
-    @property
-    def before_merge(self) -> bool:
-        return self.state in ("requested", *_BEFORE_MERGE)
-
-    def moved(self, event: ReleaseEvent, **changes: object) -> Release:
-        """This release after ``event`` (``IllegalTransition`` when it makes no sense)."""
-        return replace(self, state=advance(self.state, event), **changes)  # type: ignore[arg-type]
+    def ref(self) -> ReleaseRef:
+        return ReleaseRef(
+            id=self.id,
+            title=self.title,
+            requester=self.requester,
+            mr_iid=self.mr_iid,
+            mr_url=self.mr_url,
+        )
 
     def snapshot(self, env: Environment) -> ReleaseSnapshot:
         return ReleaseSnapshot(requester=self.requester, approvals=self.approvals, env=env)

@@ -18,11 +18,10 @@ from typing import Protocol
 
 from bot import logs
 from bot.domain.catalog import App, Catalog
-from bot.domain.errors import PitcrewError
 from bot.domain.inventory import Deployed, Inventory, Key
 from bot.domain.manifests import ManifestError, read_version
-from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
+from bot.services.periodic import every
 
 log = logs.get(__name__)
 
@@ -95,16 +94,8 @@ class InventoryService:
             await self._refresh(catalog, keys)
 
     async def run_refresher(self) -> None:
-        while True:
-            reraise_if_cancelling()
-            try:
-                await self.rebuild()
-            except PitcrewError as exc:
-                log.warning("inventory refresh failed; answers come from the cache", error=str(exc))
-            except Exception:
-                reraise_if_cancelling()
-                log.exception("inventory refresh failed")
-            await asyncio.sleep(REFRESH_EVERY)
+        """Answers come from the cache while a refresh fails."""
+        await every(REFRESH_EVERY, self.rebuild, what="inventory refresh")
 
     async def _refresh(self, catalog: Catalog, keys: list[Key]) -> None:
         reads = [

@@ -10,7 +10,6 @@ The sweep (expiry, reminders) runs on one replica at a time, under a lease.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -43,6 +42,7 @@ from bot.domain.locks import (
 )
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
+from bot.services.periodic import every
 from bot.services.ports import AuditEntry, AuditLog, Outbox, OutgoingMessage, Rendered
 
 log = logs.get(__name__)
@@ -224,16 +224,7 @@ class LockService:
                 )
 
     async def run_sweeper(self) -> None:
-        while True:
-            reraise_if_cancelling()
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed sweep is retried at the next tick
-                reraise_if_cancelling()
-                log.exception("lock sweep failed")
-            await asyncio.sleep(SWEEP_EVERY)
+        await every(SWEEP_EVERY, self.sweep, what="lock sweep")
 
     # ------------------------------------------------------------------ announcing
 

@@ -17,7 +17,6 @@ deadlines, whose status stops changing once they are stuck.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,6 +38,7 @@ from bot.domain.rollouts import (
 )
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
+from bot.services.periodic import every
 from bot.services.ports import Outbox, OutgoingMessage, Rendered
 
 log = logs.get(__name__)
@@ -165,14 +165,7 @@ class RolloutNotifier:
                 await self._announce(transition, app=app)
 
     async def run_ticker(self) -> None:
-        while True:
-            reraise_if_cancelling()
-            try:
-                await self.tick()
-            except Exception:
-                reraise_if_cancelling()
-                log.exception("rollout tick failed")
-            await asyncio.sleep(TICK_EVERY)
+        await every(TICK_EVERY, self.tick, what="rollout tick")
 
     # ------------------------------------------------------------------ internals
 

@@ -188,7 +188,13 @@ class Recorder:
         self.calls.append(("pipeline", pipeline_id))
 
     async def on_merge_request(
-        self, *, iid: int, action: str, merge_sha: str | None, by: str | None
+        self,
+        *,
+        iid: int,
+        action: str,
+        merge_sha: str | None,
+        by: str | None,
+        head_sha: str | None = None,
     ) -> None:
         self.calls.append(("merge_request", iid))
 

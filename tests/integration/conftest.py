@@ -88,3 +88,46 @@ async def drained(bot: Pitcrew) -> bool:
     """Everything the bot queued for Slack has been delivered."""
     assert bot.outbox is not None
     return await bot.outbox.pending() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# The world of a release (tests/integration/release_world.py)
+
+
+@pytest.fixture
+def gitops_ci() -> str:
+    """How the GitOps repo's CI runs; a test picks another setup with
+    ``@pytest.mark.parametrize("gitops_ci", [...])``."""
+    return "both"
+
+
+@pytest.fixture
+async def gitops_gitlab(tmp_path: Path, gitops_ci: str) -> AsyncIterator[Any]:
+    from .release_world import gitops_sandbox
+
+    async with gitops_sandbox(tmp_path, ci=gitops_ci) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+async def orders_cluster(tmp_path: Path) -> AsyncIterator[Any]:
+    from .release_world import orders_cluster as build
+
+    async with build(tmp_path) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def start(
+    make_bot: Callable[..., Pitcrew],
+    slack: SlackSandbox,
+    gitops_gitlab: Any,
+    orders_cluster: Any,
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await start(replicas=1, **env)`` → a ``World`` with the bots running."""
+    from .release_world import world_starter
+
+    async with world_starter(
+        make_bot=make_bot, slack=slack, gitlab=gitops_gitlab, cluster=orders_cluster
+    ) as begin:
+        yield begin

@@ -28,12 +28,20 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     assert "(only bob sees) You are not an approver for production (approvers: @sre-oncall)." in (
         text
     )
-    assert ":white_check_mark: Deployed by GitOps pipeline #" in text
+    assert ":heavy_check_mark: Deployed by GitOps pipeline #" in text
+    # the failed release, then superseded by the rollback: both messages link each other
     assert (
-        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded —"
-        " `/rollback orders production`"
+        ":red_circle: *Deploy orders 1.5.0 to production failed*: the rollout failed:"
+        " ProgressDeadlineExceeded."
+    ) in text
+    assert (
+        ":fast_forward: Superseded by *Roll back orders to 1.4.1 in production* (requested by"
+        " @bob) — it had failed: the rollout failed: ProgressDeadlineExceeded"
     ) in text
     assert ":rewind: *Roll back orders to 1.4.1 in production* · !3" in text
+    assert ":fast_forward: Supersedes *Deploy orders 1.5.0 to production* (requested by @bob)" in (
+        text
+    )
     assert (
         "  ↳ pitcrew: :large_green_circle: *orders 1.4.1 is healthy in production* after " in text
     )

@@ -1,14 +1,17 @@
-"""Releases in the real (embedded) Redis: compare-and-set, the app/env claim, the indexes."""
+"""Releases in the real (embedded) Redis: compare-and-set, the latest release of an app and env,
+the indexes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 
 from bot.adapters.store.releases import INDEX_TTL, RedisReleaseStore
 from bot.domain.releases import (
@@ -17,14 +20,14 @@ from bot.domain.releases import (
     LockOverride,
     PipelineLink,
     Release,
+    ReleaseRef,
     ReleaseState,
 )
 from bot.services.releases import PendingRequest
 from tests.release_records import sample_release
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-CLAIM_TTL = 3 * 86400.0
-ACTIVE = "release:active:orders:production"
+LATEST = "release:latest:orders:production"
 
 
 def release(release_id: str = "r-1", **changes: Any) -> Release:
@@ -37,19 +40,17 @@ def store(redis: aioredis.Redis) -> RedisReleaseStore:
 
 
 # --------------------------------------------------------------------------------------------
-# create and the app/env claim
+# create and the latest release of an app and env
 
 
-async def test_create_stores_version_one_and_claims_app_and_env(
+async def test_create_stores_version_one_as_the_latest_of_its_app_and_env(
     store: RedisReleaseStore, redis: aioredis.Redis
 ) -> None:
     first = release()
-    assert await store.create(first, claim_ttl=CLAIM_TTL) is None
+    assert await store.create(first, replacing=None) is None
     assert await store.load("r-1") == (first, 1)
-    assert await redis.get(ACTIVE) == b"r-1"
-    # claimed for as long as the release may wait (the store keeps the claim alive while the
-    # release moves, up to a week without moving)
-    assert 0 < await redis.ttl(ACTIVE) <= 7 * 86400
+    assert await store.latest("orders", "production") == "r-1"
+    assert 0 < await redis.ttl(LATEST) <= INDEX_TTL
     assert 0 < await redis.ttl("release:r-1") <= INDEX_TTL
     assert await store.open_ids() == ["r-1"]
 
@@ -66,9 +67,11 @@ async def test_a_full_release_survives_the_round_trip(store: RedisReleaseStore) 
         approvals=("UALICE", "UBOB"),
         override=LockOverride(holder="ULOCKER", reason="freeze", since=T0, by="UREQ"),
         merge_sha="f00dfeed",
+        merged_at=T0 + timedelta(minutes=4),
         mr_pipeline=PipelineLink(id=12, status="success", url="https://gitlab/p/12"),
         deploy_pipeline=PipelineLink(id=77, status="running"),
         rollout_started_at=T0 + timedelta(minutes=5),
+        supersedes=ReleaseRef(id="r-0", title="Deploy orders 1.4.3 to production", requester="U1"),
         changelog=Changelog(
             entries=(
                 ChangelogEntry(
@@ -84,74 +87,61 @@ async def test_a_full_release_survives_the_round_trip(store: RedisReleaseStore) 
             issues_url="https://gitlab/issues",
         ),
     )
-    await store.create(full, claim_ttl=CLAIM_TTL)
+    await store.create(full, replacing=None)
     assert await store.load("r-1") == (full, 1)
+
+
+async def test_a_record_of_an_earlier_version_still_loads(
+    store: RedisReleaseStore, redis: aioredis.Redis
+) -> None:
+    """Records written before merged_at, failed_step and the superseding links existed."""
+    old = release(state="merged", merge_sha="f00d")
+    data = json.loads(TypeAdapter(Release).dump_json(old))
+    for field in ("merged_at", "failed_step", "superseded_by", "supersedes"):
+        del data[field]
+    await redis.hset("release:r-1", mapping={"v": 3, "data": json.dumps(data)})
+    assert await store.load("r-1") == (old, 3)
 
 
 async def test_load_of_an_unknown_release(store: RedisReleaseStore) -> None:
     assert await store.load("nope") == (None, 0)
 
 
-async def test_a_second_create_for_the_same_app_and_env_gets_the_first_id(
+async def test_a_create_judged_against_another_latest_stores_nothing(
     store: RedisReleaseStore,
 ) -> None:
     first = release("r-1")
-    await store.create(first, claim_ttl=CLAIM_TTL)
-    assert await store.create(release("r-2", to_version="1.4.3"), claim_ttl=CLAIM_TTL) == "r-1"
+    await store.create(first, replacing=None)
+    assert await store.create(release("r-2", to_version="1.4.3"), replacing=None) == "r-1"
+    assert await store.create(release("r-2", to_version="1.4.3"), replacing="r-0") == "r-1"
     assert await store.load("r-2") == (None, 0)
-    assert await store.load("r-1") == (first, 1)
+    assert await store.latest("orders", "production") == "r-1"
     assert await store.open_ids() == ["r-1"]
 
 
-async def test_other_apps_and_envs_are_not_blocked(store: RedisReleaseStore) -> None:
-    await store.create(release("r-1"), claim_ttl=CLAIM_TTL)
-    assert await store.create(release("r-2", env="staging"), claim_ttl=CLAIM_TTL) is None
-    assert await store.create(release("r-3", app="billing"), claim_ttl=CLAIM_TTL) is None
+async def test_a_create_replacing_the_latest_takes_its_place(store: RedisReleaseStore) -> None:
+    await store.create(release("r-1"), replacing=None)
+    assert await store.create(release("r-2", kind="rollback"), replacing="r-1") is None
+    assert await store.latest("orders", "production") == "r-2"
+    assert await store.open_ids() == ["r-1", "r-2"]  # r-1 is superseded by the service
+
+
+async def test_other_apps_and_envs_have_their_own_latest(store: RedisReleaseStore) -> None:
+    await store.create(release("r-1"), replacing=None)
+    assert await store.create(release("r-2", env="staging"), replacing=None) is None
+    assert await store.create(release("r-3", app="billing"), replacing=None) is None
+    assert await store.latest("orders", "staging") == "r-2"
+    assert await store.latest("billing", "production") == "r-3"
     assert await store.open_ids() == ["r-1", "r-2", "r-3"]
 
 
-@pytest.mark.parametrize("end", ["healthy", "failed", "rejected", "expired", "refused"])
-async def test_the_claim_is_freed_when_the_release_ends(
-    store: RedisReleaseStore, redis: aioredis.Redis, end: ReleaseState
-) -> None:
-    first = release("r-1")
-    await store.create(first, claim_ttl=CLAIM_TTL)
-    assert await store.save(replace(first, state=end), expected=1)
-    assert await redis.get(ACTIVE) is None
-    assert await store.open_ids() == []
-    assert await store.create(release("r-2"), claim_ttl=CLAIM_TTL) is None
-    assert await redis.get(ACTIVE) == b"r-2"
-    assert await store.open_ids() == ["r-2"]
-
-
-async def test_a_claim_left_by_a_release_already_ended_is_taken_over(
-    store: RedisReleaseStore, redis: aioredis.Redis
-) -> None:
-    ended = release("r-1", state="healthy")
-    await store.save(ended, expected=0)
-    await redis.set(ACTIVE, "r-1")  # as if a crash had kept the claim after the save
-    assert await store.create(release("r-2"), claim_ttl=CLAIM_TTL) is None
-    assert await redis.get(ACTIVE) == b"r-2"
-    assert await store.load("r-2") == (release("r-2"), 1)
-
-
-async def test_a_claim_left_by_a_release_never_stored_is_taken_over(
-    store: RedisReleaseStore, redis: aioredis.Redis
-) -> None:
-    # the claim was made, then the process died before saving (but see the race below)
-    await redis.set(ACTIVE, "r-lost")
-    assert await store.create(release("r-2"), claim_ttl=CLAIM_TTL) is None
-    assert await redis.get(ACTIVE) == b"r-2"
-
-
-async def test_creates_racing_for_one_app_and_env_open_one_release(
+async def test_creates_racing_for_one_app_and_env_store_one_release(
     store: RedisReleaseStore,
 ) -> None:
     """Ten /deploy of the same app and env at once, on any replicas: one release, and the
-    nine others are told which one is in flight. (The claim and the record are written in one
-    step; a create that took over a claim whose record was not saved yet opened two.)"""
+    nine others are told which one is the latest now, to be judged against it again."""
     results = await asyncio.gather(
-        *(store.create(release(f"r-{i}"), claim_ttl=CLAIM_TTL) for i in range(10))
+        *(store.create(release(f"r-{i}"), replacing=None) for i in range(10))
     )
     winners = [f"r-{i}" for i, result in enumerate(results) if result is None]
     assert len(winners) == 1
@@ -159,22 +149,44 @@ async def test_creates_racing_for_one_app_and_env_open_one_release(
     assert await store.open_ids() == winners
 
 
-async def test_ending_a_release_does_not_free_someone_elses_claim(
+async def test_a_release_that_never_opened_gives_the_latest_back(
     store: RedisReleaseStore, redis: aioredis.Redis
 ) -> None:
-    await store.create(release("r-1"), claim_ttl=CLAIM_TTL)
-    stray = release("r-0", state="expired")
-    assert await store.save(stray, expected=0)
-    assert await redis.get(ACTIVE) == b"r-1"
+    await store.create(release("r-1", state="merged"), replacing=None)
+    rollback = release("r-2", kind="rollback", supersedes=ReleaseRef(id="r-1", title="t",
+                       requester="U"))  # fmt: skip
+    await store.create(rollback, replacing="r-1")
+    await store.restore_latest(rollback)
+    assert await store.latest("orders", "production") == "r-1"
+    # a release that replaced nothing leaves no latest behind
+    alone = release("r-3", env="staging")
+    await store.create(alone, replacing=None)
+    await store.restore_latest(alone)
+    assert await store.latest("orders", "staging") is None
+    # and only the release the pointer names gives it back
+    await store.create(release("r-4", env="staging"), replacing=None)
+    await store.restore_latest(alone)
+    assert await store.latest("orders", "staging") == "r-4"
 
 
-async def test_creating_an_id_that_exists_already_fails_and_frees_the_claim(
-    store: RedisReleaseStore, redis: aioredis.Redis
+@pytest.mark.parametrize("legacy", ["release:active:orders:production",
+                                    "release:follow:orders:production"])  # fmt: skip
+async def test_the_claims_of_an_earlier_version_count_as_the_latest(
+    store: RedisReleaseStore, redis: aioredis.Redis, legacy: str
 ) -> None:
+    await store.save(release("r-old", state="awaiting_approval"), expected=0)
+    await redis.set(legacy, "r-old")
+    assert await store.latest("orders", "production") == "r-old"
+    assert await store.create(release("r-2"), replacing=None) == "r-old"
+    assert await store.create(release("r-2"), replacing="r-old") is None
+    assert await store.latest("orders", "production") == "r-2"
+
+
+async def test_creating_an_id_that_exists_already_fails(store: RedisReleaseStore) -> None:
     await store.save(release("r-1", env="staging"), expected=0)
     with pytest.raises(RuntimeError, match="release r-1 exists already"):
-        await store.create(release("r-1"), claim_ttl=CLAIM_TTL)
-    assert await redis.get(ACTIVE) is None
+        await store.create(release("r-1"), replacing=None)
+    assert await store.latest("orders", "production") is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,12 +195,12 @@ async def test_creating_an_id_that_exists_already_fails_and_frees_the_claim(
 
 async def test_save_is_compare_and_set(store: RedisReleaseStore) -> None:
     first = release()
-    await store.create(first, claim_ttl=CLAIM_TTL)
-    approved = first.moved("approved", approvals=("UALICE",))
+    await store.create(first, replacing=None)
+    approved = replace(first, state="approved", approvals=("UALICE",))
     assert await store.save(approved, expected=1)
     assert await store.load("r-1") == (approved, 2)
 
-    stale = first.moved("rejected", ended_by="UBOB")
+    stale = replace(first, state="rejected", ended_by="UBOB")
     assert not await store.save(stale, expected=1)
     assert not await store.save(stale, expected=0)
     assert not await store.save(stale, expected=3)
@@ -204,7 +216,7 @@ async def test_a_new_record_needs_expected_zero(store: RedisReleaseStore) -> Non
 
 async def test_exactly_one_of_concurrent_saves_wins(store: RedisReleaseStore) -> None:
     first = release()
-    await store.create(first, claim_ttl=CLAIM_TTL)
+    await store.create(first, replacing=None)
     updates = [replace(first, approvals=(f"U{n:04d}",)) for n in range(20)]
     results = await asyncio.gather(*(store.save(u, expected=1) for u in updates))
     assert results.count(True) == 1
@@ -214,14 +226,14 @@ async def test_exactly_one_of_concurrent_saves_wins(store: RedisReleaseStore) ->
 
 
 # --------------------------------------------------------------------------------------------
-# Indexes: which release a webhook or a rollout is about
+# Indexes: which release a webhook is about
 
 
 async def test_indexes_by_mr_branch_and_merge_sha(
     store: RedisReleaseStore, redis: aioredis.Redis
 ) -> None:
     first = release()
-    await store.create(first, claim_ttl=CLAIM_TTL)
+    await store.create(first, replacing=None)
     assert await store.by_mr(42) is None
     assert await store.by_branch("pitcrew/orders-production-1.4.2") is None
 
@@ -232,40 +244,13 @@ async def test_indexes_by_mr_branch_and_merge_sha(
     assert await store.by_branch("pitcrew/orders-production-1.4.2") == "r-1"
     assert await store.by_merge_sha("f00dfeed") is None
 
-    merged = opened.moved("merged", merge_sha="f00dfeed")
+    merged = replace(opened, state="merged", merge_sha="f00dfeed")
     assert await store.save(merged, expected=2)
     assert await store.by_merge_sha("f00dfeed") == "r-1"
     assert await store.by_merge_sha("deadbeef") is None
     for key in ("release:mr:42", "release:branch:pitcrew/orders-production-1.4.2"):
         assert 0 < await redis.ttl(key) <= INDEX_TTL
     assert 0 < await redis.ttl("release:sha:f00dfeed") <= INDEX_TTL
-
-
-@pytest.mark.parametrize("state", ["merged", "deploying", "rolling_out"])
-async def test_following_names_the_last_merged_release(
-    store: RedisReleaseStore, redis: aioredis.Redis, state: ReleaseState
-) -> None:
-    await store.save(release(state=state), expected=0)
-    assert await store.following("orders", "production") == "r-1"
-    assert await store.following("orders", "staging") is None
-    assert await store.following("billing", "production") is None
-    assert 0 < await redis.ttl("release:follow:orders:production") <= INDEX_TTL
-
-
-@pytest.mark.parametrize(
-    "state", ["requested", "awaiting_approval", "waiting_pipeline", "approved", "merging"]
-)
-async def test_nothing_is_followed_before_the_merge(
-    store: RedisReleaseStore, state: ReleaseState
-) -> None:
-    await store.save(release(state=state), expected=0)
-    assert await store.following("orders", "production") is None
-
-
-async def test_following_moves_to_the_next_merged_release(store: RedisReleaseStore) -> None:
-    await store.save(release("r-1", state="merged"), expected=0)
-    await store.save(release("r-2", state="merged"), expected=0)
-    assert await store.following("orders", "production") == "r-2"
 
 
 async def test_open_ids_holds_only_releases_not_yet_ended(store: RedisReleaseStore) -> None:
@@ -280,9 +265,11 @@ async def test_open_ids_holds_only_releases_not_yet_ended(store: RedisReleaseSto
         "rolling_out",
         "healthy",
         "failed",
+        "not_seen",
         "rejected",
         "expired",
         "refused",
+        "superseded",
     ]
     for n, state in enumerate(states):
         assert await store.save(release(f"r-{n:02d}", env=f"env{n}", state=state), expected=0)
@@ -290,7 +277,7 @@ async def test_open_ids_holds_only_releases_not_yet_ended(store: RedisReleaseSto
 
     merging, _ = await store.load("r-04")
     assert merging is not None
-    assert await store.save(merging.moved("failed", failure="merge conflict"), expected=1)
+    assert await store.save(replace(merging, state="failed", failure="merge conflict"), expected=1)
     assert "r-04" not in await store.open_ids()
 
 

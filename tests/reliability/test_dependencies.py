@@ -18,11 +18,8 @@ from bot.app import Pitcrew
 from bot.sandbox.slack import SlackSandbox
 from tests.integration.conftest import WEBHOOK_SECRET, drained, eventually
 from tests.integration.gitlab_payloads import pipeline_hook
+from tests.integration.release_world import IMAGE, World
 from tests.integration.test_pipelines import CATALOG, CHANNEL
-from tests.integration.test_releases import IMAGE, World
-from tests.integration.test_releases import cluster as cluster
-from tests.integration.test_releases import gitlab as gitlab
-from tests.integration.test_releases import start as start
 from tests.integration.test_rollouts import roll
 
 

@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlencode
 
 from bot.sandbox.slack import signed_block_action
 from tests.integration.conftest import eventually
-from tests.integration.test_releases import GITOPS, VALUES, World
+from tests.integration.release_world import GITOPS, World
+from tests.integration.test_releases import VALUES
 
 APPROVE, REJECT, DEPLOY_ANYWAY = "release_approve", "release_reject", "release_deploy_anyway"
 NOT_OURS = "This button is not one of Pitcrew's."

@@ -45,7 +45,13 @@ class ReleaseObserver(Protocol):
     ) -> None: ...
 
     async def on_merge_request(
-        self, *, iid: int, action: str, merge_sha: str | None, by: str | None
+        self,
+        *,
+        iid: int,
+        action: str,
+        merge_sha: str | None,
+        by: str | None,
+        head_sha: str | None = None,
     ) -> None: ...
 
 
@@ -103,6 +109,7 @@ class GitLabEvents:
                 action=attributes.action or "",
                 merge_sha=attributes.merge_commit_sha,
                 by=event.user.name if event.user else None,
+                head_sha=attributes.last_commit.id if attributes.last_commit else None,
             )
         elif isinstance(observation, PipelineObserved):
             await releases.on_pipeline(

@@ -144,6 +144,13 @@ class GitOpsReleasesFromGitLab:
     async def merge_requests_of_commit(self, sha: str) -> list[int]:
         return await self._repository.merge_requests_of_commit(sha)
 
+    async def pipeline_of_commit(self, sha: str) -> PipelineLink | None:
+        found = await self._repository.pipelines_of_commit(sha)
+        if not found:
+            return None
+        newest = found[0]
+        return PipelineLink(id=newest.id, status=newest.status, url=newest.web_url)
+
 
 _NOT_MERGEABLE = frozenset(
     {"conflict", "draft_status", "broken_status", "not_open", "need_rebase", "blocked_status"}

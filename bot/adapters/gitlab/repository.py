@@ -51,6 +51,7 @@ __all__ = [
     "GitLabRepository",
     "MergeRequestInfo",
     "MergeRequestRef",
+    "PipelineSummary",
     "Tag",
 ]
 
@@ -126,6 +127,13 @@ class MergeRequestInfo:
     pipeline_status: str | None  # the head pipeline's, if there is one
     pipeline_id: int | None = None
     pipeline_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    id: int
+    status: str
+    web_url: str | None
 
 
 @dataclass(frozen=True)
@@ -324,6 +332,25 @@ class GitLabRepository:
         )
         web_url = data.get("web_url") or f"{project_url}/-/compare/{from_ref}...{to_ref}"
         return Comparison(commits=commits, web_url=str(web_url), project_url=project_url)
+
+    async def pipelines_of_commit(self, sha: str) -> list[PipelineSummary]:
+        """The GitOps project's pipelines for commit ``sha``, newest first (one page)."""
+        name = self.gitops_project
+
+        def get() -> list[PipelineSummary]:
+            found = self._project(name).pipelines.list(
+                sha=sha, order_by="id", sort="desc", per_page=20, get_all=False
+            )
+            return [
+                PipelineSummary(
+                    id=int(p.attributes["id"]),
+                    status=str(p.attributes.get("status", "")),
+                    web_url=str(p.attributes.get("web_url") or "") or None,
+                )
+                for p in found
+            ]
+
+        return await self._call(f"the pipelines of commit {sha[:8]} in {name}", get)
 
     async def merge_requests_of_commit(self, sha: str) -> list[int]:
         """The iids of the GitOps project's MRs containing commit ``sha`` (a merge commit's

@@ -1,18 +1,22 @@
 """Releases in Redis: one record per release, changed only by compare-and-set, and its indexes.
 
 - ``release:<id>``: hash {v, data}; ``data`` is the ``Release`` as JSON.
-- ``release:active:<app>:<env>``: the release in flight there; claimed with SET NX so two
-  ``/deploy`` of the same app and env, on any replicas, cannot both open a merge request. It is
-  freed when the release ends (healthy, failed, rejected, expired, refused) and has a TTL in
-  case a crash leaves it behind.
+- ``release:latest:<app>:<env>``: the newest release of that app and env. A new release is
+  written together with this pointer, in one script, only if the pointer still names the
+  release precedence was judged against: two ``/deploy`` racing on any replicas cannot both
+  open a merge request, and a rollback supersedes exactly the release it saw. A release that
+  never opened (refused) gives the pointer back to the one it would have replaced.
 - ``release:mr:<iid>``, ``release:branch:<name>``, ``release:sha:<merge sha>``: which release a
-  webhook is about. ``release:follow:<app>:<env>``: the last merged release there, which the
-  rollout of its version belongs to.
-- ``releases:open``: ids not yet ended, for the sweep.
+  webhook is about.
+- ``releases:open``: ids not yet at an end, for the sweep.
 - ``release-request:<id>``: a release waiting for "Deploy anyway", for a few minutes.
 
 Indexes are written after the record, idempotently, at every save: a crash between the two is
 repaired by the next save of the same release.
+
+Upgrading from the claims of earlier versions (``release:active:…`` for a release in flight,
+``release:follow:…`` for the last merged one): while no ``release:latest:…`` exists for an app
+and env, those are read in its place, so a release in flight during an upgrade is still seen.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from bot.adapters.store.connection import Redis
-from bot.domain.releases import TERMINAL_STATES, Release
+from bot.domain.release_flow import END_STATES
+from bot.domain.releases import Release
 from bot.services.releases import PendingRequest
 
 _release = TypeAdapter(Release)
@@ -30,8 +35,6 @@ _request = TypeAdapter(PendingRequest)
 _OPEN = "releases:open"
 INDEX_TTL = 60 * 86400
 """Seconds a webhook can still find its release: two months."""
-CLAIM_TTL = 7 * 86400
-"""Seconds an app and env stay claimed by a release that stopped moving (a crash mid-way)."""
 
 _SAVE = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -43,27 +46,25 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return current + 1
 """
 _CREATE = """
-local holder = redis.call('GET', KEYS[1])
-if holder then
-  return holder
+local latest = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[3])
+    or redis.call('GET', KEYS[4]) or ''
+if latest ~= ARGV[3] then
+  return {0, latest}
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return ARGV[1]
+  return {0, ARGV[1]}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('HSET', KEYS[2], 'v', 1, 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return false
+return {1, ARGV[1]}
 """
-_KEEP_CLAIM = """
+_RESTORE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  if ARGV[2] == '' then
+    return redis.call('DEL', KEYS[1])
+  end
+  return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
 return 0
 """
@@ -73,41 +74,47 @@ def _key(release_id: str) -> str:
     return f"release:{release_id}"
 
 
-def _active(app: str, env: str) -> str:
-    return f"release:active:{app}:{env}"
+def _latest(app: str, env: str) -> str:
+    return f"release:latest:{app}:{env}"
+
+
+def _legacy(app: str, env: str) -> list[str]:
+    return [f"release:active:{app}:{env}", f"release:follow:{app}:{env}"]
 
 
 class RedisReleaseStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._save = redis.register_script(_SAVE)
-        self._release_claim = redis.register_script(_RELEASE_CLAIM)
         self._create = redis.register_script(_CREATE)
-        self._keep_claim = redis.register_script(_KEEP_CLAIM)
+        self._restore = redis.register_script(_RESTORE)
 
-    async def create(self, release: Release, *, claim_ttl: float) -> str | None:
-        claim = _active(release.app, release.env)
-        for _ in range(3):
-            # The claim and the record are written together: a claim without its record can
-            # then only be a leftover (its release expired from the store), never a create
-            # half-way through on another replica.
-            holder: Any = await self._create(
-                keys=[claim, _key(release.id)],
-                args=[release.id, _release.dump_json(release).decode(), max(int(claim_ttl), 1),
-                      INDEX_TTL],
-            )  # fmt: skip
-            if holder is None:
-                await self._index(release)
-                return None
-            other_id = holder.decode()
-            if other_id == release.id:
+    async def create(self, release: Release, *, replacing: str | None) -> str | None:
+        done, latest = await self._create(
+            keys=[_latest(release.app, release.env), _key(release.id),
+                  *_legacy(release.app, release.env)],
+            args=[release.id, _release.dump_json(release).decode(), replacing or "", INDEX_TTL],
+        )  # fmt: skip
+        if not int(done):
+            found = latest.decode() if isinstance(latest, bytes) else str(latest)
+            if found == release.id:
                 raise RuntimeError(f"release {release.id} exists already")
-            other, _ = await self.load(other_id)
-            if other is not None and other.state not in TERMINAL_STATES:
-                return other.id
-            # a claim left behind by a release that ended: take it over
-            await self._release_claim(keys=[claim], args=[other_id])
-        raise RuntimeError(f"could not claim {claim}")
+            return found
+        await self._index(release)
+        return None
+
+    async def latest(self, app: str, env: str) -> str | None:
+        for key in (_latest(app, env), *_legacy(app, env)):
+            found = await self._get(key)
+            if found is not None:
+                return found
+        return None
+
+    async def restore_latest(self, release: Release) -> None:
+        previous = release.supersedes.id if release.supersedes is not None else ""
+        await self._restore(
+            keys=[_latest(release.app, release.env)], args=[release.id, previous, INDEX_TTL]
+        )
 
     async def load(self, release_id: str) -> tuple[Release | None, int]:
         raw: Any = await self._redis.hgetall(_key(release_id))
@@ -132,18 +139,11 @@ class RedisReleaseStore:
             pipe.set(f"release:branch:{release.branch}", release.id, ex=INDEX_TTL)
         if release.merge_sha is not None:
             pipe.set(f"release:sha:{release.merge_sha}", release.id, ex=INDEX_TTL)
-        if release.state in ("merged", "deploying", "rolling_out"):
-            pipe.set(f"release:follow:{release.app}:{release.env}", release.id, ex=INDEX_TTL)
-        if release.state in TERMINAL_STATES:
+        if release.state in END_STATES:
             pipe.srem(_OPEN, release.id)
         else:
             pipe.sadd(_OPEN, release.id)
         await pipe.execute()
-        claim = _active(release.app, release.env)
-        if release.state in TERMINAL_STATES:
-            await self._release_claim(keys=[claim], args=[release.id])
-        else:  # a release held by a lock for days keeps its claim
-            await self._keep_claim(keys=[claim], args=[release.id, CLAIM_TTL])
 
     async def _get(self, key: str) -> str | None:
         value: Any = await self._redis.get(key)
@@ -157,9 +157,6 @@ class RedisReleaseStore:
 
     async def by_merge_sha(self, sha: str) -> str | None:
         return await self._get(f"release:sha:{sha}")
-
-    async def following(self, app: str, env: str) -> str | None:
-        return await self._get(f"release:follow:{app}:{env}")
 
     async def open_ids(self) -> list[str]:
         members: Any = await self._redis.smembers(_OPEN)

@@ -20,6 +20,7 @@ from bot.adapters.slack.blocks.releases import (
     stage,
 )
 from bot.domain.locks import Lock
+from bot.domain.release_flow import NoteKind
 from bot.domain.releases import (
     DEPLOY_USAGE,
     Changelog,
@@ -28,9 +29,9 @@ from bot.domain.releases import (
     PipelineLink,
     Release,
     ReleaseCommandError,
+    ReleaseRef,
     ReleaseState,
 )
-from bot.services.releases import NoteKind
 from tests.release_records import sample_release
 from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
@@ -83,7 +84,15 @@ def release(**changes: Any) -> Release:
     )
 
 
-MERGED = release(state="merged", merge_sha="f00dfeed" * 5, watched=True)
+MERGED = release(state="merged", merge_sha="f00dfeed" * 5, watched=True, merged_at=T0)
+ROLLBACK_URL = f"{GITLAB}/platform/deployments/-/merge_requests/43"
+ROLLBACK = ReleaseRef(
+    id="r-8b2c",
+    title="Roll back orders to 1.4.1 in production",
+    requester="UCAROL",
+    mr_iid=43,
+    mr_url=ROLLBACK_URL,
+)
 STAGING = release(env="staging", policy="auto", approvals_needed=0)
 HEADER = f":rocket: *Deploy orders 1.4.2 to production* · {MR}"
 
@@ -146,10 +155,10 @@ STAGES: list[tuple[Release, str]] = [
         release(state="merging", approvals=("UALICE",)),
         ":twisted_rightwards_arrows: Merging when the MR pipeline passes",
     ),
-    (MERGED, ":twisted_rightwards_arrows: Merged — waiting for the deploy"),
+    (MERGED, ":twisted_rightwards_arrows: Merged — waiting for the rollout"),
     (
         replace(MERGED, watched=False),
-        ":twisted_rightwards_arrows: Merged — *production*'s cluster is not watched",
+        ":twisted_rightwards_arrows: Merged — waiting for the GitOps pipeline",
     ),
     (
         replace(MERGED, state="deploying", deploy_pipeline=DEPLOY_PIPELINE),
@@ -175,12 +184,12 @@ STAGES: list[tuple[Release, str]] = [
             watched=False,
             deploy_pipeline=replace(DEPLOY_PIPELINE, status="success"),
         ),
-        f":white_check_mark: Deployed by <{DEPLOY_PIPELINE.url}|GitOps pipeline #77>"
+        f":heavy_check_mark: Deployed by <{DEPLOY_PIPELINE.url}|GitOps pipeline #77>"
         " — *staging*'s cluster is not watched",
     ),
     (
         replace(MERGED, env="staging", state="deployed", watched=False),
-        ":white_check_mark: Merged — *staging*'s cluster is not watched",
+        ":heavy_check_mark: Merged, no GitOps pipeline ran — *staging*'s cluster is not watched",
     ),
     (
         replace(MERGED, state="rolling_out", rollout_started_at=T0),
@@ -214,7 +223,53 @@ STAGES: list[tuple[Release, str]] = [
         f":no_entry_sign: Rejected by <@UALICE> — {MR} closed",
     ),
     (release(state="rejected"), f":no_entry_sign: Rejected — {MR} closed"),
-    (release(state="expired"), f":zzz: Expired without approval — {MR} closed"),
+    (
+        release(state="expired", failure="not approved within 24 h"),
+        f":zzz: Expired: not approved within 24 h — {MR} closed",
+    ),
+    (
+        replace(
+            MERGED,
+            state="not_seen",
+            failure="merged, but production never ran 1.4.2 within 30 min of the merge — is"
+            " the GitOps controller syncing?",
+        ),
+        ":grey_question: Not seen: merged, but production never ran 1.4.2 within 30 min of the"
+        " merge — is the GitOps controller syncing? — `/rollback orders production`",
+    ),
+    (
+        replace(
+            MERGED,
+            state="failed",
+            failed_step="unreviewed_merge",
+            failure="!42 was merged at `b2b2b2b2`, not at the reviewed `a1a1a1a1`: what was"
+            " merged is not what was approved",
+        ),
+        ":rotating_light: Merged unreviewed: !42 was merged at `b2b2b2b2`, not at the reviewed"
+        " `a1a1a1a1`: what was merged is not what was approved — `/rollback orders production`",
+    ),
+    (
+        release(state="superseded", superseded_by=ROLLBACK),
+        f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
+        f" production>* (requested by <@UCAROL>) — {MR} closed",
+    ),
+    (
+        replace(MERGED, state="superseded", superseded_by=ROLLBACK),
+        f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
+        " production>* (requested by <@UCAROL>)",
+    ),
+    (
+        replace(
+            MERGED,
+            state="superseded",
+            superseded_by=ROLLBACK,
+            failed_step="rollout",
+            failure="the rollout failed: ProgressDeadlineExceeded",
+        ),
+        f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
+        " production>* (requested by <@UCAROL>) — it had failed: the rollout failed:"
+        " ProgressDeadlineExceeded",
+    ),
     (
         release(state="refused", mr_iid=None, mr_url=None, failure="the manifest is invalid"),
         ":no_entry: Refused: the manifest is invalid",
@@ -655,8 +710,8 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         replace(MERGED, watched=False),
         "merged",
         "dave",
-        f":twisted_rightwards_arrows: Merged {MR} in GitLab by dave, outside Pitcrew."
-        " *production*'s cluster is not watched: Pitcrew stops following here.",
+        f":twisted_rightwards_arrows: Merged {MR} in GitLab by dave, outside Pitcrew. Waiting"
+        " for the GitOps pipeline (*production*'s cluster is not watched).",
     ),
     (replace(MERGED, state="deploying"), "deploy_pipeline", None, ":gear: GitOps pipeline started"),
     (
@@ -743,10 +798,66 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         f":no_entry_sign: {MR} was closed in GitLab: the release stops here.",
     ),
     (
-        release(state="expired"),
+        release(state="expired", failure="not approved within 24 h"),
         "expired",
         None,
-        f":zzz: Nobody approved in time: {MR} is closed.",
+        f":zzz: Expired (not approved within 24 h): {MR} is closed.",
+    ),
+    (
+        replace(STAGING, state="approved"),
+        "no_mr_pipeline",
+        None,
+        f":fast_forward: No MR pipeline started for {MR}: merging it as in a GitOps repo without"
+        " CI.",
+    ),
+    (
+        replace(
+            MERGED,
+            state="failed",
+            failed_step="unreviewed_merge",
+            approvals=("UCAROL", "UDAVE"),
+            failure="!42 was merged at `b2b2b2b2`, not at the reviewed `a1a1a1a1`",
+        ),
+        "unreviewed_merge",
+        "Alice Martin",
+        ":rotating_light: *Deploy orders 1.4.2 to production: what was merged is not what was"
+        " approved* (merged in GitLab by Alice Martin). !42 was merged at `b2b2b2b2`, not at the"
+        f" reviewed `a1a1a1a1`. Approvers: <@UCAROL>, <@UDAVE>. Check {MR}, and roll back with"
+        " `/rollback orders production` if in doubt.",
+    ),
+    (
+        replace(STAGING, state="deployed", merged_at=T0),
+        "deployed",
+        None,
+        ":heavy_check_mark: No GitOps pipeline ran for the merge: *staging* counts as deployed."
+        " Its cluster is not watched, so Pitcrew cannot verify it.",
+    ),
+    (
+        replace(
+            MERGED,
+            state="not_seen",
+            failure="merged, but production never ran 1.4.2 within 30 min of the merge — is the"
+            " GitOps controller syncing?",
+        ),
+        "not_seen",
+        None,
+        ":grey_question: <@UREQ> merged, but production never ran 1.4.2 within 30 min of the"
+        " merge — is the GitOps controller syncing? A late rollout will still be followed here."
+        " Roll back with `/rollback orders production`.",
+    ),
+    (
+        release(state="superseded", superseded_by=ROLLBACK),
+        "superseded",
+        None,
+        f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
+        f" production>* (requested by <@UCAROL>). {MR} is closed.",
+    ),
+    (
+        replace(MERGED, state="superseded", superseded_by=ROLLBACK),
+        "superseded",
+        None,
+        f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
+        " production>* (requested by <@UCAROL>).",
     ),
 ]
 
@@ -917,3 +1028,71 @@ def test_hostile_text_comes_out_as_text(evil: str) -> None:
     ]
     for message in rendered:
         assert_inert(message, links=links, mentions=mentions)
+
+
+# --------------------------------------------------------------------------------------------
+# A /deploy that must wait for the release before it
+
+
+def test_a_deploy_blocked_by_a_release_waiting_for_approval_offers_reject() -> None:
+    blocked = ReleaseBlocks().blocked(release(), can_reject=True)
+    text = (
+        f":no_entry: *<{MR_URL}|Deploy orders 1.4.2 to production>* (requested by <@UREQ>) is"
+        " waiting for approval: it must merge, or be rejected, before another deploy of orders"
+        " to *production*."
+    )
+    assert texts(blocked) == [text]
+    [buttons] = actions(blocked)
+    [button] = buttons["elements"]
+    assert (button["action_id"], button["value"], button["text"]["text"]) == (
+        REJECT,
+        "r-7f3a",
+        "Reject it",
+    )
+    assert button["confirm"]["text"]["text"] == (
+        "Deploy orders 1.4.2 to production: its MR is closed."
+    )
+
+
+def test_a_deploy_blocked_for_someone_who_may_not_reject_has_no_button() -> None:
+    held = replace(STAGING, state="approved", held_by="ULOCKER")
+    blocked = ReleaseBlocks().blocked(held, can_reject=False)
+    assert one_line(blocked) == (
+        f":no_entry: *<{MR_URL}|Deploy orders 1.4.2 to staging>* (requested by <@UREQ>) is"
+        " held by a lock: it must merge, or be rejected, before another deploy of orders to"
+        " *staging*."
+    )
+
+
+def test_a_release_being_opened_right_now_asks_to_try_again() -> None:
+    opening = release(state="requested", mr_iid=None, mr_url=None)
+    assert one_line(ReleaseBlocks().blocked(opening, can_reject=True)) == (
+        ":hourglass_flowing_sand: A release of orders to *production* is being opened right now"
+        " (requested by <@UREQ>): try again in a moment."
+    )
+
+
+def test_refusals_are_plain_text_whatever_gitlab_said() -> None:
+    refused = ReleaseBlocks().refused("GitLab refused: <!channel> <https://evil|click> \u202e")
+    assert one_line(refused) == (
+        ":no_entry: GitLab refused: &lt;!channel&gt; &lt;https://evil|click&gt; "
+    )
+    assert one_line(ReleaseBlocks().only_requester("UBOB")) == (
+        ":no_entry: Only <@UBOB>, who asked, can confirm this."
+    )
+
+
+def test_a_release_that_supersedes_another_says_which() -> None:
+    rollback = release(
+        kind="rollback",
+        to_version="1.4.1",
+        from_version="1.4.2",
+        supersedes=ReleaseRef(
+            id="r-7f3a", title="Deploy orders 1.4.2 to production", requester="UBOB",
+            mr_iid=42, mr_url=MR_URL,
+        ),
+    )  # fmt: skip
+    assert (
+        f":fast_forward: Supersedes *<{MR_URL}|Deploy orders 1.4.2 to production>* (requested by"
+        " <@UBOB>)" in texts(render_release(rollback, approvers=APPROVERS))[1]
+    )

@@ -4,9 +4,8 @@ states as webhooks and the watcher move them (SPEC 5)."""
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 
@@ -23,19 +22,15 @@ from bot.domain.releases import (
     Changelog,
     ChangelogEntry,
     DeployRequest,
-    IllegalTransition,
     NotAnApprover,
     PromoteRequest,
     Release,
     ReleaseCommandError,
-    ReleaseEvent,
     ReleaseHelp,
     ReleaseKind,
     ReleaseSnapshot,
-    ReleaseState,
     RollbackRequest,
     SelfApprovalForbidden,
-    advance,
     approvers_label,
     decide_approval,
     merge_request_description,
@@ -354,102 +349,6 @@ def test_approvers_are_labelled_as_slack_shows_them(named: tuple[str, ...], labe
 
 
 # --------------------------------------------------------------------------------------------
-# States
-
-HAPPY_MANUAL: list[tuple[ReleaseEvent, ReleaseState]] = [
-    ("await_approval", "awaiting_approval"),
-    ("approved", "approved"),
-    ("merge_started", "merging"),
-    ("merged", "merged"),
-    ("deploy_started", "deploying"),
-    ("rollout_started", "rolling_out"),
-    ("rollout_healthy", "healthy"),
-]
-HAPPY_AUTO: list[tuple[ReleaseEvent, ReleaseState]] = [
-    ("await_pipeline", "waiting_pipeline"),
-    ("pipeline_passed", "approved"),
-    *HAPPY_MANUAL[2:],
-]
-
-
-@pytest.mark.parametrize("story", [HAPPY_MANUAL, HAPPY_AUTO], ids=["manual", "auto"])
-def test_a_release_goes_from_request_to_healthy(
-    story: list[tuple[ReleaseEvent, ReleaseState]],
-) -> None:
-    state: ReleaseState = "requested"
-    for event, expected in story:
-        state = advance(state, event)
-        assert state == expected
-        assert advance(state, event) == state  # the same webhook again changes nothing
-
-
-@pytest.mark.parametrize(
-    ("state", "event", "expected"),
-    [
-        ("requested", "refused", "refused"),
-        ("awaiting_approval", "rejected", "rejected"),
-        ("waiting_pipeline", "rejected", "rejected"),  # MR closed on GitLab
-        ("approved", "rejected", "rejected"),  # held by a lock, then closed
-        ("awaiting_approval", "expired", "expired"),
-        ("waiting_pipeline", "failed", "failed"),  # MR pipeline failed
-        ("merging", "failed", "failed"),
-        ("deploying", "failed", "failed"),
-        ("rolling_out", "failed", "failed"),
-        ("merged", "rollout_started", "rolling_out"),  # no GitOps pipeline, or its hook is late
-        ("failed", "rollout_healthy", "healthy"),  # a rollout that recovers
-    ],
-)
-def test_side_exits(state: ReleaseState, event: ReleaseEvent, expected: ReleaseState) -> None:
-    assert advance(state, event) == expected
-
-
-@pytest.mark.parametrize(
-    ("state", "event"),
-    [
-        ("requested", "approved"),  # no MR yet
-        ("requested", "merged"),
-        ("awaiting_approval", "pipeline_passed"),  # a manual release needs people
-        ("awaiting_approval", "merge_started"),
-        ("waiting_pipeline", "expired"),
-        ("merging", "rejected"),  # too late to reject
-        ("merged", "rejected"),
-        ("rolling_out", "expired"),
-        ("healthy", "failed"),
-        ("healthy", "rollout_started"),
-        ("rejected", "approved"),
-        ("expired", "approved"),
-        ("refused", "await_approval"),
-        ("failed", "merged"),
-        ("rolling_out", "deploy_started"),  # a late pipeline hook does not go back
-    ],
-)
-def test_illegal_moves_are_refused(state: ReleaseState, event: ReleaseEvent) -> None:
-    with pytest.raises(IllegalTransition) as caught:
-        advance(state, event)
-    assert (caught.value.state, caught.value.event) == (state, event)
-
-
-@pytest.mark.parametrize("event", get_args(ReleaseEvent))
-def test_every_event_has_a_move(event: ReleaseEvent) -> None:
-    reached: set[ReleaseState] = set()
-    for state in get_args(ReleaseState):
-        try:
-            reached.add(advance(state, event))
-        except IllegalTransition:
-            continue
-    assert len(reached) == 1
-
-
-@pytest.mark.parametrize("state", ["healthy", "rejected", "expired", "refused"])
-def test_terminal_states_accept_only_their_own_repeat(state: ReleaseState) -> None:
-    for event in get_args(ReleaseEvent):
-        try:
-            assert advance(state, event) == state
-        except IllegalTransition:
-            continue
-
-
-# --------------------------------------------------------------------------------------------
 # Titles
 
 
@@ -466,7 +365,7 @@ def test_release_titles(kind: ReleaseKind, version: str, env: str, title: str) -
 
 
 # --------------------------------------------------------------------------------------------
-# The release record: its moves, the MR description, the issues a commit references
+# The release record: the MR description, the issues a commit references
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 GITLAB = "https://gitlab.example.com"
@@ -487,65 +386,6 @@ def _commit(sha: str, title: str, *issues: str, author: str = "Alice Martin") ->
 def _record(**changes: Any) -> Release:
     """A manual release of orders 1.4.2 to production, waiting for one approval."""
     return sample_release(**{"id": "r-7f3a", "mr_iid": 42, **changes})
-
-
-def test_moved_returns_a_new_release_in_the_next_state_with_the_changes() -> None:
-    waiting = _record()
-    approved = waiting.moved("approved", approvals=("UALICE",))
-    assert approved == replace(waiting, state="approved", approvals=("UALICE",))
-    assert waiting.state == "awaiting_approval"
-    assert waiting.approvals == ()
-
-
-def test_moved_again_by_the_same_event_changes_only_the_fields_given() -> None:
-    merged = _record(state="merged", merge_sha="f00d")
-    assert merged.moved("merged", ended_by="dave") == replace(merged, ended_by="dave")
-
-
-def test_moved_refuses_an_illegal_transition() -> None:
-    healthy = _record(state="healthy")
-    with pytest.raises(IllegalTransition) as caught:
-        healthy.moved("approved", approvals=("UALICE",))
-    assert (caught.value.state, caught.value.event) == ("healthy", "approved")
-    assert str(caught.value) == "a release that is healthy cannot take approved"
-
-
-@pytest.mark.parametrize(
-    ("state", "event", "expected"),
-    [
-        # a person merging in GitLab is followed from wherever the release stood
-        ("awaiting_approval", "merged", "merged"),
-        ("waiting_pipeline", "merged", "merged"),
-        ("approved", "merged", "merged"),
-        ("merging", "merged", "merged"),
-        # the rollout is seen before the merge webhook
-        ("merging", "rollout_started", "rolling_out"),
-        # the MR pipeline of a release waiting for approval fails
-        ("awaiting_approval", "failed", "failed"),
-    ],
-)
-def test_moves_that_follow_what_happened_outside(
-    state: ReleaseState, event: ReleaseEvent, expected: ReleaseState
-) -> None:
-    assert advance(state, event) == expected
-    assert _record(state=state).moved(event).state == expected
-
-
-@pytest.mark.parametrize(
-    ("state", "ended", "before_merge"),
-    [
-        ("requested", False, True),
-        ("awaiting_approval", False, True),
-        ("approved", False, True),
-        ("merging", False, False),
-        ("failed", False, False),  # may still recover
-        ("healthy", True, False),
-        ("rejected", True, False),
-    ],
-)
-def test_ended_and_before_merge(state: ReleaseState, ended: bool, before_merge: bool) -> None:
-    release = _record(state=state)
-    assert (release.ended, release.before_merge) == (ended, before_merge)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ where, and its second line says where the release stands right now, with one voc
     :hourglass_flowing_sand: waiting   :white_check_mark: approved/passed   :lock: held by a lock
     :twisted_rightwards_arrows: merging/merged   :gear: GitOps pipeline
     :arrows_counterclockwise: rolling out   :large_green_circle: healthy   :red_circle: failed
+    :heavy_check_mark: deployed, not verified in a cluster   :grey_question: never seen running
+    :rotating_light: merged with changes nobody approved   :fast_forward: superseded
     :no_entry_sign: rejected   :zzz: expired   :no_entry: refused
 
 Buttons carry the release id and nothing else; they are only shown while an approval is useful.
@@ -38,9 +40,9 @@ from bot.adapters.slack.blocks.common import (
 from bot.adapters.slack.blocks.rollouts import format_rollout_duration
 from bot.domain.errors import CommandError
 from bot.domain.locks import Lock, format_age
-from bot.domain.releases import ChangelogEntry, Release, split_issue_references
+from bot.domain.release_flow import NoteKind
+from bot.domain.releases import ChangelogEntry, Release, ReleaseRef, split_issue_references
 from bot.domain.text import scrub
-from bot.services.releases import NoteKind
 
 __all__ = ["APPROVE", "DEPLOY_ANYWAY", "REJECT", "ReleaseBlocks"]
 
@@ -52,6 +54,12 @@ _CHANNEL_ID: Final = re.compile(r"[CG][A-Z0-9]{2,}")
 _COMMIT_TITLE: Final = 120
 _MAX_FAILURE: Final = 500
 _MAX_REASON: Final = 200
+_WAITING: Final = {
+    "awaiting_approval": "waiting for approval",
+    "waiting_pipeline": "waiting for its MR pipeline",
+    "approved": "held by a lock",
+    "merging": "merging",
+}
 
 
 def _one(text: str) -> Rendered:
@@ -116,14 +124,14 @@ def stage(release: Release, *, approvers: str) -> str:
         return ":twisted_rightwards_arrows: Merging when the MR pipeline passes"
     if state == "merged":
         if release.watched:
-            return ":twisted_rightwards_arrows: Merged — waiting for the deploy"
-        return f":twisted_rightwards_arrows: Merged — {env}'s cluster is not watched"
+            return ":twisted_rightwards_arrows: Merged — waiting for the rollout"
+        return ":twisted_rightwards_arrows: Merged — waiting for the GitOps pipeline"
     if state == "deployed":
         pipeline = release.deploy_pipeline
         if pipeline is not None:
             label = link(pipeline.url, f"GitOps pipeline #{pipeline.id}")
-            return f":white_check_mark: Deployed by {label} — {env}'s cluster is not watched"
-        return f":white_check_mark: Merged — {env}'s cluster is not watched"
+            return f":heavy_check_mark: Deployed by {label} — {env}'s cluster is not watched"
+        return f":heavy_check_mark: Merged, no GitOps pipeline ran — {env}'s cluster is not watched"
     if state == "deploying":
         pipeline = release.deploy_pipeline
         status = pipeline.status if pipeline else "running"
@@ -135,14 +143,48 @@ def stage(release: Release, *, approvers: str) -> str:
     if state == "healthy":
         return f":large_green_circle: Healthy in {env}{_took(release)}"
     if state == "failed":
-        hint = f" — {_rollback_hint(release)}" if release.merge_sha else ""
+        hint = f" — {_rollback_hint(release)}" if release.merged_at or release.merge_sha else ""
+        if release.failed_step == "unreviewed_merge":
+            return f":rotating_light: Merged unreviewed: {_failure(release)}{hint}"
         return f":red_circle: Failed: {_failure(release)}{hint}"
+    if state == "not_seen":
+        return f":grey_question: Not seen: {_failure(release)} — {_rollback_hint(release)}"
+    if state == "superseded":
+        before = ""
+        if release.failure:
+            before = (
+                f" — it had failed: {_failure(release)}"
+                if release.failed_step
+                else (f" — {_failure(release)}")
+            )
+        return (
+            f":fast_forward: Superseded by {_ref(release.superseded_by)}{_closed(release)}{before}"
+        )
     if state == "rejected":
         who = f" by {mention(release.ended_by)}" if release.ended_by else ""
         return f":no_entry_sign: Rejected{who} — {_mr(release)} closed"
     if state == "expired":
-        return f":zzz: Expired without approval — {_mr(release)} closed"
+        return f":zzz: Expired: {_failure(release)} — {_mr(release)} closed"
     return f":no_entry: Refused: {_failure(release)}"
+
+
+def _ref(other: ReleaseRef | None) -> str:
+    """Another release, linked to its MR, with who asked for it."""
+    if other is None:
+        return "a newer release"
+    what = (
+        link(other.mr_url, other.title, limit=MAX_TITLE)
+        if other.mr_url
+        else plain(other.title, MAX_TITLE)
+    )
+    return f"*{what}* (requested by {mention(other.requester)})"
+
+
+def _closed(release: Release) -> str:
+    """ ", !7 closed" for a release whose MR was closed before its merge."""
+    if release.mr_iid is None or release.merged_at is not None or release.merge_sha:
+        return ""
+    return f" — {_mr(release)} closed"
 
 
 def _changelog(release: Release) -> str:
@@ -221,6 +263,8 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
     ]
     if release.approvals:
         details.append("Approved by " + ", ".join(mention(u) for u in release.approvals))
+    if release.supersedes is not None:
+        details.append(f":fast_forward: Supersedes {_ref(release.supersedes)}")
     if release.override is not None:
         lock = release.override
         why = f" ({plain(lock.reason, 100)})" if lock.reason else ""
@@ -300,7 +344,7 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
         follow = (
             " Waiting for the rollout."
             if release.watched
-            else f" {env}'s cluster is not watched: Pitcrew stops following here."
+            else f" Waiting for the GitOps pipeline ({env}'s cluster is not watched)."
         )
         return _one(f":twisted_rightwards_arrows: Merged {_mr(release)}{outside}.{follow}")
     if kind == "deploy_pipeline":
@@ -326,14 +370,41 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
             f" {plain(release.env, MAX_NAME)}*{_took(release)}"
         )
     if kind == "failed":
-        hint = f" Roll back with {_rollback_hint(release)}." if release.merge_sha else ""
+        hint = f" Roll back with {_rollback_hint(release)}." if release.merged_at else ""
         return _one(f":red_circle: *{_title(release)} failed*: {_failure(release)}.{hint}")
+    if kind == "no_mr_pipeline":
+        return _one(
+            f":fast_forward: No MR pipeline started for {_mr(release)}: merging it as in a"
+            " GitOps repo without CI."
+        )
+    if kind == "unreviewed_merge":
+        approvers = ", ".join(mention(u) for u in release.approvals) or "nobody approved it"
+        outside = f" (merged in GitLab by {plain(by, MAX_NAME)})" if by else ""
+        return _one(
+            f":rotating_light: *{_title(release)}: what was merged is not what was approved*"
+            f"{outside}. {_failure(release)}. Approvers: {approvers}. Check {_mr(release)}, and"
+            f" roll back with {_rollback_hint(release)} if in doubt."
+        )
+    if kind == "deployed":
+        return _one(
+            f":heavy_check_mark: No GitOps pipeline ran for the merge: {env} counts as deployed."
+            " Its cluster is not watched, so Pitcrew cannot verify it."
+        )
+    if kind == "not_seen":
+        return _one(
+            f":grey_question: {mention(release.requester)} {_failure(release)}"
+            f" A late rollout will still be followed here. Roll back with"
+            f" {_rollback_hint(release)}."
+        )
+    if kind == "superseded":
+        closed = f" {_mr(release)} is closed." if _closed(release) else ""
+        return _one(f":fast_forward: Superseded by {_ref(release.superseded_by)}.{closed}")
     if kind == "rejected":
         if by and mention(by).startswith("<@"):
             return _one(f":no_entry_sign: Rejected by {who}: {_mr(release)} is closed.")
         where = f" in GitLab by {plain(by, MAX_NAME)}" if by else " in GitLab"
         return _one(f":no_entry_sign: {_mr(release)} was closed{where}: the release stops here.")
-    return _one(f":zzz: Nobody approved in time: {_mr(release)} is closed.")
+    return _one(f":zzz: Expired ({_failure(release)}): {_mr(release)} is closed.")
 
 
 class ReleaseBlocks:
@@ -364,10 +435,54 @@ class ReleaseBlocks:
         )
 
     def refused(self, problem: str) -> Rendered:
-        # The service's own mrkdwn (links, mentions, code): it cannot be escaped here, but the
-        # characters nobody should read are removed all the same.
-        problem = scrub(problem, newlines=True)
+        # Plain text (GitLab's own words among it): nothing in it becomes a link or a mention.
+        problem = plain(problem, _MAX_FAILURE * 2, newlines=True)
         return _one(f":no_entry: {problem[:1].upper()}{problem[1:]}")
+
+    def only_requester(self, requester: str) -> Rendered:
+        return _one(f":no_entry: Only {mention(requester)}, who asked, can confirm this.")
+
+    def blocked(self, current: Release, *, can_reject: bool) -> Rendered:
+        where = f"{plain(current.app, MAX_NAME)} to {_env(current)}"
+        if current.state == "requested":
+            return _one(
+                f":hourglass_flowing_sand: A release of {where} is being opened right now"
+                f" (requested by {mention(current.requester)}): try again in a moment."
+            )
+        text = (
+            f":no_entry: {_ref(current.ref)} is {_WAITING.get(current.state, 'in progress')}:"
+            f" it must merge, or be rejected, before another deploy of {where}."
+        )
+        if not can_reject:
+            return _one(text)
+        return Rendered(
+            text=text,
+            blocks=[
+                section(clip(text, MAX_SECTION)),
+                {
+                    "type": "actions",
+                    "block_id": "blocked",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "action_id": REJECT,
+                            "text": {"type": "plain_text", "text": "Reject it"},
+                            "style": "danger",
+                            "value": current.id,
+                            "confirm": {
+                                "title": {"type": "plain_text", "text": "Reject this release?"},
+                                "text": {
+                                    "type": "mrkdwn",
+                                    "text": f"{_title(current)}: its MR is closed.",
+                                },
+                                "confirm": {"type": "plain_text", "text": "Reject"},
+                                "deny": {"type": "plain_text", "text": "Cancel"},
+                            },
+                        }
+                    ],
+                },
+            ],
+        )
 
     def lock_prompt(self, lock: Lock, *, request_id: str, what: str, now: datetime) -> Rendered:
         why = f": “{plain(lock.reason, _MAX_REASON)}”" if lock.reason else ""

@@ -1,0 +1,172 @@
+"""Releases: ``/deploy``, promotions and ``/rollback`` as merge requests on the GitOps repo.
+
+A release is one record in the store, replaced by compare-and-set, and one Slack message (in the
+team's channel, mirrored in the env's) rendered from it, with a thread that tells its story. How
+it moves is pure domain (``bot.domain.release_flow``); this package feeds it events and carries
+out what it decides, one module per job around one shared engine:
+
+- ``opening``: the commands, their checks, precedence, and the MR;
+- ``approvals``: Approve and Reject, judged at each click;
+- ``progress``: GitLab's webhooks, the rollout watcher and unlocks;
+- ``sweep``: the deadlines that make every release end, and the backstop for lost webhooks;
+- ``engine``: apply, commit, then say and do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bot.domain.release_flow import Deadlines, NoteKind
+from bot.domain.releases import ReleaseKind
+from bot.domain.rollouts import Happening, Rollout
+from bot.services.catalog import CatalogHolder
+from bot.services.periodic import every
+from bot.services.ports import AuditLog, Outbox
+from bot.services.releases.approvals import Approvals
+from bot.services.releases.engine import ReleaseEngine
+from bot.services.releases.opening import Opening
+from bot.services.releases.ports import (
+    LockReader,
+    ManifestFile,
+    ManifestValidator,
+    MergeRequestState,
+    PendingRequest,
+    Refusal,
+    ReleasePeople,
+    ReleaseRepository,
+    ReleaseStore,
+    ReleaseViews,
+    Reply,
+)
+from bot.services.releases.progress import Progress
+from bot.services.releases.sweep import Sweep
+
+__all__ = [
+    "DEFAULT_DEADLINES",
+    "LockReader",
+    "ManifestFile",
+    "ManifestValidator",
+    "MergeRequestState",
+    "NoteKind",
+    "PendingRequest",
+    "Refusal",
+    "ReleasePeople",
+    "ReleaseRepository",
+    "ReleaseService",
+    "ReleaseStore",
+    "ReleaseViews",
+]
+
+SWEEP_EVERY = 15.0
+DEFAULT_DEADLINES = Deadlines(
+    expiry=timedelta(hours=24),
+    pipeline_wait=timedelta(seconds=600),
+    rollout_wait=timedelta(seconds=1800),
+)
+
+
+class ReleaseService:
+    """What the rest of Pitcrew calls: commands, clicks, GitLab events, rollouts, the sweep."""
+
+    def __init__(
+        self,
+        *,
+        catalog: CatalogHolder,
+        store: ReleaseStore,
+        repo: ReleaseRepository,
+        validator: ManifestValidator,
+        outbox: Outbox,
+        people: ReleasePeople,
+        locks: LockReader,
+        audit: AuditLog,
+        views: ReleaseViews,
+        watched_envs: frozenset[str] = frozenset(),
+        deadlines: Deadlines = DEFAULT_DEADLINES,
+        sweep_every: float = SWEEP_EVERY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        engine = ReleaseEngine(
+            catalog=catalog,
+            store=store,
+            repo=repo,
+            outbox=outbox,
+            people=people,
+            locks=locks,
+            audit=audit,
+            views=views,
+            clock=clock,
+        )
+        self._opening = Opening(engine, validator=validator, watched_envs=watched_envs)
+        self._approvals = Approvals(engine)
+        self._progress = Progress(engine)
+        self._sweep = Sweep(engine, deadlines=deadlines)
+        self._sweep_every = sweep_every
+
+    # ------------------------------------------------------------------ people
+
+    async def command(
+        self, *, kind: ReleaseKind, user: str, text: str, reply: Reply, origin: str
+    ) -> None:
+        await self._opening.command(kind=kind, user=user, text=text, reply=reply, origin=origin)
+
+    async def deploy_anyway(self, *, request_id: str, user: str, reply: Reply, origin: str) -> None:
+        await self._opening.deploy_anyway(
+            request_id=request_id, user=user, reply=reply, origin=origin
+        )
+
+    async def approve(self, *, release_id: str, user: str, answer: Reply, origin: str) -> None:
+        await self._approvals.approve(
+            release_id=release_id, user=user, answer=answer, origin=origin
+        )
+
+    async def reject(self, *, release_id: str, user: str, answer: Reply, origin: str) -> None:
+        await self._approvals.reject(release_id=release_id, user=user, answer=answer, origin=origin)
+
+    # ------------------------------------------------------------------ the world
+
+    async def on_merge_request(
+        self,
+        *,
+        iid: int,
+        action: str,
+        merge_sha: str | None,
+        by: str | None,
+        head_sha: str | None = None,
+    ) -> None:
+        await self._progress.on_merge_request(
+            iid=iid, action=action, merge_sha=merge_sha, by=by, head_sha=head_sha
+        )
+
+    async def on_pipeline(
+        self,
+        *,
+        pipeline_id: int,
+        status: str,
+        ref: str,
+        sha: str,
+        url: str | None,
+        merge_request_iid: int | None,
+    ) -> None:
+        await self._progress.on_pipeline(
+            pipeline_id=pipeline_id,
+            status=status,
+            ref=ref,
+            sha=sha,
+            url=url,
+            merge_request_iid=merge_request_iid,
+        )
+
+    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> None:
+        await self._progress.on_rollout(app=app, env=env, rollout=rollout, what=what)
+
+    async def on_unlocked(self, env: str) -> None:
+        await self._progress.on_unlocked(env)
+
+    # ------------------------------------------------------------------ the clock
+
+    async def sweep(self) -> None:
+        await self._sweep.run_once()
+
+    async def run_sweeper(self) -> None:
+        await every(self._sweep_every, self.sweep, what="release sweep")
