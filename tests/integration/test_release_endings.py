@@ -231,7 +231,10 @@ async def test_a_rollback_supersedes_the_open_release_at_once(
     assert first.splitlines()[1].startswith(
         ":fast_forward: Superseded by *Roll back orders to 1.4"
     ), first
-    assert first.splitlines()[1].endswith(f"(requested by @dave){' — ' + mr1 if closed else ''}")
+    status = first.splitlines()[1]
+    assert f"(requested by @dave){' — ' + mr1 if closed else ''}" in status
+    if setup is _failed:
+        assert status.endswith("— it had failed: the rollout failed: ProgressDeadlineExceeded")
     assert ":fast_forward: Supersedes *Deploy orders 1.4.2 to production* (requested by @bob)" in (
         second
     )
