@@ -370,3 +370,27 @@ async def test_a_branch_moved_after_approval_is_never_announced_as_a_clean_merge
     assert [e.action for e in audit] == ["merge-unreviewed"]
     # the env's channel sees it too, in the release's own message there
     assert world.header("releases").startswith(":rotating_light: Merged unreviewed")
+
+
+# --------------------------------------------------------------------------------------------
+# GitLab saying no is not GitLab being down
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (403, ":no_entry: GitLab refused to read apps/orders/production/deployment.yaml at main in"
+              " platform/deployments (403)"),
+        (503, ":no_entry: GitLab is not answering (GitLab failed to read"
+              " apps/orders/production/deployment.yaml at main in platform/deployments: 503 after"
+              " 3 tries); try again in a minute"),
+    ],
+    ids=["refused", "unavailable"],
+)  # fmt: skip
+async def test_a_refusal_and_an_outage_read_differently(
+    start: Callable[..., Any], status: int, says: str
+) -> None:
+    world: World = await start()
+    world.gitlab.fail("GET /projects/*/repository/files/*", status=status, times=100)
+    assert await world.slash("/deploy", "orders 1.4.2 to production") == says
+    assert world.mrs() == []
