@@ -304,7 +304,13 @@ class Pitcrew:
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"cannot listen on port {self._port}: {exc.strerror or exc} (setting PORT)"
+            ) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self._port

@@ -1,7 +1,8 @@
-"""``pitcrew``: serve (the default), check, demo.
+"""``pitcrew``: serve (the default), check, demo, audit.
 
-Errors a person can fix (a missing setting, an invalid catalog, Redis unreachable) end the
-command with one line on stderr and exit code 2, never a traceback.
+Errors a person can fix (missing or malformed settings, an invalid catalog, Redis unreachable)
+end the command with exit code 2 and one line each on stderr, all of them at once, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -21,8 +22,22 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str) -> int:
-    print(f"pitcrew: {message}", file=sys.stderr)
+    return _fail_all(message.splitlines() or [message])
+
+
+def _fail_all(problems: Sequence[str]) -> int:
+    for problem in problems:
+        print(f"pitcrew: {problem}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _quiet_libraries() -> None:
+    """Libraries' own warnings (urllib3's "Retrying (Retry(total=2…))") repeat what a check
+    line already says, in words meant for their developers: keep them off the terminal."""
+    import logging
+
+    for name in ("urllib3", "kubernetes", "gitlab", "requests", "asyncio", "aiohttp"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _configure_observability(settings: Settings) -> None:
@@ -38,7 +53,10 @@ def serve() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        return _fail(str(exc))
+        return _fail_all(exc.problems)
+    problems = preflight(settings)
+    if problems:
+        return _fail_all(problems)
     from bot.app import Pitcrew
 
     _configure_observability(settings)
@@ -49,6 +67,21 @@ def serve() -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def preflight(settings: Settings) -> list[str]:
+    """What can be checked offline once every setting parses: the Kubernetes contexts exist in
+    the kubeconfig, and the store's URL is one this version can use."""
+    from bot.adapters.kube.contexts import missing_contexts
+    from bot.adapters.store.connection import StoreUnsupported, check_redis_url
+
+    problems = missing_contexts(settings.kube_contexts, kubeconfig=settings.kubeconfig)
+    if settings.redis_url is not None:
+        try:
+            check_redis_url(settings.redis_url.get_secret_value())
+        except StoreUnsupported as exc:
+            problems.append(str(exc))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -98,7 +131,8 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             )
         )
     except PitcrewError as exc:
-        results.append(CheckResult("catalog", False, str(exc).replace("\n", "; ")))
+        # One row per problem: a catalog with ten problems is ten lines, not one long one.
+        results.extend(CheckResult("catalog", False, line) for line in str(exc).splitlines())
     finally:
         gitlab.close()
 
@@ -162,19 +196,30 @@ def check() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"FAIL  settings  {exc}")
+        print(format_checks([CheckResult("settings", False, p) for p in exc.problems]))
         return EXIT_USAGE
-    logs.configure(level="warning", fmt=settings.log_format, secrets=settings.secrets)
+    logs.configure(level="error", fmt=settings.log_format, secrets=settings.secrets)
+    _quiet_libraries()
     results = asyncio.run(run_checks(settings))
     print(format_checks(results))
     return 0 if all(r.ok for r in results) else 1
 
 
-def demo(*, scenes: Sequence[str]) -> int:
-    from bot.demo import run_demo
+def demo(*, scenes: Sequence[str], interactive: bool = False) -> int:
+    from bot.demo import SCENES, run_demo
 
+    unknown = [s for s in scenes if s not in SCENES]
+    if unknown:
+        return _fail_all(
+            [f"no scene {name!r}; scenes are: {', '.join(SCENES)}" for name in unknown]
+        )
     logs.configure(level="warning", fmt="console")
+    _quiet_libraries()
     try:
+        if interactive:
+            from bot.demo import run_interactive
+
+            return asyncio.run(run_interactive(scenes=scenes))
         return asyncio.run(run_demo(scenes=scenes))
     except PitcrewError as exc:
         return _fail(str(exc))
@@ -219,26 +264,41 @@ def format_audit(entries: Sequence[AuditEntry]) -> str:
 def audit(*, env: str | None, user: str | None, since: str | None) -> int:
     import time
 
-    from bot.adapters.store.audit import RedisAuditLog
-    from bot.adapters.store.connection import open_store
+    from bot.adapters.store.audit import read_audit
+    from bot.adapters.store.embedded import holds_store
 
+    problems: list[str] = []
     try:
         core = load_core_settings()
-        since_at = parse_since(since, now=time.time()) if since else None
-    except (SettingsError, PitcrewError) as exc:
-        return _fail(str(exc))
-    logs.configure(level="warning", fmt=core.log_format)
-
-    async def read() -> Sequence[AuditEntry]:
-        redis_url = core.redis_url.get_secret_value() if core.redis_url else None
-        store = await asyncio.to_thread(open_store, redis_url=redis_url, state_dir=core.state_dir)
-        try:
-            return await RedisAuditLog(store.redis).query(env=env, actor=user, since=since_at)
-        finally:
-            await store.close()
-
+    except SettingsError as exc:
+        problems += exc.problems
+        core = None
     try:
-        entries = asyncio.run(read())
+        since_at = parse_since(since, now=time.time()) if since else None
+    except PitcrewError as exc:
+        problems.append(str(exc))
+    if core is None or problems:
+        return _fail_all(problems)
+    if core.redis_url is None and not holds_store(core.state_dir):
+        # Starting an empty embedded store here would answer "no audit entries match":
+        # true of that new store, and misleading about the log the bot really keeps.
+        return _fail(
+            f"no audit log here: REDIS_URL is unset and STATE_DIR ({core.state_dir}) holds no"
+            " Pitcrew data; run this with the same REDIS_URL or STATE_DIR as pitcrew serve"
+        )
+    logs.configure(level="error", fmt=core.log_format)
+    _quiet_libraries()
+    redis_url = core.redis_url.get_secret_value() if core.redis_url else None
+    try:
+        entries = asyncio.run(
+            read_audit(
+                redis_url=redis_url,
+                state_dir=core.state_dir,
+                env=env,
+                actor=user,
+                since=since_at,
+            )
+        )
     except PitcrewError as exc:
         return _fail(str(exc))
     print(format_audit(entries))
@@ -255,6 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="validate settings and catalog, check every connection")
     demo_parser = commands.add_parser("demo", help="play a scenario against the built-in sandbox")
     demo_parser.add_argument("scenes", nargs="*", help="scenes to play (default: all)")
+    demo_parser.add_argument(
+        "--interactive",
+        "-i",
+        action="store_true",
+        help="then keep the sandbox up: type slash commands as any user, click buttons by number",
+    )
     audit_parser = commands.add_parser("audit", help="print the audit log: who did what, when")
     audit_parser.add_argument("--env", help="only this environment")
     audit_parser.add_argument("--user", help="only this Slack user id (U…)")
@@ -265,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check()
     if args.command == "demo":
-        return demo(scenes=args.scenes)
+        return demo(scenes=args.scenes, interactive=args.interactive)
     return serve()
 
 

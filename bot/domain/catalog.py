@@ -701,11 +701,73 @@ def parse_catalog(text: str, *, source: str) -> Catalog:
         teams=teams, team_names=team_names, environments=environments, apps=apps
     ):
         report.add(path, message)
+    for path, message in _unparsed_problems(
+        report.root, teams=teams, team_names=team_names, environments=environments, apps=apps
+    ):
+        report.add(path, message)
     if report.problems:
         raise CatalogError(report.problems)
     return Catalog(
         teams=tuple(teams), environments=tuple(e for _, e in environments), apps=tuple(apps)
     )
+
+
+def _unparsed_problems(
+    root: CommentedMap,
+    *,
+    teams: Sequence[Team],
+    team_names: Sequence[str],
+    environments: Sequence[tuple[int, Environment]],
+    apps: Sequence[App],
+) -> list[tuple[_Path, str]]:
+    """The rules that span entries, for entries that failed their own validation.
+
+    ``_cross_problems`` sees only entries that validated, so an app with a bad image and a
+    misspelt team would hide the team until the image was fixed: one problem per run. Here the
+    raw values of the others are checked too, so that one pass reports everything.
+    """
+    problems: list[tuple[_Path, str]] = []
+    raw_apps = root.get("apps")
+    raw_apps = raw_apps if isinstance(raw_apps, Mapping) else {}
+    parsed_apps = {a.name for a in apps}
+    app_teams = {a.team for a in apps}
+    for key, value in raw_apps.items():
+        if not isinstance(value, Mapping):
+            continue
+        team = value.get("team")
+        if not isinstance(team, str):
+            continue
+        app_teams.add(team)
+        if str(key) not in parsed_apps and team not in team_names:
+            problems.append((("apps", str(key), "team"), _unknown("team", team, team_names)))
+
+    raw_teams = root.get("teams")
+    raw_teams = raw_teams if isinstance(raw_teams, Mapping) else {}
+    parsed_teams = {t.name for t in teams}
+    needing = [
+        env for _, env in environments if env.policy == "manual" and env.approvers is None
+    ]
+    # Teams whose oncall must approve, where _cross_problems could not tell: the team itself
+    # failed validation, or only apps that failed validation belong to it.
+    seen_owners = {a.team for a in apps}
+    for key, value in raw_teams.items():
+        name = str(key)
+        if not needing or name not in app_teams:
+            continue
+        if name in parsed_teams:
+            unseen = name not in seen_owners
+            lacking = unseen and all(t.oncall is None for t in teams if t.name == name)
+        else:
+            lacking = isinstance(value, Mapping) and "oncall" not in value
+        if lacking:
+            problems.append(
+                (
+                    ("teams", name, "oncall"),
+                    f'required: environment "{needing[0].name}" names no approvers, '
+                    "so this team's oncall approves its releases there",
+                )
+            )
+    return problems
 
 
 def _parse_named(report: _Report, *, section: str, model: type[_M]) -> list[_M]:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from bot.adapters.store.connection import Redis
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from bot.adapters.store.connection import Redis, open_store
+from bot.errors import StoreUnavailable
 from bot.services.ports import AuditEntry
 
 STREAM = "audit"
@@ -62,3 +68,27 @@ class RedisAuditLog:
                 continue
             entries.append(entry)
         return entries[-limit:]
+
+
+async def read_audit(
+    *,
+    redis_url: str | None,
+    state_dir: Path,
+    env: str | None,
+    actor: str | None,
+    since: float | None,
+) -> Sequence[AuditEntry]:
+    """What ``pitcrew audit`` prints: opens the store, reads, closes; a store that does not
+    answer is one ``StoreUnavailable`` line, not a traceback."""
+    store = await asyncio.to_thread(open_store, redis_url=redis_url, state_dir=state_dir)
+    try:
+        if not await store.ping():
+            raise StoreUnavailable(f"Redis at {store.url_for_display} is not reachable")
+        try:
+            return await RedisAuditLog(store.redis).query(env=env, actor=actor, since=since)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(
+                f"Redis at {store.url_for_display} failed while reading the audit log: {exc}"
+            ) from exc
+    finally:
+        await store.close()

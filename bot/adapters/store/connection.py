@@ -11,7 +11,8 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from bot.adapters.store.embedded import EmbeddedRedis
-from bot.errors import StoreUnavailable
+from bot.errors import PitcrewError, StoreUnavailable
+from bot.redis_url import RedisLocation, parse_redis_url
 
 Redis = aioredis.Redis
 
@@ -46,10 +47,35 @@ def client_for(url: str) -> Redis:
     )
 
 
+class StoreUnsupported(PitcrewError):
+    """``REDIS_URL`` is well formed but names a topology this version cannot use yet."""
+
+
+_NOT_YET = {
+    "sentinel": "Redis Sentinel (redis+sentinel://)",
+    "cluster": "Redis Cluster (redis+cluster://)",
+}
+
+
+def check_redis_url(redis_url: str) -> RedisLocation:
+    """Raise ``StoreUnsupported`` (one line) unless the store can connect to ``redis_url``."""
+    try:
+        location = parse_redis_url(redis_url)
+    except ValueError as exc:  # settings check it first; a direct caller gets the same line
+        raise StoreUnsupported(f"setting REDIS_URL is invalid: {exc}") from None
+    if location.topology in _NOT_YET:
+        raise StoreUnsupported(
+            f"setting REDIS_URL: {_NOT_YET[location.topology]} is not supported yet by this"
+            " version of Pitcrew; use a redis://, rediss:// or unix:// URL (a proxy or service"
+            " that follows failovers, for instance)"
+        )
+    return location
+
+
 def open_store(*, redis_url: str | None, state_dir: Path) -> Store:
     if redis_url:
-        host = redis_url.split("@")[-1]
-        return Store(redis=client_for(redis_url), url_for_display=host)
+        location = check_redis_url(redis_url)
+        return Store(redis=client_for(redis_url), url_for_display=location.display)
     embedded = EmbeddedRedis(state_dir)
     try:
         url = embedded.start()

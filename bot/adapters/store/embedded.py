@@ -64,6 +64,15 @@ def _free_port() -> int:
         return port
 
 
+def holds_store(state_dir: Path) -> bool:
+    """Whether ``state_dir`` holds an embedded store's data or a running one (its socket or
+    port file): what ``pitcrew audit`` must find before it opens anything there."""
+    if not state_dir.is_dir():
+        return False
+    names = ("appendonlydir", "pitcrew.aof", "redis.sock", "redis.port")
+    return any((state_dir / name).exists() for name in names)
+
+
 class EmbeddedRedis:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir.resolve()

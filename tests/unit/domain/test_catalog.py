@@ -344,6 +344,39 @@ BAD_CATALOGS = [
         'catalog.yaml:12: apps.orders.team: unknown team "paymnts" (did you mean "payments"?)',
         id="every-problem-in-line-order",
     ),
+    pytest.param(
+        edit(
+            ("team: payments", "team: paymnts"),
+            ("image: registry.example.com/shop/orders", "image: registry.example.com/o:1.0"),
+        ),
+        'catalog.yaml:12: apps.orders.team: unknown team "paymnts" (did you mean "payments"?)\n'
+        'catalog.yaml:14: apps.orders.image: "registry.example.com/o:1.0": give the image '
+        'without tag or digest ("registry.example.com/shop/orders"); the version is what '
+        "Pitcrew changes",
+        id="unknown-team-of-an-app-with-another-problem",
+    ),
+    pytest.param(
+        edit(
+            ('    oncall: "@payments-oncall"\n', ""),
+            ('channel: "#payments-deploys"', "channel: payments-deploys"),
+        ),
+        'catalog.yaml:2: teams.payments.oncall: required: environment "production" names no '
+        "approvers, so this team's oncall approves its releases there\n"
+        'catalog.yaml:3: teams.payments.channel: channel names start with "#": write '
+        '"#payments-deploys", in quotes',
+        id="oncall-of-a-team-with-another-problem",
+    ),
+    pytest.param(
+        edit(
+            ('    oncall: "@payments-oncall"\n', ""),
+            ("source: shop/orders", "source: https://gitlab.com/shop/orders"),
+        ),
+        'catalog.yaml:2: teams.payments.oncall: required: environment "production" names no '
+        "approvers, so this team's oncall approves its releases there\n"
+        'catalog.yaml:12: apps.orders.source: use the project path ("shop/orders"), not a URL: '
+        '"https://gitlab.com/shop/orders"',
+        id="oncall-of-a-team-whose-only-app-has-a-problem",
+    ),
 ]
 
 
