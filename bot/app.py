@@ -308,8 +308,9 @@ class Pitcrew:
             await site.start()
         except OSError as exc:
             await self.stop()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
-                f"cannot listen on port {self._port}: {exc.strerror or exc} (setting PORT)"
+                f"cannot listen on port {self._port}: {reason} (setting PORT)"
             ) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []

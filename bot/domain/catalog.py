@@ -744,9 +744,7 @@ def _unparsed_problems(
     raw_teams = root.get("teams")
     raw_teams = raw_teams if isinstance(raw_teams, Mapping) else {}
     parsed_teams = {t.name for t in teams}
-    needing = [
-        env for _, env in environments if env.policy == "manual" and env.approvers is None
-    ]
+    needing = [env for _, env in environments if env.policy == "manual" and env.approvers is None]
     # Teams whose oncall must approve, where _cross_problems could not tell: the team itself
     # failed validation, or only apps that failed validation belong to it.
     seen_owners = {a.team for a in apps}

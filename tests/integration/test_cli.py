@@ -31,8 +31,12 @@ async def _pitcrew(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_serve_without_the_bot_token_names_it_and_exits_2(tmp_path: Path) -> None:
-    code, out, err = await _pitcrew("serve", env={}, cwd=tmp_path)
+async def test_serve_without_the_bot_token_names_it_and_exits_2(
+    slack: SlackSandbox, redis_url: str, tmp_path: Path
+) -> None:
+    env = bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var")
+    del env["SLACK_BOT_TOKEN"]
+    code, out, err = await _pitcrew("serve", env=env, cwd=tmp_path)
     assert code == 2
     assert err == "pitcrew: setting SLACK_BOT_TOKEN is required\n"
     assert out == ""
@@ -70,7 +74,12 @@ async def test_settings_are_read_from_a_dot_env_file(slack: SlackSandbox, tmp_pa
     (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-from-dot-env\n")
     code, _, err = await _pitcrew("serve", env={}, cwd=tmp_path)
     assert code == 2
-    assert err == "pitcrew: setting GITLAB_TOKEN is required\n"  # the token itself was found
+    assert err.splitlines() == [  # the token itself was found
+        "pitcrew: setting SLACK_SIGNING_SECRET is required unless SLACK_APP_TOKEN is set",
+        "pitcrew: setting GITLAB_TOKEN is required",
+        "pitcrew: setting GITLAB_WEBHOOK_SECRET is required",
+        "pitcrew: setting GITOPS_PROJECT is required",
+    ]
 
 
 async def test_an_invalid_catalog_stops_start_up_with_file_and_line(

@@ -108,7 +108,10 @@ def test_a_malformed_url_is_answered_in_words(url: str, message: str) -> None:
     ("url", "shown"),
     [
         ("rediss://:s3cr3t@redis:6380/2", "rediss://redis:6380/2"),
-        ("redis+sentinel://:s3cr3t@s1,s2:5000/mymaster", "redis+sentinel://s1:26379,s2:5000/mymaster/0"),
+        (
+            "redis+sentinel://:s3cr3t@s1,s2:5000/mymaster",
+            "redis+sentinel://s1:26379,s2:5000/mymaster/0",
+        ),
         ("redis+cluster://user:s3cr3t@n1:7000", "redis+cluster://n1:7000"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
     ],
