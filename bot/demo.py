@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -535,4 +536,344 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
                 await bot.stop()
     out(f"(played {len(chosen)} scene(s) in {time.monotonic() - started:.1f} s)")
     sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# pitcrew demo --interactive
+
+INTERACTIVE_HELP = """\
+Type what a person types in Slack, as anyone in the sandbox workspace (alice, bob, carol):
+  /deploy orders 1.5.0 to staging     a slash command, as the current person, in the current channel
+  /as carol /lock production freeze   one command as someone else (/as carol: switch to carol)
+  /in search-deploys                  switch channel (#payments-deploys, #search-deploys, #releases)
+  click 2   (or just 2)               click button [2] of the list below, as the current person
+  /as carol click 2                   click it as someone else
+  tag shop/orders 1.6.0               GitLab: tag a version of an app (shop/orders, shop/invoices,
+                                      shop/search-api); its pipeline runs
+  channels | buttons | help | quit    print every channel, list the buttons, this text, leave
+After each step the sandbox's world turns: GitLab runs pending pipelines, Argo CD applies what was
+merged for production, the cluster rolls out. Only channels that changed are printed again."""
+
+PEOPLE = ("alice", "bob", "carol")
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button a person can see and click, numbered for the prompt."""
+
+    number: int
+    label: str
+    action_id: str
+    value: str | None
+    channel: str
+    ts: str
+    where: str
+    only_for: str | None = None
+
+
+class Console:
+    """The prompt of ``pitcrew demo --interactive``: one line in, the world's answer out."""
+
+    def __init__(self, stage: Stage, *, gitops: Any) -> None:
+        self.stage = stage
+        self.gitops = gitops
+        self.user = "alice"
+        self.channel = "payments-deploys"
+        self.buttons: list[Button] = []
+        self._shown: dict[str, str] = {}
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.user} in #{self.channel}> "
+
+    async def handle(self, line: str) -> bool:
+        """Do what ``line`` asks; False when the person wants to leave."""
+        text = line.strip()
+        user = self.user
+        if text.startswith("/as "):
+            _, _, rest = text.partition(" ")
+            name, _, text = rest.strip().partition(" ")
+            if name not in PEOPLE:
+                self.stage.say(f"no one called {name!r} here: {', '.join(PEOPLE)}")
+                return True
+            if not text.strip():
+                self.user = name
+                return True
+            user, text = name, text.strip()
+        if not text:
+            return True
+        if text in ("quit", "exit", "/quit", "/exit"):
+            return False
+        if text in ("help", "/help", "?"):
+            self.stage.out(INTERACTIVE_HELP)
+        elif text in ("channels", "/channels"):
+            self.stage.out(self.stage.slack.render())
+            self._remember()
+            self._list_buttons(user)
+        elif text in ("buttons", "/buttons"):
+            self._list_buttons(user, refresh=True)
+        elif text.startswith("/in "):
+            await self._switch_channel(text.removeprefix("/in ").strip())
+        elif text.isdigit() or text.startswith("click "):
+            await self._click(user, text.removeprefix("click ").strip())
+        elif text.startswith("tag "):
+            await self._tag(text.removeprefix("tag ").split())
+        elif text.startswith("/"):
+            command, _, rest = text.partition(" ")
+            await self._slash(user, command, rest.strip())
+        else:
+            self.stage.say(f"not understood: {text!r} (type help)")
+        return True
+
+    async def _slash(self, user: str, command: str, text: str) -> None:
+        """As ``Stage.slash``, but the private answers are read in the channel, in place."""
+        stage = self.stage
+        stage.say(f"{user} types in #{self.channel}: {command} {text}".rstrip())
+        before = len(stage.slack.ephemerals())
+        body, headers = stage.slack.slash_command(
+            command=command, text=text, user=user, channel=self.channel
+        )
+        url = f"{stage.bot.url}/slack/events"
+        async with stage.http.post(url, data=body, headers=headers) as response:
+            await response.read()
+        await stage._answered(before)
+        await self._turn(user)
+
+    async def _switch_channel(self, name: str) -> None:
+        name = name.removeprefix("#")
+        if name not in CHANNELS:
+            self.stage.say(f"no channel #{name}: {', '.join('#' + c for c in CHANNELS)}")
+            return
+        self.channel = name
+
+    async def _tag(self, words: list[str]) -> None:
+        if len(words) != 2:
+            self.stage.say("usage: tag shop/orders 1.6.0")
+            return
+        project, version = words
+        try:
+            await asyncio.to_thread(self.stage.gitlab.tag, project, version, user=self.user)
+        except Exception as exc:  # the sandbox's own refusal, e.g. an unknown project
+            self.stage.say(f"GitLab refused: {exc}")
+            return
+        self.stage.say(f"{self.user} tags {project} {version}")
+        await self._turn(self.user)
+
+    async def _click(self, user: str, number: str) -> None:
+        if not number.isdigit() or not 1 <= int(number) <= len(self.buttons):
+            self.stage.say(f"no button [{number}]; type buttons to list them")
+            return
+        button = self.buttons[int(number) - 1]
+        if button.only_for is not None and button.only_for != user:
+            self.stage.say(f"[{number}] is in a private answer to {button.only_for}")
+            return
+        self.stage.say(f"{user} clicks [{button.label}] ({button.where})")
+        before = len(self.stage.slack.ephemerals())
+        try:
+            body, headers = self.stage.slack.block_action(
+                user=user,
+                channel=button.channel,
+                message_ts=button.ts,
+                action_id=button.action_id,
+                value=button.value,
+            )
+        except ValueError as exc:  # the message changed since the list was printed
+            self.stage.say(f"that button is gone ({exc}); type buttons to list them again")
+            return
+        url = f"{self.stage.bot.url}/slack/events"
+        async with self.stage.http.post(url, data=body, headers=headers) as response:
+            await response.read()
+        await self.stage._answered(before)
+        await self._turn(user)
+
+    async def _turn(self, user: str) -> None:
+        """Let the world move on, then print what changed."""
+        stage = self.stage
+        for _ in range(3):  # an MR pipeline, the merge, the merge commit's pipeline
+            await asyncio.to_thread(stage.gitlab.run_pipelines)
+            await stage.settle()
+            await asyncio.to_thread(self.gitops.sync)
+            await _roll(stage, steps=20)
+        self._print_changes()
+        self._list_buttons(user)
+
+    def _remember(self) -> None:
+        for name in CHANNELS:
+            self._shown[name] = self.stage.slack.render(name)
+
+    def _print_changes(self) -> None:
+        """New lines at the end of a channel are printed under its name; a message updated in
+        place (a release moving on) reprints the whole channel."""
+        for name in CHANNELS:
+            now = self.stage.slack.render(name)
+            before = self._shown.get(name, "")
+            if now == before:
+                continue
+            self.stage.out("")
+            if before and now.startswith(before):
+                header = now.splitlines()[0]
+                self.stage.out(f"{header} (new)\n{now[len(before) :].strip(chr(10))}")
+            else:
+                self.stage.out(now)
+            self._shown[name] = now
+
+    def _list_buttons(self, user: str, *, refresh: bool = False) -> None:
+        self.buttons = self._collect(user)
+        if not self.buttons:
+            if refresh:
+                self.stage.say("no buttons to click")
+            return
+        self.stage.out("")
+        for button in self.buttons:
+            self.stage.out(f"  [{button.number}] {button.label} — {button.where}")
+
+    def _collect(self, user: str) -> list[Button]:
+        slack = self.stage.slack
+        found: list[Button] = []
+        for name in CHANNELS:
+            for top in slack.messages(name):
+                for message in (top, *top.replies):
+                    found += self._buttons_in(
+                        message.blocks,
+                        channel=name,
+                        ts=message.ts,
+                        where=f"#{name}: {_first_line(slack.read(message))}",
+                        numbered=len(found),
+                    )
+        for answer in slack.ephemerals():
+            person = next((p for p in PEOPLE if slack_user(p) == answer.user), answer.user)
+            if person != user:
+                continue
+            found += self._buttons_in(
+                answer.blocks,
+                channel=answer.channel,
+                ts=answer.message_ts,
+                where=f"only {person} sees: {_first_line(slack.read(answer))}",
+                numbered=len(found),
+                only_for=person,
+            )
+        return found
+
+    @staticmethod
+    def _buttons_in(
+        blocks: list[dict[str, Any]],
+        *,
+        channel: str,
+        ts: str,
+        where: str,
+        numbered: int,
+        only_for: str | None = None,
+    ) -> list[Button]:
+        found: list[Button] = []
+        for block in blocks:
+            for element in [*(block.get("elements") or []), block.get("accessory")]:
+                if not isinstance(element, dict) or element.get("type") != "button":
+                    continue
+                if element.get("url") or not element.get("action_id"):
+                    continue  # a link: nothing for the bot to hear
+                text = element.get("text")
+                label = str(text.get("text", "")) if isinstance(text, dict) else ""
+                found.append(
+                    Button(
+                        number=numbered + len(found) + 1,
+                        label=label,
+                        action_id=str(element["action_id"]),
+                        value=str(element["value"]) if "value" in element else None,
+                        channel=channel,
+                        ts=ts,
+                        where=where,
+                        only_for=only_for,
+                    )
+                )
+        return found
+
+
+def slack_user(name: str) -> str:
+    return f"U0{name.upper()}"
+
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+async def run_interactive(
+    *,
+    scenes: Sequence[str] = (),
+    read_line: Callable[[], str] | None = None,
+    out: Callable[[str], None] = print,
+    ask: Callable[[str], None] | None = None,
+) -> int:
+    """The sandbox and the bot stay up after ``scenes`` (none by default), with a prompt:
+    ``read_line`` gives the person's next line ("" at the end), ``ask`` shows the prompt."""
+    from bot.sandbox.gitops import GitOpsController
+
+    unknown = [s for s in scenes if s not in SCENES]
+    if unknown:
+        raise PitcrewError(f"no scene {unknown[0]!r}; scenes are: {', '.join(SCENES)}")
+    reader = read_line or sys.stdin.readline
+
+    def prompt(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    show_prompt = ask or prompt
+    out("Pitcrew demo, interactive: the real bot against its built-in sandbox")
+    with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as tmp:
+        async with (
+            SlackSandbox(channels=CHANNELS, usergroups=USERGROUPS, enforce_pacing=False) as slack,
+            GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
+            KubeSandbox() as kube,
+            aiohttp.ClientSession() as http,
+        ):
+            _shop(gitlab)
+            _cluster(kube)
+            kubeconfig = kube.kubeconfig(Path(tmp) / "kubeconfig", context="prod")
+            clock = DemoClock()
+            settings = _settings(slack, gitlab, kubeconfig, Path(tmp) / "var")
+            bot = Pitcrew(
+                settings, host="127.0.0.1", port=0, clock=clock, outbox_pacing=DEMO_PACING
+            )
+            await bot.start()
+            gitops = GitOpsController(
+                gitlab, kube, project="platform/deployments", paths=("apps/*/production",)
+            )
+            try:
+                gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
+                for _ in range(200):
+                    assert bot.inventory is not None
+                    current = await bot.inventory.current()
+                    if kube.open_watches >= 3 and current.refreshed_at and len(current.live) >= 3:
+                        break
+                    await asyncio.sleep(0.05)
+                stage = Stage(
+                    bot=bot, slack=slack, gitlab=gitlab, kube=kube, http=http, out=out, clock=clock
+                )
+                for name in scenes:
+                    scene = SCENES[name]
+                    out("")
+                    out(f"▶ {name}: {(scene.__doc__ or '').strip()}")
+                    await scene(stage)
+                    await stage.settle()
+                console = Console(stage, gitops=gitops)
+                out("")
+                out(INTERACTIVE_HELP)
+                out("")
+                out(slack.render() or "(the channels are empty)")
+                console._remember()
+                console._list_buttons(console.user)
+                while True:
+                    out("")
+                    show_prompt(console.prompt)
+                    line = await asyncio.to_thread(reader)
+                    if not line:  # end of input
+                        out("")
+                        break
+                    if not await console.handle(line):
+                        break
+            finally:
+                gitops.close()
+                await bot.stop()
+    out("(the sandbox is gone)")
     return 0

@@ -30,11 +30,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.redis_url import parse_redis_url
 
-ORDER = (
-    "SLACK_BOT_TOKEN SLACK_SIGNING_SECRET SLACK_APP_TOKEN SLACK_API_URL GITLAB_URL GITLAB_TOKEN "
-    "GITLAB_WEBHOOK_SECRET GITOPS_PROJECT GITOPS_BRANCH CATALOG_PATH REDIS_URL STATE_DIR "
-    "KUBE_CONTEXTS KUBECONFIG KUBE_LABEL_SELECTOR KUBERNETES_VERSION"
-).split()
+ORDER = [
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "GITLAB_URL",
+    "GITLAB_TOKEN",
+    "GITLAB_WEBHOOK_SECRET",
+    "GITOPS_PROJECT",
+    "GITOPS_BRANCH",
+    "CATALOG_PATH",
+    "REDIS_URL",
+    "STATE_DIR",
+    "KUBE_CONTEXTS",
+    "KUBECONFIG",
+    "KUBE_LABEL_SELECTOR",
+    "KUBERNETES_VERSION",
+]
 """Problems are listed in the order of ``.env.example``; settings not named here come after."""
 
 PLACEHOLDER = "REPLACE-ME"
