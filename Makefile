@@ -27,7 +27,11 @@ demo: $(VENV)/.synced
 serve: $(VENV)/.synced
 	$(BIN)/pitcrew serve
 
-test: $(VENV)/.synced
+# promtool checks the alerts in manifests/monitoring (fetched from Debian's prometheus package).
+$(TOOLS)/bin/promtool: | $(UV)
+	bash .ci/get-promtool
+
+test: $(VENV)/.synced $(TOOLS)/bin/promtool
 	$(BIN)/pytest
 
 lint: $(VENV)/.synced

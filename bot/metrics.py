@@ -50,6 +50,11 @@ STREAM_LAG = Gauge(
 STREAM_PENDING = Gauge(
     "pitcrew_stream_pending", "Entries delivered but not yet acknowledged", ["stream"]
 )
+STREAM_DEAD_LETTERS = Counter(
+    "pitcrew_stream_dead_letters_total",
+    "Entries moved to the dead-letter stream after their handler failed every try (a bug)",
+    ["stream"],
+)
 SLACK_CALLS = Counter(
     "pitcrew_slack_calls_total", "Slack Web API calls by method and outcome", ["method", "outcome"]
 )

@@ -178,12 +178,17 @@ async def test_a_poison_entry_goes_to_the_dead_letter_stream(redis: aioredis.Red
         claim_idle=0.01,
         max_deliveries=3,
     )
+    from bot import metrics
+
+    counted = metrics.STREAM_DEAD_LETTERS.labels("events:test")
+    before = counted._value.get()
     await consumer.ensure_group()
     await consumer.read_new()
     for _ in range(3):
         await asyncio.sleep(0.02)
         await consumer.claim_stale()
     assert good == ["1"]
+    assert counted._value.get() == before + 1  # the "dead letters" alert sees it
     dead = await redis.xrange(consumer.dead_letter)
     assert len(dead) == 1
     assert dead[0][1][b"n"] == b"0"

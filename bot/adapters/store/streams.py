@@ -168,6 +168,7 @@ class StreamConsumer:
             )
             dead: dict[Any, Any] = {**entry.fields, "error": repr(exc)[:500]}
             await self._redis.xadd(self.dead_letter, dead)
+            metrics.STREAM_DEAD_LETTERS.labels(self.stream).inc()
         await self._ack(entry.id)
 
     async def _ack(self, entry_id: str) -> None:
