@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot import __version__, errortracking, logs
 from bot.domain.errors import PitcrewError
@@ -156,7 +157,11 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     )
     try:
         auth = await slack.auth_test()
-        results.append(CheckResult("slack", True, f"as {auth.get('user')} in {auth.get('team')}"))
+        results.append(
+            CheckResult(
+                "slack", True, f"as {auth.get('user')} in {auth.get('team')}" + _history(auth)
+            )
+        )
     except SlackApiError as exc:
         results.append(CheckResult("slack", False, f"auth.test: {exc.response.get('error')}"))
     except Exception as exc:  # any transport failure means "unreachable" to the operator
@@ -182,6 +187,18 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
         except PitcrewError as exc:
             results.append(CheckResult(f"kubernetes {env}", False, str(exc)))
     return results
+
+
+def _history(auth: Any) -> str:
+    """How a lost post will be handled, from the token's scopes (docs/security.md)."""
+    from bot.adapters.slack.outbox import HISTORY_SCOPES, granted_scopes
+
+    scopes = granted_scopes(getattr(auth, "headers", None))
+    if scopes is None:
+        return ""
+    if scopes & HISTORY_SCOPES:
+        return "; history scopes: a post whose answer is lost is found again"
+    return "; no history scopes: a post whose answer is lost may show twice"
 
 
 def format_checks(results: Sequence[CheckResult]) -> str:

@@ -28,7 +28,11 @@ Deliberately stricter than Slack, to catch bugs early: a ``thread_ts`` that name
 ``conversations.*`` methods take channel IDs only (as Slack does), while ``chat.postMessage`` and
 ``chat.postEphemeral`` also accept ``#name``, ``name`` or a user ID (a DM).
 
-Deliberately not simulated: scopes (the bot has them all), private channels and membership
+Scopes: every answer carries the token's scopes in ``X-OAuth-Scopes``, as Slack's do; only the
+history and join scopes are enforced (``scopes=``: ``conversations.history``/``replies`` without
+``channels:history``, ``conversations.join`` without ``channels:join`` answer ``missing_scope``).
+
+Deliberately not simulated: the other scopes (the bot has them), private channels and membership
 changes, attachments (accepted, not rendered), files, reactions, views/modals, Events API
 deliveries, Socket Mode, Enterprise Grid, the per-method tier limits other than the one above.
 """
@@ -67,8 +71,15 @@ TEAM_DOMAIN = "sandbox"
 VERIFICATION_TOKEN = "sandbox-verification-token"
 BOT_SCOPES = (
     "chat:write,chat:write.public,commands,channels:read,channels:history,groups:read,"
-    "groups:history,im:write,users:read,users:read.email,usergroups:read"
+    "groups:history,channels:join,metadata.message:read,im:write,users:read,users:read.email,"
+    "usergroups:read"
 )
+
+_NEEDED_SCOPES = {
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
+    "conversations.join": "channels:join",
+}
 
 PACING_BURST = 3
 PACING_RATE = 1.0
@@ -304,8 +315,10 @@ class SlackSandbox:
         enforce_pacing: bool = True,
         clock: Callable[[], float] = time.monotonic,
         app_token: str = "xapp-sandbox-token",
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.bot_token = bot_token
+        self.scopes = tuple(BOT_SCOPES.split(",") if scopes is None else scopes)
         self.app_token = app_token
         self._sockets: list[web.WebSocketResponse] = []
         self._acks: dict[str, asyncio.Future[JsonDict]] = {}
@@ -742,6 +755,11 @@ class SlackSandbox:
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if not hmac.compare_digest(token.encode(), expected.encode()):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
+        granted = {"X-OAuth-Scopes": ",".join(self.scopes)}
+        needed = _NEEDED_SCOPES.get(method)
+        if needed is not None and needed not in self.scopes:
+            refusal = {"ok": False, "error": "missing_scope", "needed": needed}
+            return 200, {**refusal, "provided": ",".join(self.scopes)}, granted
         try:
             body = handler(params)
         except _SlackError as exc:
@@ -749,8 +767,7 @@ class SlackSandbox:
         except _RateLimited as exc:
             headers = {"Retry-After": str(exc.retry_after)}
             return 429, {"ok": False, "error": "ratelimited"}, headers
-        headers = {"X-OAuth-Scopes": BOT_SCOPES} if method == "auth.test" else {}
-        return 200, {"ok": True, **body}, headers
+        return 200, {"ok": True, **body}, granted
 
     def _answer(
         self,

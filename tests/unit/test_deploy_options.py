@@ -177,22 +177,28 @@ def test_helm_keeps_what_the_base_promises_of_the_pod() -> None:
         ),
         pytest.param(
             {"existingSecret": "team-secrets"},
-            lambda o: {"secretRef": {"name": "team-secrets"}}
-            in by_kind(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-            and not [x for x in o if x["kind"] == "Secret"],
+            lambda o: (
+                {"secretRef": {"name": "team-secrets"}}
+                in by_kind(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+                and not [x for x in o if x["kind"] == "Secret"]
+            ),
             id="existing-secret",
         ),
         pytest.param(
             {"redis": {"url": "rediss://:pw@redis.internal:6380/0"}},
-            lambda o: env_of(o)["REDIS_URL"]["valueFrom"]["secretKeyRef"]
-            == {"name": "pitcrew-redis", "key": "REDIS_URL"}
-            and egress_ports(o) >= {6379},
+            lambda o: (
+                env_of(o)["REDIS_URL"]["valueFrom"]["secretKeyRef"]
+                == {"name": "pitcrew-redis", "key": "REDIS_URL"}
+                and egress_ports(o) >= {6379}
+            ),
             id="external-redis",
         ),
         pytest.param(
             {"redis": {"existingSecret": "redis-auth", "existingSecretKey": "url"}},
-            lambda o: env_of(o)["REDIS_URL"]["valueFrom"]["secretKeyRef"]
-            == {"name": "redis-auth", "key": "url"},
+            lambda o: (
+                env_of(o)["REDIS_URL"]["valueFrom"]["secretKeyRef"]
+                == {"name": "redis-auth", "key": "url"}
+            ),
             id="redis-url-from-another-secret",
         ),
         pytest.param(
@@ -213,8 +219,9 @@ def test_helm_keeps_what_the_base_promises_of_the_pod() -> None:
         ),
         pytest.param(
             {"replicaCount": 1, "redis": {"external": False}},
-            lambda o: 6379 not in egress_ports(o)
-            and by_kind(o, "Deployment")["spec"]["replicas"] == 1,
+            lambda o: (
+                6379 not in egress_ports(o) and by_kind(o, "Deployment")["spec"]["replicas"] == 1
+            ),
             id="embedded-redis",
         ),
         pytest.param(
@@ -225,11 +232,13 @@ def test_helm_keeps_what_the_base_promises_of_the_pod() -> None:
                 ],
                 "config": {"KUBE_CONTEXTS": "production=in-cluster,staging=stg,edge=edge"},
             },
-            lambda o: env_of(o)["KUBECONFIG"]["value"]
-            == "/etc/pitcrew/kubeconfigs/staging-kubeconfig/config:"
-            "/etc/pitcrew/kubeconfigs/edge-kubeconfig/kubeconfig.yaml"
-            and by_kind(o, "ConfigMap")["data"]["KUBE_CONTEXTS"]
-            == "production=in-cluster,staging=stg,edge=edge",
+            lambda o: (
+                env_of(o)["KUBECONFIG"]["value"]
+                == "/etc/pitcrew/kubeconfigs/staging-kubeconfig/config:"
+                "/etc/pitcrew/kubeconfigs/edge-kubeconfig/kubeconfig.yaml"
+                and by_kind(o, "ConfigMap")["data"]["KUBE_CONTEXTS"]
+                == "production=in-cluster,staging=stg,edge=edge"
+            ),
             id="kubeconfig-secrets",
         ),
         pytest.param(
@@ -239,16 +248,18 @@ def test_helm_keeps_what_the_base_promises_of_the_pod() -> None:
         ),
         pytest.param(
             {"resources": {"requests": {"cpu": "250m", "memory": "512Mi"}}},
-            lambda o: by_kind(o, "Deployment")["spec"]["template"]["spec"]["containers"][0][
-                "resources"
-            ]
-            == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "256Mi"}},
+            lambda o: (
+                by_kind(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]
+                == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "256Mi"}}
+            ),
             id="resources",  # Helm merges maps: the memory limit stays unless it is set too
         ),
         pytest.param(
             {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
-            lambda o: by_kind(o, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "http"
-            and len(by_kind(o, "PrometheusRule")["spec"]["groups"][0]["rules"]) == 10,
+            lambda o: (
+                by_kind(o, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "http"
+                and len(by_kind(o, "PrometheusRule")["spec"]["groups"][0]["rules"]) == 10
+            ),
             id="service-monitor-on",
         ),
     ],
@@ -286,14 +297,16 @@ def _checksums(values: dict[str, Any]) -> dict[str, str]:
 def test_a_change_of_settings_rolls_the_pods_and_nothing_else_does() -> None:
     before = _checksums({})
     assert before == _checksums({"replicaCount": 4})  # same settings: same pods
-    assert _checksums({"config": {"LOG_LEVEL": "debug"}})["checksum/config"] != (
-        before["checksum/config"]
+    assert (
+        _checksums({"config": {"LOG_LEVEL": "debug"}})["checksum/config"]
+        != (before["checksum/config"])
     )
     made = {"existingSecret": "", "secrets": {"SLACK_BOT_TOKEN": "xoxb-1"}}
     rotated = {"existingSecret": "", "secrets": {"SLACK_BOT_TOKEN": "xoxb-2"}}
     assert _checksums(made)["checksum/secret"] != _checksums(rotated)["checksum/secret"]
-    assert _checksums({"redis": {"url": "redis://a:6379/0"}})["checksum/secret"] != (
-        _checksums({"redis": {"url": "redis://b:6379/0"}})["checksum/secret"]
+    assert (
+        _checksums({"redis": {"url": "redis://a:6379/0"}})["checksum/secret"]
+        != (_checksums({"redis": {"url": "redis://b:6379/0"}})["checksum/secret"])
     )
     with_kubeconfig = _checksums({"kubeconfigs": [{"secretName": "k"}]})
     assert with_kubeconfig["checksum/kubeconfigs"] != before["checksum/kubeconfigs"]
@@ -327,23 +340,29 @@ def test_helm_refuses_values_that_cannot_work(values: dict[str, Any], message: s
     [
         (
             "single-replica",
-            lambda o: by_kind(o, "Deployment")["spec"]["replicas"] == 1
-            and by_kind(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 0,
+            lambda o: (
+                by_kind(o, "Deployment")["spec"]["replicas"] == 1
+                and by_kind(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 0
+            ),
         ),
         ("redis-sentinel", lambda o: egress_ports(o) >= {6379, 26379}),
         ("redis-cluster", lambda o: egress_ports(o) >= {6379, 7000}),
         ("api-server-port", lambda o: egress_ports(o) >= {443, 6443}),
         (
             "remote-cluster",
-            lambda o: env_of(o)["KUBECONFIG"]["value"] == "/etc/pitcrew/kubeconfig/config"
-            and 6443 in egress_ports(o),
+            lambda o: (
+                env_of(o)["KUBECONFIG"]["value"] == "/etc/pitcrew/kubeconfig/config"
+                and 6443 in egress_ports(o)
+            ),
         ),
         (
             "monitoring",
-            lambda o: {"ServiceMonitor", "PrometheusRule"} <= {x["kind"] for x in o}
-            and any(
-                x["kind"] == "ConfigMap" and "grafana-dashboard.json" in x.get("data", {})
-                for x in o
+            lambda o: (
+                {"ServiceMonitor", "PrometheusRule"} <= {x["kind"] for x in o}
+                and any(
+                    x["kind"] == "ConfigMap" and "grafana-dashboard.json" in x.get("data", {})
+                    for x in o
+                )
             ),
         ),
     ],
@@ -425,7 +444,9 @@ def test_the_service_monitor_selects_the_service_port() -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= (
         service["metadata"]["labels"].items()
     )
-    assert {p["name"] for p in service["spec"]["ports"]} >= {monitor["spec"]["endpoints"][0]["port"]}
+    assert {p["name"] for p in service["spec"]["ports"]} >= {
+        monitor["spec"]["endpoints"][0]["port"]
+    }
 
 
 def dashboard_queries() -> Iterator[str]:

@@ -17,6 +17,10 @@ Guarantees (docs/architecture.md explains them at length):
   ``conversations.history``/``conversations.replies`` and adopts its ``ts`` instead of posting
   again. An answer that says nothing was posted (a 429, an ``ok: false`` error, a connection
   that never opened) clears the attempt at once, so throttled posts cost no history reads.
+  Reading history needs the ``channels:history``/``groups:history`` scopes, which an app may
+  leave out (least privilege, docs/security.md): the outbox reads the token's scopes from
+  Slack's answers (``X-OAuth-Scopes``) and, without them, neither joins channels nor reads
+  history; a post whose outcome is unknown is then posted again, and may show twice.
 * **Polite under rate limits.** Writes to one channel are paced (about one per second); a 429
   pauses that Slack method for its ``Retry-After``; 5xx answers and connection errors are
   retried with exponential back-off, without limit, because the state is safe in Redis.
@@ -60,6 +64,8 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{4,}$")
 _AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"}
 _GONE_ERRORS = {"message_not_found", "cant_update_message", "edit_window_closed"}
+HISTORY_SCOPES = frozenset({"channels:history", "groups:history"})
+"""Either lets the outbox look a lost post up (public and private channels respectively)."""
 
 _ENQUEUE = """
 if ARGV[8] ~= '' then
@@ -158,6 +164,8 @@ class SlackOutbox:
         self._not_before: dict[str, float] = {}
         self._last_write: dict[str, float] = {}
         self._channel_ids: dict[str, str] = {}
+        self._scopes: frozenset[str] | None = None  # the token's, once Slack has told them
+        self._history_refused = False
         self._enqueue = redis.register_script(_ENQUEUE)
         self._complete = redis.register_script(_COMPLETE)
         self._defer = redis.register_script(_DEFER)
@@ -266,6 +274,24 @@ class SlackOutbox:
             except _Drop as exc:
                 raise SlackUnavailable(f"could not {doing} in Slack: {exc}") from exc
         raise SlackUnavailable(f"could not {doing} in Slack: still failing after retries")
+
+    @property
+    def reads_history(self) -> bool:
+        """Whether a lost post is looked up in the channel: the token has a history scope (or
+        its scopes are not known yet) and Slack has not refused a look-up for want of one."""
+        if self._history_refused:
+            return False
+        return self._scopes is None or bool(self._scopes & HISTORY_SCOPES)
+
+    def _note_scopes(self, headers: Any) -> None:
+        if self._scopes is not None:
+            return
+        self._scopes = granted_scopes(headers)
+        if self._scopes is not None and not self._scopes & HISTORY_SCOPES:
+            log.info(
+                "no history scopes: a post whose answer is lost will be posted again",
+                scopes=sorted(self._scopes),
+            )
 
     # ------------------------------------------------------------------ delivery
 
@@ -381,7 +407,13 @@ class SlackOutbox:
         sent_key = _sent(key)
         sent = await self._redis.hgetall(sent_key)
         ts: str | None = _text(sent, "ts")
-        if not ts and _text(sent, "attempt"):
+        if not ts and _text(sent, "attempt") and not self.reads_history:
+            log.warning(
+                "an earlier post's outcome is unknown and history cannot be read (no"
+                " channels:history scope); posting it again: it may show twice",
+                key=key,
+            )
+        elif not ts and _text(sent, "attempt"):
             try:
                 ts = await self._find_posted(
                     key=key,
@@ -390,6 +422,8 @@ class SlackOutbox:
                     since=float(_text(sent, "attempt_at") or 0),
                 )
             except _Drop as exc:
+                if str(exc) == "missing_scope":
+                    self._history_refused = True
                 log.warning(
                     "cannot check whether an interrupted post went through; posting it",
                     key=key,
@@ -484,8 +518,9 @@ class SlackOutbox:
         """Resolve ``#name``, ``name``, a channel ID or a user ID (their DM) to a channel ID
         (chat.update needs IDs).
 
-        The first time a public channel is used, the bot joins it: posting needs no membership
-        (``chat:write.public``) but reading history, which crash recovery relies on, does.
+        The first time a public channel is used, the bot joins it when it may read history:
+        posting needs no membership (``chat:write.public``) but reading history, which crash
+        recovery relies on, does. Without the history scopes it stays out.
         """
         name = channel.removeprefix("#")
         if name in self._channel_ids:
@@ -503,7 +538,9 @@ class SlackOutbox:
         else:
             info = await self._find_channel(name)
         channel_id = str(info["id"])
-        if not info.get("is_member") and not info.get("is_private") and not info.get("is_im"):
+        joins = self.reads_history and (self._scopes is None or "channels:join" in self._scopes)
+        public = not info.get("is_private") and not info.get("is_im")
+        if joins and public and not info.get("is_member"):
             try:
                 await self._call("conversations.join", channel=channel_id)
             except _Drop as exc:
@@ -570,8 +607,19 @@ class SlackOutbox:
             log.warning("slack unreachable; will retry", method=method, error=repr(exc))
             raise _Retry(0, maybe_applied=outcome_unknown(exc)) from exc
         metrics.SLACK_CALLS.labels(method, "ok").inc()
+        self._note_scopes(getattr(response, "headers", None))
         data: dict[str, Any] = dict(response.data) if isinstance(response.data, dict) else {}
         return data
+
+
+def granted_scopes(headers: Any) -> frozenset[str] | None:
+    """The token's scopes, from the ``X-OAuth-Scopes`` header Slack puts on its answers."""
+    found = {str(k).lower(): v for k, v in dict(headers or {}).items()}.get("x-oauth-scopes")
+    if isinstance(found, list):
+        found = found[0] if found else None
+    if not isinstance(found, str):
+        return None
+    return frozenset(s.strip() for s in found.split(",") if s.strip())
 
 
 def outcome_unknown(exc: Exception) -> bool:
