@@ -77,7 +77,8 @@ def test_the_guide_asks_only_for_the_webhook_events_pitcrew_uses() -> None:
     pipelines (releases); on app repos, pipelines and jobs (pipeline messages). A Deployment
     Hook carries nothing Pitcrew reads."""
     text = _section(GUIDE.read_text(), "### 2.2 GitLab")
-    assert "Deployment" not in text and "deployment_events" not in text
+    assert "Deployment" not in text
+    assert "deployment_events" not in text
     assert "hook platform/deployments push_events merge_requests_events pipeline_events" in text
     assert 'hook "$app" pipeline_events job_events' in text
     assert "| Trigger on the GitOps repo | Push events" in text
@@ -95,7 +96,8 @@ def test_the_guides_second_cluster_uses_what_the_manifests_provide() -> None:
     assert "../../manifests/components/remote-cluster" in section
     component = (ROOT / "manifests/components/remote-cluster/kustomization.yaml").read_text()
     assert "secretName: pitcrew-kubeconfig" in component
-    assert "--from-file=config=" in section and "key: config" in component
+    assert "--from-file=config=" in section
+    assert "key: config" in component
     values = YAML(typ="safe").load((ROOT / "manifests/helm/pitcrew/values.yaml").read_text())
     assert values["kubeconfigs"] == []
     assert "kubeconfigs[0].secretName=pitcrew-kubeconfig" in section
@@ -104,7 +106,8 @@ def test_the_guides_second_cluster_uses_what_the_manifests_provide() -> None:
 
 def test_the_licence_is_the_one_pyproject_names() -> None:
     licence = (ROOT / "LICENSE").read_text()
-    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert "Apache License" in licence
+    assert "Version 2.0, January 2004" in licence
     assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
 
 
