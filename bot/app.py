@@ -149,7 +149,9 @@ class Pitcrew:
         try:
             await self.catalog.reload()
         except PitcrewError as exc:
-            raise StartupError(f"catalog: {exc}") from exc
+            # One line per problem, each saying where it comes from.
+            lines = str(exc).splitlines() or [str(exc)]
+            raise StartupError("\n".join(f"catalog: {line}" for line in lines)) from exc
 
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         self.store = await asyncio.to_thread(

@@ -204,6 +204,30 @@ async def test_check_lists_each_catalog_problem_on_its_own_row_and_no_library_no
     )
 
 
+async def test_serve_lists_every_catalog_problem_on_its_own_line(
+    slack: SlackSandbox, redis_url: str, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "teams:\n  payments:\n    channel: payments\n"
+        "environments:\n  - name: staging\n    policy: auto\n"
+        "apps:\n  orders:\n    team: paymnts\n    source: shop/orders\n"
+        "    image: registry.example.com/shop/orders:1.0\n"
+        "    manifests: apps/orders/{env}/deployment.yaml\n"
+    )
+    env = {
+        **bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var"),
+        "CATALOG_PATH": str(catalog),
+        "LOG_LEVEL": "warning",
+    }
+    code, _, err = await _pitcrew("serve", env=env, cwd=tmp_path)
+    assert code == 2
+    problems = _one_line_each(err)
+    assert [p.split(": ")[1] for p in problems] == [f"{catalog}:3", f"{catalog}:9", f"{catalog}:11"]
+    assert all(p.startswith("catalog: ") for p in problems)
+    assert 'apps.orders.team: unknown team "paymnts"' in problems[1]
+
+
 async def test_audit_never_starts_an_empty_store_of_its_own(tmp_path: Path) -> None:
     code, out, err = await _pitcrew("audit", env={}, cwd=tmp_path)
     assert (code, out) == (2, "")
