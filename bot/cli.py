@@ -240,6 +240,9 @@ def demo(*, scenes: Sequence[str], interactive: bool = False) -> int:
         return asyncio.run(run_demo(scenes=scenes))
     except PitcrewError as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: the sandbox is stopped, nothing to report
+        print("", file=sys.stderr)
+        return 130
 
 
 def parse_since(text: str, *, now: float) -> float:

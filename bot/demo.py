@@ -9,9 +9,11 @@ would read them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -798,6 +800,32 @@ def _first_line(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _read(reader: Callable[[], str]) -> asyncio.Future[str]:
+    """The person's next line, read on a daemon thread: a Ctrl-C at the prompt ends the demo at
+    once, where a thread of the loop's executor would keep it waiting for one more Enter."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def settle(line: str | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(line or "")
+
+    def read() -> None:
+        try:
+            line, error = reader(), None
+        except Exception as exc:  # handed to the loop, which raises it where it waits
+            line, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, line, error)
+
+    threading.Thread(target=read, name="demo-prompt", daemon=True).start()
+    return answer
+
+
 async def run_interactive(
     *,
     scenes: Sequence[str] = (),
@@ -866,7 +894,7 @@ async def run_interactive(
                 while True:
                     out("")
                     show_prompt(console.prompt)
-                    line = await asyncio.to_thread(reader)
+                    line = await _read(reader)
                     if not line:  # end of input
                         out("")
                         break
