@@ -546,14 +546,15 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
 
 INTERACTIVE_HELP = """\
 Type what a person types in Slack, as anyone in the sandbox workspace (alice, bob, carol):
-  /deploy orders 1.5.0 to staging     a slash command, as the current person, in the current channel
-  /as carol /lock production freeze   one command as someone else (/as carol: switch to carol)
-  /in search-deploys                  switch channel (#payments-deploys, #search-deploys, #releases)
-  click 2   (or just 2)               click button [2] of the list below, as the current person
-  /as carol click 2                   click it as someone else
-  tag shop/orders 1.6.0               GitLab: tag a version of an app (shop/orders, shop/invoices,
-                                      shop/search-api); its pipeline runs
-  channels | buttons | help | quit    print every channel, list the buttons, this text, leave
+  /deploy orders from staging to production   a slash command, as the current person, here
+  /as carol /lock production freeze           one command as someone else (/as carol: switch)
+  /in search-deploys                          switch channel (#payments-deploys, #search-deploys,
+                                              #releases)
+  click 2   (or just 2)                       click button [2] of the list, as the current person
+  /as carol click 2                           click it as someone else
+  tag shop/orders 1.6.0                       GitLab: tag a version of an app (shop/orders,
+                                              shop/invoices, shop/search-api); its pipeline runs
+  channels | buttons | help | quit            print every channel, list the buttons, this, leave
 After each step the sandbox's world turns: GitLab runs pending pipelines, Argo CD applies what was
 merged for production, the cluster rolls out. Only channels that changed are printed again."""
 

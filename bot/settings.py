@@ -159,13 +159,6 @@ class CoreSettings(BaseSettings):
             raise _problem(f"a Sentry DSN carries its key before '@', like {example}")
         return value
 
-    @property
-    def redis_location(self) -> str | None:
-        """Where ``REDIS_URL`` points, without its password (``None``: embedded)."""
-        if self.redis_url is None:
-            return None
-        return parse_redis_url(self.redis_url.get_secret_value()).display
-
 
 class Settings(CoreSettings):
     """Everything ``pitcrew serve`` and ``pitcrew check`` need."""
