@@ -357,6 +357,7 @@ class Pitcrew:
             envs={context: env for env, context in contexts.items()},
             live=self._inventory_cache,
             followers=[self.releases] if self.releases is not None else [],
+            offers=self.releases,
             pods={
                 context: PodReader(context=context, kubeconfig=settings.kubeconfig)
                 for context in contexts.values()

@@ -55,7 +55,7 @@ from bot.domain.releases import (
     ReleaseRef,
     ReleaseState,
 )
-from bot.domain.rollouts import Happening
+from bot.domain.rollouts import Happening, PodProblem, Progress
 
 __all__ = [
     "BEFORE_MERGE",
@@ -282,6 +282,10 @@ class RolloutSeen:
     finished_at: datetime | None
     reason: str | None
     at: datetime
+    rollout_id: str = ""
+    """Which rollout: the one a release follows is told in the release's thread only."""
+    progress: Progress | None = None
+    problems: tuple[PodProblem, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -543,6 +547,9 @@ def _deploy_pipeline(r: Release, e: DeployPipeline) -> Step | None:
 
 
 def _rollout(r: Release, e: RolloutSeen) -> Step | None:
+    """The release follows the rollout of its version once merged (or merging): its message
+    shows the pods as they go, its thread the start and the end, and the failure reply the new
+    pods' problems (``rollout_id`` says which rollout is this release's story)."""
     if r.to_version not in e.versions:
         return None
     merged = r.merged_at is not None or r.state == "merging"
@@ -551,16 +558,25 @@ def _rollout(r: Release, e: RolloutSeen) -> Step | None:
     if not (following or recovering):
         return None
     started_at = r.rollout_started_at or e.started_at or e.at
-    if e.what in ("started", "progressed", "problems"):
-        if r.state in ("rolling_out", "failed"):
-            return None
+    seen = replace(
+        r,
+        rollout_id=e.rollout_id or r.rollout_id,
+        rollout_progress=e.progress or r.rollout_progress,
+        problems=e.problems,
+    )
+    failed_rollout = r.state == "failed" and r.failed_step == "rollout"
+    if e.what in ("started", "progressed"):
+        if r.state == "failed":
+            return None  # only its end moves a failed release
+        if r.state == "rolling_out":
+            return Step(release=seen)  # the message shows the pods
         return Step(
-            release=replace(r, state="rolling_out", rollout_started_at=started_at, failure=None),
+            release=replace(seen, state="rolling_out", rollout_started_at=started_at, failure=None),
             says=(Say(kind="rollout"),),
         )
     if e.what in ("succeeded", "recovered"):
         healthy = replace(
-            r,
+            seen,
             state="healthy",
             rollout_started_at=started_at,
             finished_at=e.finished_at or e.at,
@@ -568,9 +584,10 @@ def _rollout(r: Release, e: RolloutSeen) -> Step | None:
             failed_step=None,
         )
         return Step(release=healthy, says=(Say(kind="healthy", broadcast=True),))
-    if e.what == "failed" and r.state != "failed":
+    if e.what in ("failed", "problems") and r.state != "failed":
+        # "problems" is only told of a rollout that failed: one first seen failing
         failed = replace(
-            r,
+            seen,
             state="failed",
             failed_step="rollout",
             rollout_started_at=started_at,
@@ -578,6 +595,9 @@ def _rollout(r: Release, e: RolloutSeen) -> Step | None:
             failure=f"the rollout failed: {e.reason or 'no reason given'}",
         )
         return Step(release=failed, says=(Say(kind="failed", broadcast=True),))
+    if e.what in ("failed", "problems") and failed_rollout and seen.problems != r.problems:
+        # new problems of its failed rollout: the failure reply is updated in place
+        return Step(release=seen, says=(Say(kind="failed", broadcast=True),))
     return None
 
 

@@ -40,6 +40,7 @@ from typing import Final, Literal
 from bot.domain.catalog import Catalog, Environment
 from bot.domain.errors import CommandError
 from bot.domain.images import is_tag
+from bot.domain.rollouts import PodProblem, Progress
 from bot.domain.text import scrub
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "ReleaseRef",
     "ReleaseSnapshot",
     "ReleaseState",
+    "RollbackOffer",
     "RollbackRequest",
     "SelfApprovalForbidden",
     "approval_note",
@@ -474,6 +476,18 @@ class PipelineLink:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RollbackOffer:
+    """A Roll back button on a rollout no release explains: what it rolls back, kept by the
+    server. The button carries only ``id``; the click runs ``/rollback <app> <env> to
+    <version>`` as the person who clicked, with every check and approval that implies."""
+
+    id: str
+    app: str
+    env: str
+    version: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReleaseRef:
     """Another release, as a message links it (the one that superseded this one, or the one
     this one superseded)."""
@@ -522,6 +536,12 @@ class Release:
     mr_pipeline: PipelineLink | None = None
     deploy_pipeline: PipelineLink | None = None
     rollout_started_at: datetime | None = None
+    rollout_id: str | None = None
+    """The rollout this release follows: its story is told here, not in a message of its own."""
+    rollout_progress: Progress | None = None
+    """Its pods, as last seen: the message says how many new ones are ready, and old ones serve."""
+    problems: tuple[PodProblem, ...] = ()
+    """Why its new pods are not becoming ready, as last read: the failure reply names them."""
     finished_at: datetime | None = None
     failure: str | None = None
     """One line: why it ended short (what failed, what was never seen, why it expired)."""
@@ -534,6 +554,19 @@ class Release:
     @property
     def title(self) -> str:
         return release_title(kind=self.kind, app=self.app, version=self.to_version, env=self.env)
+
+    @property
+    def rollback_to(self) -> str | None:
+        """The version a Roll back button puts back: the one this release replaced, once it
+        has reached the environment's git (nothing to undo before the merge).
+
+        A failed rollback offers none: the version it left is the one that failed."""
+        if self.kind == "rollback":
+            return None
+        merged = self.merged_at is not None or self.merge_sha is not None
+        if self.state not in ("failed", "not_seen") or not merged or self.from_version is None:
+            return None
+        return self.from_version
 
     @property
     def ref(self) -> ReleaseRef:

@@ -74,6 +74,7 @@ __all__ = [
     "Container",
     "Happening",
     "ImageChange",
+    "PodCounts",
     "PodProblem",
     "PodsObserved",
     "Progress",
@@ -86,12 +87,15 @@ __all__ = [
     "Workload",
     "WorkloadKind",
     "WorkloadSnapshot",
+    "needs_pods",
     "observe",
     "observe_pods",
     "owner",
+    "rollback_version",
     "rollout_status",
     "summarize_problems",
     "version_of",
+    "with_problems",
 ]
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
@@ -472,11 +476,32 @@ def _problem_keys(problems: Iterable[PodProblem]) -> frozenset[tuple[str, str]]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PodCounts:
+    """A rollout as the person on call reads it: the new pods, and the old ones still serving.
+
+    ``new pods 0/1 ready · old pods 3/3 serving`` says what "1/3 updated, 3/3 ready, 3/3
+    available" only lets one work out: nothing of the new version is serving, and the old one
+    still carries the traffic.
+    """
+
+    new: int
+    """Pods of the new template (``updated``)."""
+    new_ready: int
+    old: int
+    """Pods of older templates still there."""
+    old_serving: int
+    """Old pods counted among the ready ones."""
+    desired: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Progress:
     replicas: int
     updated: int
     ready: int
     available: int
+    total: int = 0
+    """``status.replicas``: pods of every template, old ones included (0 when unknown)."""
 
     def beyond(self, other: Progress) -> bool:
         """More pods got further: the Deployment controller's notion of progress."""
@@ -484,6 +509,26 @@ class Progress:
             self.updated > other.updated
             or self.ready > other.ready
             or self.available > other.available
+        )
+
+    def pods(self) -> PodCounts:
+        """New and old pods from the workload's counters.
+
+        The status counts ready pods of every template together, so the split is worked out:
+        old pods are counted as serving first. They ran before the rollout began, so this is
+        exact while the new version starts (the case people watch) and for a new version that
+        fails; it reads new pods as less ready than they are only while old pods that were not
+        ready themselves are still being replaced.
+        """
+        old = max(0, self.total - self.updated)
+        old_serving = min(old, self.ready)
+        new_ready = max(0, min(self.updated, self.ready - old_serving))
+        return PodCounts(
+            new=self.updated,
+            new_ready=new_ready,
+            old=old,
+            old_serving=old_serving,
+            desired=self.replicas,
         )
 
 
@@ -639,6 +684,70 @@ def observe_pods(state: Workload, pods: PodsObserved) -> Transition:
     return Transition(state=new, previous=state, advanced=new != state, announcements=said)
 
 
+def with_problems(transition: Transition, pods: PodsObserved) -> Transition:
+    """A failing transition with the new pods read at the moment it failed.
+
+    A failure is announced with its reasons: the pods of a rollout that fails on a watch
+    event (a Deployment's deadline) are read right then, not at the next periodic reading,
+    by which time a rollback may already have replaced them and the reasons would be lost.
+    Anything but a transition that announces the failure of the rollout read is left as is.
+    """
+    current = transition.state.current
+    if (
+        current is None
+        or current.id != pods.rollout_id
+        or current.phase != "failed"
+        or not any(
+            a.what == "failed" and a.rollout.id == current.id for a in transition.announcements
+        )
+    ):
+        return transition
+    rollout = replace(
+        current, problems=summarize_problems(pods.problems), problems_at=pods.observed_at
+    )
+    said = tuple(
+        replace(a, rollout=rollout) if a.what == "failed" and a.rollout.id == rollout.id else a
+        for a in transition.announcements
+    )
+    return replace(transition, state=replace(transition.state, current=rollout), announcements=said)
+
+
+def needs_pods(transition: Transition) -> Rollout | None:
+    """The rollout whose new pods must be read before ``transition`` is told: one that fails
+    now without a reading of its pods taken since."""
+    current = transition.state.current
+    if current is None or not any(
+        a.what == "failed" and a.rollout.id == current.id for a in transition.announcements
+    ):
+        return None
+    read = current.problems_at
+    if read is not None and current.finished_at is not None and read >= current.finished_at:
+        return None
+    return current
+
+
+def rollback_version(rollout: Rollout, *, image: str) -> str | None:
+    """The version a failed rollout of the app's ``image`` replaced, to roll back to.
+
+    Only the app's own containers count (a sidecar's tag is not the app's version), they must
+    all have come from one tagged version, and that tag must name a version people deploy:
+    a digest or an untagged image cannot be put back by a ``/rollback``.
+    """
+    olds: set[str] = set()
+    for change in rollout.changes:
+        try:
+            new = ImageRef.parse(change.new)
+            if not new.matches(image):
+                continue
+            old = ImageRef.parse(change.old) if change.old is not None else None
+        except ImageRefError:
+            return None
+        if old is None or old.tag is None or old.digest is not None:
+            return None
+        olds.add(old.tag)
+    return olds.pop() if len(olds) == 1 else None
+
+
 def _newer(candidate: str, known: str) -> bool:
     if candidate.isdigit() and known.isdigit():
         return int(candidate) > int(known)
@@ -730,7 +839,13 @@ def _start(
 
 
 def _progress(s: WorkloadSnapshot) -> Progress:
-    return Progress(replicas=s.replicas, updated=s.updated, ready=s.ready, available=s.available)
+    return Progress(
+        replicas=s.replicas,
+        updated=s.updated,
+        ready=s.ready,
+        available=s.available,
+        total=s.status_replicas,
+    )
 
 
 def _advance(

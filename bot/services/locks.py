@@ -75,13 +75,9 @@ class LockViews(Protocol):
 
     def reminder(self, lock: Lock, *, now: datetime) -> Rendered: ...
 
-    def listing(
-        self, locks: Sequence[Lock], *, now: datetime, envs: Sequence[str], tz: str | None
-    ) -> Rendered: ...
+    def listing(self, locks: Sequence[Lock], *, now: datetime, envs: Sequence[str]) -> Rendered: ...
 
-    def confirmation(
-        self, decision: LockDecision, *, now: datetime, tz: str | None
-    ) -> Rendered: ...
+    def confirmation(self, decision: LockDecision, *, now: datetime) -> Rendered: ...
 
     def unlock_answer(self, decision: UnlockDecision, *, now: datetime) -> Rendered: ...
 
@@ -143,7 +139,7 @@ class LockService:
             request = parse_lock(text, now=now, tz=tz)
             if isinstance(request, ListLocks):
                 locks = list((await self.locks()).values())
-                await reply(self._views.listing(locks, now=now, envs=catalog.env_names, tz=tz))
+                await reply(self._views.listing(locks, now=now, envs=catalog.env_names))
                 return
             if isinstance(request, LockHelp):
                 await reply(self._views.help())
@@ -175,7 +171,7 @@ class LockService:
             await self._record(user, "lock-change", decision.lock, origin=origin, now=now)
         elif isinstance(decision, HeldByOther | Unchanged):
             pass
-        await reply(self._views.confirmation(decision, now=now, tz=tz))
+        await reply(self._views.confirmation(decision, now=now))
 
     async def unlock_command(self, *, user: str, text: str, reply: Reply, origin: str) -> None:
         now = self._clock()

@@ -5,10 +5,17 @@ machine (``bot.domain.rollouts``) decides what happened; the state is committed 
 compare-and-set before anything is announced, so a restart replays nothing already reported, and
 a rollout that finished while the bot was down is reported when the re-list shows it.
 
+One story per change: a rollout that a release follows (the release of that version, merged,
+in that app and env) is told in the release's message and thread only. The followers are asked
+first, and a rollout none of them explains gets its own message (applied by hand, by another
+tool). Once a rollout has a message of its own, it keeps it to the end, so that nobody is left
+reading a message that stopped moving.
+
 Messages are keyed ``rollout:<id>`` (id: context/kind/namespace/name/generation) and sent with
 the workload's ``resourceVersion`` as their version, so an older state never overwrites a newer
-one. The new pods' problems go in one reply that is updated as they change, and a recovery after
-a failure gets its own reply, broadcast to the channel.
+one. A failure gets one reply, updated as new problems appear: the new pods' problems, read at
+the moment it failed, and a Roll back button when the version it replaced is known. A recovery
+after a failure gets its own reply, broadcast to the channel.
 
 Rollouts in progress (or failed) are also ticked every few seconds: their new pods are read,
 which both finds the problems to show and serves as the clock for StatefulSet and DaemonSet
@@ -24,6 +31,7 @@ from typing import Protocol
 from bot import logs, metrics
 from bot.domain.catalog import App
 from bot.domain.inventory import Live
+from bot.domain.releases import RollbackOffer
 from bot.domain.rollouts import (
     Happening,
     PodProblem,
@@ -32,9 +40,12 @@ from bot.domain.rollouts import (
     Transition,
     Workload,
     WorkloadSnapshot,
+    needs_pods,
     observe,
     observe_pods,
     owner,
+    rollback_version,
+    with_problems,
 )
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
@@ -56,6 +67,12 @@ class RolloutStore(Protocol):
 
     async def active(self) -> list[str]: ...
 
+    async def keep_own_message(self, rollout_id: str) -> None:
+        """This rollout was given a message of its own: it keeps it to the end."""
+        ...
+
+    async def has_own_message(self, rollout_id: str) -> bool: ...
+
 
 class PodSource(Protocol):
     async def problems(self, *, kind: str, namespace: str, name: str) -> list[PodProblem]: ...
@@ -68,15 +85,25 @@ class LiveSink(Protocol):
 class RolloutFollower(Protocol):
     """Something that follows rollouts beyond their own message: the release they deploy."""
 
-    async def on_rollout(
-        self, *, app: str, env: str, rollout: Rollout, what: Happening
-    ) -> None: ...
+    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> bool:
+        """Follow the rollout; ``True`` when a release tells its story (in its own thread)."""
+        ...
+
+
+class RollbackOffers(Protocol):
+    async def offer_rollback(self, *, key: str, app: str, env: str, version: str) -> RollbackOffer:
+        """A Roll back button's server-side record, the same one each time for ``key``."""
+        ...
 
 
 class RolloutViews(Protocol):
     def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
 
-    def problems(self, problems: Sequence[PodProblem]) -> Rendered: ...
+    def failure(
+        self, rollout: Rollout, *, app: str, env: str, offer: RollbackOffer | None
+    ) -> Rendered:
+        """The failure reply: the new pods' problems, and the Roll back button."""
+        ...
 
     def recovered(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
 
@@ -93,6 +120,7 @@ class RolloutNotifier:
         pods: Mapping[str, PodSource],
         live: LiveSink | None = None,
         followers: Sequence[RolloutFollower] = (),
+        offers: RollbackOffers | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._catalog = catalog
@@ -104,6 +132,7 @@ class RolloutNotifier:
         self._pods = pods
         self._live = live
         self._followers = followers
+        self._offers = offers
         self._clock = clock
         self._owners: dict[str, str] = {}
         """Workload key → app, as routed when last observed (pods ticks have no labels)."""
@@ -126,7 +155,9 @@ class RolloutNotifier:
                     observed_at=snapshot.observed_at,
                 )
             )
-        transition = await self._commit(snapshot.key, lambda state: observe(state, snapshot))
+        transition = await self._commit(
+            snapshot.key, lambda state: observe(state, snapshot), read_pods=True
+        )
         if transition is not None:
             await self._announce(transition, app=app)
 
@@ -170,19 +201,48 @@ class RolloutNotifier:
     # ------------------------------------------------------------------ internals
 
     async def _commit(
-        self, key: str, step: Callable[[Workload | None], Transition | None]
+        self,
+        key: str,
+        step: Callable[[Workload | None], Transition | None],
+        *,
+        read_pods: bool = False,
     ) -> Transition | None:
+        """Commit what ``step`` makes of the stored state; with ``read_pods``, a rollout that
+        fails now has its new pods read first, so that its failure is told with its reasons."""
+        pods: PodsObserved | None = None
         for _ in range(MAX_RACES):
             state, version = await self._store.load(key)
             transition = step(state)
             if transition is None or not transition.advanced:
                 return None
+            failing = needs_pods(transition) if read_pods else None
+            if failing is not None:
+                if pods is None or pods.rollout_id != failing.id:
+                    pods = await self._read_pods(failing)
+                if pods is not None:
+                    transition = with_problems(transition, pods)
             current = transition.state.current
             active = current is not None and current.phase in ("progressing", "failed")
             if await self._store.save(transition.state, expected=version, active=active):
                 return transition
         log.warning("rollout state kept changing; observation dropped", workload=key)
         return None
+
+    async def _read_pods(self, rollout: Rollout) -> PodsObserved | None:
+        source = self._pods.get(rollout.context)
+        if source is None:
+            return None
+        try:
+            problems = await source.problems(
+                kind=rollout.kind, namespace=rollout.namespace, name=rollout.name
+            )
+        except Exception as exc:  # told without reasons rather than not told; the tick retries
+            reraise_if_cancelling()
+            log.warning("reading new pods failed", rollout=rollout.id, error=repr(exc))
+            return None
+        return PodsObserved(
+            rollout_id=rollout.id, problems=tuple(problems), observed_at=self._clock()
+        )
 
     def _app_of(self, state: Workload) -> App | None:
         catalog = self._catalog.current
@@ -208,13 +268,18 @@ class RolloutNotifier:
                 metrics.ROLLOUT_DURATION.labels(announcement.what).observe(
                     (rollout.finished_at - rollout.started_at).total_seconds()
                 )
+            if await self._told_by_a_release(
+                rollout, app=app.name, env=env, what=announcement.what
+            ):
+                continue
             text, blocks = self._views.rollout(rollout, app=app.name, env=env)
             await self._outbox.send(
                 OutgoingMessage(key=key, channel=channel, text=text, blocks=blocks),
                 version=version,
             )
-            if announcement.what in ("failed", "problems") and rollout.problems:
-                text, blocks = self._views.problems(rollout.problems)
+            if announcement.what in ("failed", "problems"):
+                offer = await self._offer(rollout, app=app, env=env)
+                text, blocks = self._views.failure(rollout, app=app.name, env=env, offer=offer)
                 await self._outbox.send(
                     OutgoingMessage(
                         key=f"{key}:problems",
@@ -225,14 +290,6 @@ class RolloutNotifier:
                     ),
                     version=version,
                 )
-            for follower in self._followers:
-                try:
-                    await follower.on_rollout(
-                        app=app.name, env=env, rollout=rollout, what=announcement.what
-                    )
-                except Exception:  # the rollout's own message is sent; a release thread can lag
-                    reraise_if_cancelling()
-                    log.exception("a rollout follower failed", rollout=rollout.id)
             if announcement.what == "recovered":
                 text, blocks = self._views.recovered(rollout, app=app.name, env=env)
                 await self._outbox.send(
@@ -246,3 +303,37 @@ class RolloutNotifier:
                     ),
                     version=version,
                 )
+
+    async def _told_by_a_release(
+        self, rollout: Rollout, *, app: str, env: str, what: Happening
+    ) -> bool:
+        """Feed the followers; ``True`` when a release tells this rollout and it has no
+        message of its own yet (else it gets one, and keeps it)."""
+        explained = False
+        for follower in self._followers:
+            try:
+                explained = (
+                    await follower.on_rollout(app=app, env=env, rollout=rollout, what=what)
+                    or explained
+                )
+            except Exception:  # told on its own rather than not at all
+                reraise_if_cancelling()
+                log.exception("a rollout follower failed", rollout=rollout.id)
+        if explained and not await self._store.has_own_message(rollout.id):
+            return True
+        await self._store.keep_own_message(rollout.id)
+        return False
+
+    async def _offer(self, rollout: Rollout, *, app: App, env: str) -> RollbackOffer | None:
+        """The Roll back button of a failed rollout: to the version it replaced, if known."""
+        version = rollback_version(rollout, image=app.image)
+        if version is None or self._offers is None:
+            return None
+        try:
+            return await self._offers.offer_rollback(
+                key=f"rollout:{rollout.id}", app=app.name, env=env, version=version
+            )
+        except Exception:  # the reasons are told without the button rather than not at all
+            reraise_if_cancelling()
+            log.exception("a Roll back button could not be stored", rollout=rollout.id)
+            return None

@@ -24,6 +24,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs
 from bot.adapters.slack.blocks.releases import APPROVE, DEPLOY_ANYWAY, REJECT
+from bot.adapters.slack.blocks.releases import ROLL_BACK as ROLL_BACK_RELEASE
+from bot.adapters.slack.blocks.rollouts import ROLL_BACK as ROLL_BACK_ROLLOUT
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.domain.errors import PitcrewError
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
@@ -61,6 +63,8 @@ class Actions:
         app.action(APPROVE)(self._listener(APPROVE, self._approve))
         app.action(REJECT)(self._listener(REJECT, self._reject))
         app.action(DEPLOY_ANYWAY)(self._listener(DEPLOY_ANYWAY, self._deploy_anyway))
+        app.action(ROLL_BACK_RELEASE)(self._listener(ROLL_BACK_RELEASE, self._roll_back_release))
+        app.action(ROLL_BACK_ROLLOUT)(self._listener(ROLL_BACK_ROLLOUT, self._roll_back_rollout))
 
     def _listener(
         self,
@@ -124,3 +128,15 @@ class Actions:
         self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
     ) -> None:
         await self._releases.deploy_anyway(request_id=value, user=user, reply=answer, origin=origin)
+
+    async def _roll_back_release(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        await self._releases.roll_back_release(
+            release_id=value, user=user, reply=answer, origin=origin
+        )
+
+    async def _roll_back_rollout(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        await self._releases.roll_back_offer(offer_id=value, user=user, reply=answer, origin=origin)

@@ -7,7 +7,10 @@
   open a merge request, and a rollback supersedes exactly the release it saw. A release that
   never opened (refused) gives the pointer back to the one it would have replaced.
 - ``release:mr:<iid>``, ``release:branch:<name>``, ``release:sha:<merge sha>``: which release a
-  webhook is about.
+  webhook is about; ``release:rollout:<rollout id>``: which release tells a rollout's story.
+- ``releases:by:<user>``: the latest releases a person asked for (their App Home).
+- ``rollback-offer:<id>``: what a Roll back button on a rollout's failure rolls back, for a
+  month; ``rollback-offer:key:<key>`` keeps one id per failure.
 - ``releases:open``: ids not yet at an end, for the sweep.
 - ``release-request:<id>``: a release waiting for "Deploy anyway", for a few minutes.
 
@@ -27,11 +30,14 @@ from pydantic import TypeAdapter
 
 from bot.adapters.store.connection import Redis
 from bot.domain.release_flow import END_STATES
-from bot.domain.releases import Release
+from bot.domain.releases import Release, RollbackOffer
 from bot.services.releases import PendingRequest
 
 _release = TypeAdapter(Release)
 _request = TypeAdapter(PendingRequest)
+_offer = TypeAdapter(RollbackOffer)
+REQUESTER_KEEPS = 50
+"""Releases kept per requester for their App Home: the open ones are among the latest."""
 _OPEN = "releases:open"
 INDEX_TTL = 60 * 86400
 """Seconds a webhook can still find its release: two months."""
@@ -139,6 +145,12 @@ class RedisReleaseStore:
             pipe.set(f"release:branch:{release.branch}", release.id, ex=INDEX_TTL)
         if release.merge_sha is not None:
             pipe.set(f"release:sha:{release.merge_sha}", release.id, ex=INDEX_TTL)
+        if release.rollout_id is not None:
+            pipe.set(f"release:rollout:{release.rollout_id}", release.id, ex=INDEX_TTL)
+        mine = f"releases:by:{release.requester}"
+        pipe.zadd(mine, {release.id: release.created_at.timestamp()})
+        pipe.zremrangebyrank(mine, 0, -REQUESTER_KEEPS - 1)
+        pipe.expire(mine, INDEX_TTL)
         if release.state in END_STATES:
             pipe.srem(_OPEN, release.id)
         else:
@@ -158,6 +170,13 @@ class RedisReleaseStore:
     async def by_merge_sha(self, sha: str) -> str | None:
         return await self._get(f"release:sha:{sha}")
 
+    async def by_rollout(self, rollout_id: str) -> str | None:
+        return await self._get(f"release:rollout:{rollout_id}")
+
+    async def of_requester(self, user: str) -> list[str]:
+        members: Any = await self._redis.zrevrange(f"releases:by:{user}", 0, REQUESTER_KEEPS - 1)
+        return [m.decode() for m in members]
+
     async def open_ids(self) -> list[str]:
         members: Any = await self._redis.smembers(_OPEN)
         return sorted(m.decode() for m in members)
@@ -176,3 +195,19 @@ class RedisReleaseStore:
     async def take_request(self, request_id: str) -> PendingRequest | None:
         raw: Any = await self._redis.getdel(f"release-request:{request_id}")
         return _request.validate_json(raw) if raw else None
+
+    async def offer(self, offer: RollbackOffer, *, key: str, ttl: float) -> RollbackOffer:
+        seconds = max(int(ttl), 1)
+        named = f"rollback-offer:key:{key}"
+        if not await self._redis.set(named, offer.id, nx=True, ex=seconds):
+            kept = await self._get(named)
+            existing = await self.get_offer(kept) if kept is not None else None
+            if existing is not None:
+                return existing
+            await self._redis.set(named, offer.id, ex=seconds)
+        await self._redis.set(f"rollback-offer:{offer.id}", _offer.dump_json(offer), ex=seconds)
+        return offer
+
+    async def get_offer(self, offer_id: str) -> RollbackOffer | None:
+        raw: Any = await self._redis.get(f"rollback-offer:{offer_id}")
+        return _offer.validate_json(raw) if raw else None

@@ -1,5 +1,9 @@
 """Rollout state per workload in Redis, changed by compare-and-set, so that a restart replays
-nothing already reported and two leaders for a moment never announce twice."""
+nothing already reported and two leaders for a moment never announce twice.
+
+``rollouts:own:<rollout id>`` marks a rollout that was given a message of its own (no release
+explained it when it was first told): it keeps that message to its end.
+"""
 
 from __future__ import annotations
 
@@ -64,3 +68,9 @@ class RedisRolloutStore:
     async def active(self) -> list[str]:
         members: Any = await self._redis.smembers(_ACTIVE)
         return sorted(m.decode() for m in members)
+
+    async def keep_own_message(self, rollout_id: str) -> None:
+        await self._redis.set(f"rollouts:own:{rollout_id}", b"1", px=TTL_MS)
+
+    async def has_own_message(self, rollout_id: str) -> bool:
+        return bool(await self._redis.exists(f"rollouts:own:{rollout_id}"))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.release_flow import Deadlines, NoteKind
-from bot.domain.releases import ReleaseKind
+from bot.domain.releases import ReleaseKind, RollbackOffer
 from bot.domain.rollouts import Happening, Rollout
 from bot.services.catalog import CatalogHolder
 from bot.services.periodic import every
@@ -123,6 +123,24 @@ class ReleaseService:
     async def reject(self, *, release_id: str, user: str, answer: Reply, origin: str) -> None:
         await self._approvals.reject(release_id=release_id, user=user, answer=answer, origin=origin)
 
+    async def roll_back_release(
+        self, *, release_id: str, user: str, reply: Reply, origin: str
+    ) -> None:
+        """The Roll back button of a failed release, clicked by ``user``."""
+        await self._opening.roll_back_release(
+            release_id=release_id, user=user, reply=reply, origin=origin
+        )
+
+    async def roll_back_offer(self, *, offer_id: str, user: str, reply: Reply, origin: str) -> None:
+        """The Roll back button of a failed rollout no release explains, clicked by ``user``."""
+        await self._opening.roll_back_offer(
+            offer_id=offer_id, user=user, reply=reply, origin=origin
+        )
+
+    async def offer_rollback(self, *, key: str, app: str, env: str, version: str) -> RollbackOffer:
+        """A Roll back button for a rollout's failure reply (the ``RollbackOffers`` port)."""
+        return await self._opening.offer(key=key, app=app, env=env, version=version)
+
     # ------------------------------------------------------------------ the world
 
     async def on_merge_request(
@@ -157,8 +175,8 @@ class ReleaseService:
             merge_request_iid=merge_request_iid,
         )
 
-    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> None:
-        await self._progress.on_rollout(app=app, env=env, rollout=rollout, what=what)
+    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> bool:
+        return await self._progress.on_rollout(app=app, env=env, rollout=rollout, what=what)
 
     async def on_unlocked(self, env: str) -> None:
         await self._progress.on_unlocked(env)

@@ -42,6 +42,7 @@ from bot.domain.releases import (
     Release,
     ReleaseHelp,
     ReleaseKind,
+    RollbackOffer,
     RollbackRequest,
     merge_request_description,
     parse_deploy,
@@ -61,6 +62,8 @@ T = TypeVar("T")
 
 REQUEST_TTL = 900.0
 """Seconds a "Deploy anyway" button stays valid."""
+OFFER_TTL = 30 * 86400.0
+"""Seconds a Roll back button on a rollout's failure stays valid."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +178,62 @@ class Opening:
                 user, "lock-override", plan.env.name, _asking(pending), f"lock by {override.holder}"
             )
         await self._open(plan, requester=user, override=override, reply=reply, origin=origin)
+
+    # ------------------------------------------------------------------ Roll back buttons
+
+    async def roll_back_release(
+        self, *, release_id: str, user: str, reply: Reply, origin: str
+    ) -> None:
+        """The Roll back button of a failed release: ``/rollback <app> <env> to <the version it
+        replaced>``, run as the person who clicked, with every check and approval that
+        implies. The release is read now; nothing in the button is trusted."""
+        engine = self._engine
+        release, _ = await engine.store.load(release_id)
+        if release is None:
+            await reply(engine.views.click_answer("This release is not known to Pitcrew."))
+            return
+        version = release.rollback_to
+        if version is None:
+            await reply(engine.views.click_answer(_nothing_to_roll_back(release)))
+            return
+        pending = PendingRequest(
+            id=new_id(),
+            kind="rollback",
+            app=release.app,
+            env=release.env,
+            version=version,
+            source_env=None,
+            requester=user,
+        )
+        await self.request(pending, reply=reply, origin=origin)
+
+    async def offer(self, *, key: str, app: str, env: str, version: str) -> RollbackOffer:
+        return await self._engine.store.offer(
+            RollbackOffer(id=new_id(), app=app, env=env, version=version), key=key, ttl=OFFER_TTL
+        )
+
+    async def roll_back_offer(self, *, offer_id: str, user: str, reply: Reply, origin: str) -> None:
+        """The Roll back button of a rollout no release explains: the same as a typed
+        ``/rollback <app> <env> to <version>`` by the person who clicked."""
+        engine = self._engine
+        offer = await engine.store.get_offer(offer_id)
+        if offer is None:
+            await reply(
+                engine.views.refused(
+                    "This button has expired: run `/rollback <app> <env> to <version>`."
+                )
+            )
+            return
+        pending = PendingRequest(
+            id=new_id(),
+            kind="rollback",
+            app=offer.app,
+            env=offer.env,
+            version=offer.version,
+            source_env=None,
+            requester=user,
+        )
+        await self.request(pending, reply=reply, origin=origin)
 
     # ------------------------------------------------------------------ checks
 
@@ -443,6 +502,21 @@ def _pending(
         source_env=request.source_env if isinstance(request, PromoteRequest) else None,
         requester=requester,
     )
+
+
+def _nothing_to_roll_back(release: Release) -> str:
+    if release.state == "superseded" and release.superseded_by is not None:
+        other = release.superseded_by
+        return (
+            f"Nothing to do: {release.title} was already superseded by {other.title}"
+            f" (requested by <@{other.requester}>)."
+        )
+    if release.kind == "rollback":
+        return (
+            "This was a rollback: the version it left is the one that failed. Name one with"
+            f" `/rollback {release.app} {release.env} to <version>`."
+        )
+    return f"{release.title} is {release.state.replace('_', ' ')}: there is nothing to roll back."
 
 
 def _asking(request: PendingRequest) -> str:

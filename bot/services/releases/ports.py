@@ -10,7 +10,7 @@ from typing import Protocol
 from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.locks import Lock
 from bot.domain.release_flow import NoteKind
-from bot.domain.releases import Changelog, PipelineLink, Release, ReleaseKind
+from bot.domain.releases import Changelog, PipelineLink, Release, ReleaseKind, RollbackOffer
 from bot.services.ports import Rendered
 
 Reply = Callable[[Rendered], Awaitable[None]]
@@ -146,6 +146,14 @@ class ReleaseStore(Protocol):
 
     async def by_merge_sha(self, sha: str) -> str | None: ...
 
+    async def by_rollout(self, rollout_id: str) -> str | None:
+        """The release that follows this rollout (``Release.rollout_id``)."""
+        ...
+
+    async def of_requester(self, user: str) -> list[str]:
+        """The latest releases ``user`` asked for, newest first (a few dozen at most)."""
+        ...
+
     async def open_ids(self) -> list[str]:
         """Releases that have not reached an end: the sweep's work."""
         ...
@@ -155,6 +163,13 @@ class ReleaseStore(Protocol):
     async def get_request(self, request_id: str) -> PendingRequest | None: ...
 
     async def take_request(self, request_id: str) -> PendingRequest | None: ...
+
+    async def offer(self, offer: RollbackOffer, *, key: str, ttl: float) -> RollbackOffer:
+        """Keep ``offer`` for a Roll back button, unless one is kept for ``key`` already: then
+        that one (the button of a reply updated in place keeps its id)."""
+        ...
+
+    async def get_offer(self, offer_id: str) -> RollbackOffer | None: ...
 
 
 class ReleaseViews(Protocol):

@@ -101,13 +101,17 @@ class Progress:
                     return release_id
         return None
 
-    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> None:
-        """The watcher saw ``app`` roll out in ``env``: the latest release there follows it if
-        the rollout is of its version."""
+    async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> bool:
+        """The watcher saw ``app`` roll out in ``env``: the release it belongs to follows it if
+        the rollout is of its version. ``True`` when a release tells this rollout's story: the
+        one already following it (whatever its state now), else the latest of the app and env
+        once it takes the rollout on."""
         engine = self._engine
-        release_id = await engine.store.latest(app, env)
+        release_id = await engine.store.by_rollout(rollout.id) or await engine.store.latest(
+            app, env
+        )
         if release_id is None:
-            return
+            return False
         await engine.drive(
             release_id,
             RolloutSeen(
@@ -117,8 +121,13 @@ class Progress:
                 finished_at=rollout.finished_at,
                 reason=rollout.reason or rollout.message,
                 at=engine.clock(),
+                rollout_id=rollout.id,
+                progress=rollout.progress,
+                problems=rollout.problems,
             ),
         )
+        release, _ = await engine.store.load(release_id)
+        return release is not None and release.rollout_id == rollout.id
 
     async def on_unlocked(self, env: str) -> None:
         """Held ``auto`` releases of ``env`` go on as soon as it is unlocked."""

@@ -50,6 +50,11 @@ FREEZE = Lock(
     expires_at=datetime(2025, 11, 24, 18, 0, tzinfo=UTC),
 )
 OPEN_ENDED = replace(FREEZE, reason="", expires_at=None)
+# Slack shows each reader this time in their own zone; the fallback is UTC, labelled.
+AT_18 = "<!date^1764007200^{date_short_pretty} {time}|2025-11-24 18:00 UTC>"
+AT_20 = "<!date^1764014400^{date_short_pretty} {time}|2025-11-24 20:00 UTC>"
+TOMORROW_9 = "<!date^1764061200^{date_short_pretty} {time}|2025-11-25 09:00 UTC>"
+TOMORROW_8 = "<!date^1764057600^{date_short_pretty} {time}|2025-11-25 08:00 UTC>"
 
 
 def one_line(rendered: Rendered) -> str:
@@ -70,7 +75,7 @@ def test_rendered_is_shared_with_the_pipeline_messages() -> None:
 
 def test_locked() -> None:
     assert one_line(render_locked(FREEZE, now=NOW)) == (
-        ":lock: *production* locked by <@UALICE> — black friday freeze · until 18:00 UTC"
+        f":lock: *production* locked by <@UALICE> — black friday freeze · until {AT_18}"
     )
 
 
@@ -84,7 +89,7 @@ def test_channel_messages_never_say_tomorrow() -> None:
     """They stay in the channel: "tomorrow" would be wrong the next day."""
     lock = replace(FREEZE, expires_at=datetime(2025, 11, 25, 9, 0, tzinfo=UTC))
     assert one_line(render_locked(lock, now=NOW)) == (
-        ":lock: *production* locked by <@UALICE> — black friday freeze · until Tue 25 Nov 09:00 UTC"
+        f":lock: *production* locked by <@UALICE> — black friday freeze · until {TOMORROW_9}"
     )
 
 
@@ -92,7 +97,7 @@ def test_user_text_cannot_mention_link_or_format_the_message() -> None:
     lock = replace(FREEZE, reason="R&D <!channel> <https://evil|click>", holder="not an id")
     assert one_line(render_locked(lock, now=NOW)) == (
         ":lock: *production* locked by not an id"
-        " — R&amp;D &lt;!channel&gt; &lt;https://evil|click&gt; · until 18:00 UTC"
+        f" — R&amp;D &lt;!channel&gt; &lt;https://evil|click&gt; · until {AT_18}"
     )
 
 
@@ -101,15 +106,15 @@ def test_long_reasons_stay_on_one_line() -> None:
     text = one_line(render_locked(lock, now=NOW))
     assert "\n" not in text
     assert text.startswith(":lock: *production* locked by <@UALICE> — a b xxx")
-    assert text.endswith("x… · until 18:00 UTC")
-    assert len(text) < 400
+    assert text.endswith(f"x… · until {AT_18}")
+    assert len(text) < 400 + len(AT_18)  # the reason is clipped to 300 characters
 
 
 def test_reason_changed() -> None:
     lock = replace(FREEZE, reason="payment incident")
     assert one_line(render_lock_changed(lock, FREEZE, now=NOW)) == (
         ":lock: <@UALICE> updated the lock on *production* — payment incident"
-        " (was: black friday freeze) · until 18:00 UTC"
+        f" (was: black friday freeze) · until {AT_18}"
     )
 
 
@@ -117,14 +122,14 @@ def test_expiry_changed() -> None:
     lock = replace(FREEZE, expires_at=datetime(2025, 11, 24, 20, 0, tzinfo=UTC))
     assert one_line(render_lock_changed(lock, FREEZE, now=NOW)) == (
         ":lock: <@UALICE> updated the lock on *production* — black friday freeze"
-        " · until 20:00 UTC (was until 18:00 UTC)"
+        f" · until {AT_20} (was until {AT_18})"
     )
 
 
 def test_reason_and_expiry_given_to_an_open_ended_lock() -> None:
     assert one_line(render_lock_changed(FREEZE, OPEN_ENDED, now=NOW)) == (
         ":lock: <@UALICE> updated the lock on *production* — black friday freeze"
-        " (was: no reason) · until 18:00 UTC (was until unlocked)"
+        f" (was: no reason) · until {AT_18} (was until unlocked)"
     )
 
 
@@ -178,9 +183,7 @@ def test_first_reminder_without_reason() -> None:
 
 def test_lock_list_shows_every_env_in_promotion_order() -> None:
     staging = Lock(env="staging", holder=BOB, since=NOW - timedelta(seconds=20))
-    rendered = render_lock_list(
-        [FREEZE, staging], now=NOW, envs=["dev", "staging", "production"], tz="Europe/Paris"
-    )
+    rendered = render_lock_list([FREEZE, staging], now=NOW, envs=["dev", "staging", "production"])
     assert rendered.text == "2 of 3 environments locked: staging, production"
     assert rendered.blocks == [
         {
@@ -190,18 +193,10 @@ def test_lock_list_shows_every_env_in_promotion_order() -> None:
                 "text": ":unlock: *dev* open\n"
                 ":lock: *staging* locked by <@UBOB> just now · until unlocked\n"
                 ":lock: *production* locked by <@UALICE> 2 h 5 min ago — black friday freeze"
-                " · until 19:00",
+                f" · until {AT_18}",
             },
         }
     ]
-
-
-def test_lock_list_in_utc_when_the_users_zone_is_unknown() -> None:
-    rendered = render_lock_list([FREEZE], now=NOW, envs=["production"])
-    assert rendered.blocks[0]["text"]["text"] == (
-        ":lock: *production* locked by <@UALICE> 2 h 5 min ago — black friday freeze"
-        " · until 18:00 UTC"
-    )
 
 
 def test_lock_list_treats_expired_locks_as_open_and_keeps_strays() -> None:
@@ -235,9 +230,9 @@ def test_a_long_lock_list_is_split_within_slacks_limits() -> None:
 
 
 def test_held_by_someone_else() -> None:
-    assert one_line(render_held_by_other(FREEZE, now=NOW, tz="America/New_York")) == (
+    assert one_line(render_held_by_other(FREEZE, now=NOW)) == (
         ":lock: *production* locked by <@UALICE> 2 h 5 min ago — black friday freeze"
-        " · until 13:00\n"
+        f" · until {AT_18}\n"
         "Your lock was not set: ask <@UALICE>, or `/unlock production` first (they will be told)."
     )
 
@@ -246,8 +241,8 @@ def test_confirmations() -> None:
     created = Created(
         lock=Lock(env="production", holder=BOB, since=NOW, expires_at=FREEZE.expires_at)
     )
-    assert one_line(render_lock_confirmation(created, now=NOW, tz="Europe/Paris")) == (
-        ":lock: You locked *production* · until 19:00"
+    assert one_line(render_lock_confirmation(created, now=NOW)) == (
+        f":lock: You locked *production* · until {AT_18}"
     )
     updated = Updated(
         lock=replace(FREEZE, expires_at=datetime(2025, 11, 25, 9, 0, tzinfo=UTC)),
@@ -256,7 +251,7 @@ def test_confirmations() -> None:
     )
     assert one_line(render_lock_confirmation(updated, now=NOW)) == (
         ":lock: You updated your lock on *production* — black friday freeze"
-        " · until tomorrow 09:00 UTC (was until 18:00 UTC)"
+        f" · until {TOMORROW_9} (was until {AT_18})"
     )
     assert one_line(render_lock_confirmation(Unchanged(lock=OPEN_ENDED), now=NOW)) == (
         ":lock: You already hold the lock on *production* · until unlocked — nothing changed."
@@ -266,12 +261,13 @@ def test_confirmations() -> None:
 
 
 def test_what_was_typed_is_what_is_confirmed() -> None:
-    """From the command to the answer, as one person sees it, in their own time zone."""
+    """From the command to the answer: "9am" is read in the typist's zone (Paris: 08:00 UTC),
+    and shown to each reader in theirs."""
     request = parse_lock("production until tomorrow 9am release <v2>", now=NOW, tz="Europe/Paris")
     assert isinstance(request, SetLock)
     created = decide_lock(None, request=request, user=BOB, now=NOW)
-    assert one_line(render_lock_confirmation(created, now=NOW, tz="Europe/Paris")) == (
-        ":lock: You locked *production* — release &lt;v2&gt; · until tomorrow 09:00"
+    assert one_line(render_lock_confirmation(created, now=NOW)) == (
+        f":lock: You locked *production* — release &lt;v2&gt; · until {TOMORROW_8}"
     )
 
 
@@ -335,7 +331,7 @@ def test_usage_alone() -> None:
 def test_control_and_bidi_characters_are_removed_from_the_reason() -> None:
     lock = replace(FREEZE, reason="black\x00 friday\x1b[5m \u202eezeerf")
     assert one_line(render_locked(lock, now=NOW)) == (
-        ":lock: *production* locked by <@UALICE> — black friday[5m ezeerf · until 18:00 UTC"
+        f":lock: *production* locked by <@UALICE> — black friday[5m ezeerf · until {AT_18}"
     )
 
 

@@ -32,6 +32,7 @@ from bot.domain.releases import (
     ReleaseRef,
     ReleaseState,
 )
+from bot.domain.rollouts import PodProblem, Progress
 from tests.release_records import sample_release
 from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
@@ -354,7 +355,7 @@ def test_details_name_the_approvers_and_the_lock_deployed_through() -> None:
     )
 
 
-def test_context_line_gives_the_id_team_and_time_in_utc() -> None:
+def test_context_line_gives_the_id_team_and_the_time_each_reader_reads_in_their_zone() -> None:
     paris = timezone(timedelta(hours=1))
     rendered = render_release(
         release(created_at=datetime(2026, 11, 22, 10, 30, tzinfo=paris)), approvers=APPROVERS
@@ -364,7 +365,8 @@ def test_context_line_gives_the_id_team_and_time_in_utc() -> None:
         "elements": [
             {
                 "type": "mrkdwn",
-                "text": "release `r-7f3a` · team payments · requested 2026-11-22 09:30 UTC",
+                "text": "release `r-7f3a` · team payments · requested"
+                " <!date^1795339800^{date_short_pretty} {time}|2026-11-22 09:30 UTC>",
             }
         ],
     }
@@ -771,7 +773,7 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         "failed",
         None,
         ":red_circle: *Deploy orders 1.4.2 to production failed*: the rollout exceeded its"
-        " progress deadline. Roll back with `/rollback orders production`.",
+        " progress deadline.",
     ),
     (
         release(state="failed", failure="MR pipeline #12 failed"),
@@ -822,8 +824,8 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         "Alice Martin",
         ":rotating_light: *Deploy orders 1.4.2 to production: what was merged is not what was"
         " approved* (merged in GitLab by Alice Martin). !42 was merged at `b2b2b2b2`, not at the"
-        f" reviewed `a1a1a1a1`. Approvers: <@UCAROL>, <@UDAVE>. Check {MR}, and roll back with"
-        " `/rollback orders production` if in doubt.",
+        f" reviewed `a1a1a1a1`. Approvers: <@UCAROL>, <@UDAVE>. Check {MR}, and roll back if in"
+        " doubt.",
     ),
     (
         replace(STAGING, state="deployed", merged_at=T0),
@@ -842,8 +844,7 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         "not_seen",
         None,
         ":grey_question: <@UREQ> merged, but production never ran 1.4.2 within 30 min of the"
-        " merge — is the GitOps controller syncing? A late rollout will still be followed here."
-        " Roll back with `/rollback orders production`.",
+        " merge — is the GitOps controller syncing? A late rollout will still be followed here.",
     ),
     (
         release(state="superseded", superseded_by=ROLLBACK),
@@ -870,7 +871,89 @@ def test_every_note_kind_has_an_exact_example() -> None:
     ("rel", "kind", "by", "line"), NOTES, ids=[f"{k}-{i}" for i, (_, k, _, _) in enumerate(NOTES)]
 )
 def test_thread_notes(rel: Release, kind: NoteKind, by: str | None, line: str) -> None:
-    assert one_line(render_note(rel, kind, by=by)) == line
+    rendered = render_note(rel, kind, by=by)
+    if rel.rollback_to is not None:  # the button comes after the text (tested below)
+        assert [b["type"] for b in rendered.blocks[1:]] == ["actions"]
+        rendered = Rendered(text=rendered.text, blocks=rendered.blocks[:1])
+    assert one_line(rendered) == line
+
+
+ROLLOUT_FAILED = replace(
+    MERGED,
+    state="failed",
+    failed_step="rollout",
+    failure="the rollout failed: ProgressDeadlineExceeded",
+    rollout_id="prod/Deployment/orders/orders/3",
+    rollout_progress=Progress(replicas=3, updated=1, ready=3, available=3, total=4),
+    problems=(
+        PodProblem(
+            pod="orders-5c9-x",
+            container="orders",
+            reason="CrashLoopBackOff",
+            message="panic: no PAYMENTS_KEY",
+            restarts=6,
+        ),
+    ),
+)
+
+
+def test_a_failed_rollout_is_told_with_its_pods_problems_and_a_roll_back_button() -> None:
+    rendered = render_note(ROLLOUT_FAILED, "failed")
+    assert rendered.blocks[0]["text"]["text"] == (
+        ":red_circle: *Deploy orders 1.4.2 to production failed*: the rollout failed:"
+        " ProgressDeadlineExceeded · new pods 0/1 ready · old pods 3/3 serving.\n"
+        ":mag: New pods: `orders-5c9-x` orders — CrashLoopBackOff (restarted 6×): panic: no"  # noqa: RUF001
+        " PAYMENTS_KEY"
+    )
+    [button] = rendered.blocks[1]["elements"]
+    assert (button["action_id"], button["value"], button["text"]["text"]) == (
+        "release_roll_back",
+        ROLLOUT_FAILED.id,  # the release's id: the version is read from it at click time
+        "Roll back to 1.4.1",
+    )
+    assert button["confirm"]["text"]["text"] == (
+        "Runs `/rollback orders production to 1.4.1` as you: a merge request that follows"
+        " production's policy, approvals included."
+    )
+
+
+def test_the_message_of_a_failed_rollout_says_what_its_pods_do() -> None:
+    assert stage(ROLLOUT_FAILED, approvers=APPROVERS) == (
+        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded · new pods 0/1 ready"
+        " · old pods 3/3 serving — `/rollback orders production`"
+    )
+    rolling = replace(
+        ROLLOUT_FAILED,
+        state="rolling_out",
+        failure=None,
+        failed_step=None,
+        rollout_progress=Progress(replicas=3, updated=2, ready=3, available=3, total=4),
+    )
+    assert stage(rolling, approvers=APPROVERS) == (
+        ":arrows_counterclockwise: Rolling out in *production* · new pods 1/2 ready"
+        " · old pods 2/2 serving"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rel", "hint"),
+    [
+        pytest.param(
+            replace(ROLLOUT_FAILED, kind="rollback"),
+            "Go to a version you name with `/rollback orders production to <version>`.",
+            id="a-failed-rollback",
+        ),
+        pytest.param(
+            replace(ROLLOUT_FAILED, from_version=None),
+            "Roll back with `/rollback orders production`.",
+            id="no-previous-version",
+        ),
+    ],
+)
+def test_a_failure_without_a_button_says_how_to_roll_back(rel: Release, hint: str) -> None:
+    rendered = render_note(rel, "failed")
+    assert [b["type"] for b in rendered.blocks] == ["section"]
+    assert rendered.text.splitlines()[-1] == hint
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,12 +12,16 @@ from bot.adapters.slack.blocks.common import MAX_BLOCKS, MAX_SECTION, Rendered
 from bot.adapters.slack.blocks.pipelines import STATUS_DISPLAY
 from bot.adapters.slack.blocks.rollouts import (
     PHASE_EMOJI,
+    ROLL_BACK,
     RolloutBlocks,
+    format_pods,
     format_rollout_duration,
+    render_failure,
     render_problems,
     render_recovered,
     render_rollout,
 )
+from bot.domain.releases import RollbackOffer
 from bot.domain.rollouts import DEADLINE_EXCEEDED, ImageChange, PodProblem, Progress, Rollout
 from tests.unit.adapters.hostile import HOSTILE, assert_inert
 
@@ -35,7 +39,7 @@ ROLLING = Rollout(
     images=(ImageChange(container="api", old=f"{REGISTRY}:1.4.1", new=f"{REGISTRY}:1.4.2"),),
     phase="progressing",
     message='Waiting for deployment "orders" rollout to finish: 2 out of 4 new replicas...',
-    progress=Progress(replicas=4, updated=2, ready=1, available=1),
+    progress=Progress(replicas=4, updated=2, ready=4, available=4, total=5),
     started_at=T0,
     progressed_at=T0 + timedelta(seconds=20),
 )
@@ -49,7 +53,7 @@ FAILED = replace(
     ROLLING,
     phase="failed",
     reason=DEADLINE_EXCEEDED,
-    progress=Progress(replicas=4, updated=2, ready=3, available=3),
+    progress=Progress(replicas=4, updated=2, ready=3, available=3, total=5),
     finished_at=T0 + timedelta(minutes=10, seconds=20),
 )
 RECOVERED = replace(
@@ -97,10 +101,57 @@ def render(rollout: Rollout) -> str:
 # The rollout message
 
 
+@pytest.mark.parametrize(
+    ("progress", "text"),
+    [
+        pytest.param(
+            Progress(replicas=3, updated=1, ready=3, available=3, total=4),
+            "new pods 0/1 ready · old pods 3/3 serving",
+            id="first-new-pod",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=0, ready=3, available=3, total=3),
+            "no new pods yet (of 3) · old pods 3/3 serving",
+            id="not-started",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=3, ready=2, available=2, total=3),
+            "new pods 2/3 ready",
+            id="old-gone",
+        ),
+    ],
+)
+def test_progress_says_what_the_new_pods_and_the_old_ones_do(progress: Progress, text: str) -> None:
+    assert format_pods(progress) == text
+
+
+def test_a_failure_reply_names_the_problems_and_offers_to_roll_back() -> None:
+    offer = RollbackOffer(id="0a1b2c3d4e5f", app="orders", env="production", version="1.4.1")
+    rendered = RolloutBlocks().failure(
+        replace(FAILED, problems=(CRASH,)), app="orders", env="production", offer=offer
+    )
+    assert rendered.blocks[0] == render_problems([CRASH]).blocks[0]
+    [button] = rendered.blocks[1]["elements"]
+    assert button["action_id"] == ROLL_BACK
+    assert button["text"] == {"type": "plain_text", "text": "Roll back to 1.4.1"}
+    assert button["value"] == "0a1b2c3d4e5f"  # a server-side record's id, nothing else
+    assert button["confirm"]["text"]["text"] == (
+        "Runs `/rollback orders production to 1.4.1` as you: a merge request that follows"
+        " production's policy, approvals included."
+    )
+
+
+def test_a_failure_reply_without_a_known_previous_version_has_no_button() -> None:
+    rendered = render_failure(
+        replace(FAILED, problems=()), app="orders", env="production", offer=None
+    )
+    assert reply(rendered) == ":mag: New pods: none reports a problem."
+
+
 def test_rolling_out() -> None:
     assert render(ROLLING) == (
         ":arrows_counterclockwise: *orders* 1.4.1 → 1.4.2 rolling out in *production*"
-        " · 2/4 updated, 1/4 ready, 1/4 available"
+        " · new pods 1/2 ready · old pods 3/3 serving"
     )
 
 
@@ -119,7 +170,7 @@ def test_rolled_out_while_nobody_watched_has_no_duration() -> None:
 def test_failed() -> None:
     assert render(FAILED) == (
         ":x: *orders* 1.4.2 failed in *production*: ProgressDeadlineExceeded"
-        " · 2/4 updated, 3/4 ready, 3/4 available"
+        " · new pods 0/2 ready · old pods 3/3 serving"
     )
 
 
@@ -209,7 +260,7 @@ def test_everything_from_the_cluster_is_escaped() -> None:
         rendered, where="Deployment a&lt;b/orders · generation 2 · context &lt;ctx&gt;"
     ) == (
         ":x: *orders* not an &lt;image&gt; failed in *prod&amp;uction*: &lt;!channel&gt; &amp; more"
-        " · 2/4 updated, 3/4 ready, 3/4 available"
+        " · new pods 0/2 ready · old pods 3/3 serving"
     )
 
 
@@ -320,7 +371,10 @@ def test_the_views_port_renders_the_same() -> None:
     assert views.rollout(ROLLING, app="orders", env="production") == render_rollout(
         ROLLING, app="orders", env="production"
     )
-    assert views.problems([CRASH]) == render_problems([CRASH])
+    failed = replace(FAILED, problems=(CRASH,))
+    assert views.failure(failed, app="orders", env="production", offer=None) == render_problems(
+        [CRASH]
+    )
     assert views.recovered(RECOVERED, app="orders", env="production") == render_recovered(
         RECOVERED, app="orders", env="production"
     )

@@ -4,6 +4,7 @@ out-of-order deliveries among the rows, and the deadlines that make every releas
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -39,6 +40,7 @@ from bot.domain.release_flow import (
     precedence,
 )
 from bot.domain.releases import PipelineLink, Release, ReleaseRef, ReleaseState
+from bot.domain.rollouts import PodProblem, Progress
 from tests.release_records import T0, sample_release
 
 HEAD = "a1" * 20
@@ -87,7 +89,20 @@ def tick(after: timedelta, *, since: Any = T0) -> Tick:
     return Tick(now=since + after, deadlines=WAIT)
 
 
-def rollout(what: str, version: str = "1.4.2", reason: str | None = None) -> RolloutSeen:
+ROLLOUT_ID = "prod/Deployment/orders/orders/3"
+CRASH = PodProblem(
+    pod="orders-5c9-x", container="orders", reason="CrashLoopBackOff", message="panic: no KEY"
+)
+
+
+def rollout(
+    what: str,
+    version: str = "1.4.2",
+    reason: str | None = None,
+    *,
+    progress: Progress | None = None,
+    problems: tuple[PodProblem, ...] = (),
+) -> RolloutSeen:
     return RolloutSeen(
         what=what,  # type: ignore[arg-type]
         versions=(version, "v1.30.1"),  # and its sidecar's
@@ -95,7 +110,12 @@ def rollout(what: str, version: str = "1.4.2", reason: str | None = None) -> Rol
         finished_at=MERGED_AT + timedelta(minutes=2) if what != "started" else None,
         reason=reason,
         at=MERGED_AT + timedelta(minutes=2),
+        progress=progress,
+        problems=problems,
     )
+
+
+HALFWAY = Progress(replicas=3, updated=2, ready=3, available=3, total=4)
 
 
 def merged(head: str | None = HEAD, by: str | None = None) -> Merged:
@@ -365,6 +385,38 @@ CASES: list[tuple[str, Release, Event, tuple[str, tuple[str, ...], tuple[str, ..
         ("rolling_out", ("rollout",), ()),
     ),
     ("rollout progresses", release("rolling_out", watched=True), rollout("progressed"), None),
+    (
+        "rollout progresses: the message shows its pods",
+        release("rolling_out", watched=True),
+        rollout("progressed", progress=HALFWAY),
+        ("rolling_out", (), ()),
+    ),
+    (
+        "new problems of its failed rollout: the failure reply is updated",
+        release("failed", watched=True, merged_at=MERGED_AT, failed_step="rollout"),
+        rollout("problems", problems=(CRASH,)),
+        ("failed", ("failed",), ()),
+    ),
+    (
+        "the same problems again",
+        release(
+            "failed", watched=True, merged_at=MERGED_AT, failed_step="rollout", problems=(CRASH,)
+        ),
+        rollout("problems", problems=(CRASH,)),
+        None,
+    ),
+    (
+        "a failed rollout first seen by its problems (its failure was missed)",
+        release("deploying", watched=True),
+        rollout("problems", reason="ProgressDeadlineExceeded", problems=(CRASH,)),
+        ("failed", ("failed",), ()),
+    ),
+    (
+        "problems of a rollout after its GitOps pipeline failed change nothing",
+        release("failed", watched=True, merged_at=MERGED_AT, failed_step="deploy_pipeline"),
+        rollout("problems", problems=(CRASH,)),
+        None,
+    ),
     (
         "rollout succeeds",
         release("rolling_out", watched=True),
@@ -639,6 +691,47 @@ def test_each_end_says_why() -> None:
     assert expired.effects[0] == CloseMergeRequest(
         note="Pitcrew closed this merge request: not approved within 24 h."
     )
+
+
+def test_a_failed_rollout_is_told_with_its_pods_problems_and_which_rollout_it_was() -> None:
+    stuck = Progress(replicas=3, updated=1, ready=3, available=3, total=4)
+    seen = replace(
+        rollout("failed", reason="ProgressDeadlineExceeded", progress=stuck, problems=(CRASH,)),
+        rollout_id=ROLLOUT_ID,
+    )
+    step = apply(release("rolling_out", watched=True), seen)
+    assert step is not None
+    failed = step.release
+    assert (failed.rollout_id, failed.rollout_progress, failed.problems) == (
+        ROLLOUT_ID,
+        stuck,
+        (CRASH,),
+    )
+    assert failed.failure == "the rollout failed: ProgressDeadlineExceeded"
+
+
+@pytest.mark.parametrize(
+    ("failed", "version"),
+    [
+        pytest.param(
+            release("failed", merged_at=MERGED_AT, failed_step="rollout"), "1.4.1", id="rollout"
+        ),
+        pytest.param(release("not_seen"), "1.4.1", id="not-seen"),
+        pytest.param(
+            release("failed", merged_at=MERGED_AT, merge_sha=MERGE, failed_step="unreviewed_merge"),
+            "1.4.1",
+            id="unreviewed-merge",
+        ),
+        pytest.param(release("failed", failed_step="mr_pipeline"), None, id="never-merged"),
+        pytest.param(release("healthy"), None, id="healthy"),
+        pytest.param(release("not_seen", from_version=None), None, id="first-deploy"),
+        pytest.param(release("not_seen", kind="rollback"), None, id="a-failed-rollback"),
+    ],
+)
+def test_a_roll_back_button_is_offered_for_merged_failures_with_a_previous_version(
+    failed: Release, version: str | None
+) -> None:
+    assert failed.rollback_to == version
 
 
 def test_a_healthy_rollout_keeps_when_it_started() -> None:

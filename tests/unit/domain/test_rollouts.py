@@ -16,19 +16,25 @@ from bot.domain.rollouts import (
     Condition,
     Container,
     Happening,
+    ImageChange,
+    PodCounts,
     PodProblem,
     PodsObserved,
+    Progress,
     Rollout,
     StatusPhase,
     Transition,
     Workload,
     WorkloadSnapshot,
+    needs_pods,
     observe,
     observe_pods,
     owner,
+    rollback_version,
     rollout_status,
     summarize_problems,
     version_of,
+    with_problems,
 )
 
 T0 = datetime(2025, 1, 15, 9, 0, tzinfo=UTC)
@@ -997,3 +1003,143 @@ def test_rollouts_lists_each_rollout_once_as_it_finally_stands() -> None:
     assert [a.what for a in transition.announcements] == ["started", "succeeded"]
     assert [r.phase for r in transition.rollouts] == ["succeeded"]
     assert isinstance(transition.rollouts[0], Rollout)
+
+
+# --------------------------------------------------------------------------------------------
+# Reasons read when a rollout fails, new and old pods, the version to roll back to
+
+
+def test_a_failure_on_a_watch_event_asks_for_the_pods_and_carries_them() -> None:
+    """The reasons of a failure are read when it fails, not at the next periodic reading (by
+    which time a rollback may have replaced the pods: the demo's lost "no PAYMENTS_KEY")."""
+    state = final(ROLLOUT[:4])
+    failing = observe(state, STUCK)
+    rollout = needs_pods(failing)
+    assert rollout is not None
+    assert rollout.id == ROLLOUT_ID
+    told = with_problems(
+        failing, PodsObserved(rollout_id=ROLLOUT_ID, problems=(CRASH, CRASH), observed_at=at(622))
+    )
+    [failed] = told.announced("failed")
+    assert failed.problems == (replace(CRASH, pods=2),)
+    assert told.state.current == failed
+    assert needs_pods(told) is None  # read once
+
+
+@pytest.mark.parametrize(
+    ("events", "reading"),
+    [
+        pytest.param(ROLLOUT[:4], ROLLOUT_ID, id="still-progressing"),
+        pytest.param(ROLLOUT, ROLLOUT_ID, id="succeeded"),
+        pytest.param([*ROLLOUT[:4], STUCK], "prod/Deployment/orders/orders/9", id="other-rollout"),
+    ],
+)
+def test_pods_are_only_folded_into_the_failure_they_were_read_for(
+    events: Sequence[WorkloadSnapshot], reading: str
+) -> None:
+    _state, transitions = run(events)
+    last = transitions[-1]
+    if reading == ROLLOUT_ID:
+        assert needs_pods(last) is None
+    told = with_problems(
+        last, PodsObserved(rollout_id=reading, problems=(CRASH,), observed_at=at(700))
+    )
+    assert told == last
+
+
+def test_a_failure_found_by_reading_the_pods_needs_no_second_reading() -> None:
+    stuck = final(
+        [stateful_set(1, 0), db(2, 1, observed_generation=1), db(3, 10, **counts(1, 2, 2, 3))]
+    )
+    failing = observe_pods(
+        stuck, PodsObserved(rollout_id=DB_ID, problems=(CRASH,), observed_at=at(611))
+    )
+    assert failing.announced("failed")
+    assert needs_pods(failing) is None
+
+
+@pytest.mark.parametrize(
+    ("progress", "pods"),
+    [
+        pytest.param(
+            Progress(replicas=3, updated=1, ready=3, available=3, total=4),
+            PodCounts(new=1, new_ready=0, old=3, old_serving=3, desired=3),
+            id="first-new-pod-crashing",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=2, ready=3, available=3, total=4),
+            PodCounts(new=2, new_ready=1, old=2, old_serving=2, desired=3),
+            id="halfway",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=3, ready=2, available=2, total=3),
+            PodCounts(new=3, new_ready=2, old=0, old_serving=0, desired=3),
+            id="old-gone",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=0, ready=3, available=3, total=3),
+            PodCounts(new=0, new_ready=0, old=3, old_serving=3, desired=3),
+            id="not-started",
+        ),
+        pytest.param(
+            Progress(replicas=3, updated=1, ready=1, available=1),
+            PodCounts(new=1, new_ready=1, old=0, old_serving=0, desired=3),
+            id="total-unknown",
+        ),
+    ],
+)
+def test_new_and_old_pods_are_worked_out_from_the_counters(
+    progress: Progress, pods: PodCounts
+) -> None:
+    assert progress.pods() == pods
+
+
+def test_a_snapshot_counts_the_pods_of_every_template() -> None:
+    state = final(ROLLOUT[:3])
+    assert state.current is not None
+    assert state.current.progress.pods() == PodCounts(
+        new=1, new_ready=0, old=4, old_serving=4, desired=4
+    )
+
+
+def _change(old: str | None, new: str, container: str = "api") -> ImageChange:
+    return ImageChange(container=container, old=old, new=new)
+
+
+@pytest.mark.parametrize(
+    ("images", "version"),
+    [
+        pytest.param((_change(f"{REGISTRY}:1.4.1", f"{REGISTRY}:1.5.0"),), "1.4.1", id="tag"),
+        pytest.param(
+            (
+                _change(f"{REGISTRY}:1.4.1", f"{REGISTRY}:1.5.0"),
+                _change("envoyproxy/envoy:v1.29", "envoyproxy/envoy:v1.30", "envoy"),
+            ),
+            "1.4.1",
+            id="sidecar-ignored",
+        ),
+        pytest.param((_change(None, f"{REGISTRY}:1.5.0"),), None, id="old-unknown"),
+        pytest.param((_change(REGISTRY, f"{REGISTRY}:1.5.0"),), None, id="untagged"),
+        pytest.param(
+            (_change(f"{REGISTRY}@sha256:{'a' * 64}", f"{REGISTRY}:1.5.0"),), None, id="digest"
+        ),
+        pytest.param(
+            (
+                _change(f"{REGISTRY}:1.4.1", f"{REGISTRY}:1.5.0"),
+                _change(f"{REGISTRY}:1.4.0", f"{REGISTRY}:1.5.0", "worker"),
+            ),
+            None,
+            id="two-versions",
+        ),
+        pytest.param(
+            (_change("envoyproxy/envoy:v1.29", "envoyproxy/envoy:v1.30", "envoy"),),
+            None,
+            id="only-a-sidecar",
+        ),
+    ],
+)
+def test_the_version_to_roll_back_to_is_the_apps_previous_tag(
+    images: tuple[ImageChange, ...], version: str | None
+) -> None:
+    rollout = replace(final([*ROLLOUT[:4], STUCK]).current, images=images)  # type: ignore[type-var]
+    assert rollback_version(rollout, image=REGISTRY) == version

@@ -10,6 +10,7 @@ that no text becomes a mention or a link. ``escape`` alone is for our own wordin
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from bot.domain.errors import CommandError
@@ -28,7 +29,9 @@ __all__ = [
     "link",
     "mention",
     "plain",
+    "roll_back_button",
     "section",
+    "slack_date",
 ]
 
 MAX_BLOCKS: Final = 50
@@ -102,3 +105,46 @@ def render_command_error(error: CommandError) -> Rendered:
     if error.problem is not None:
         text = f"{EMOJI_ERROR} {plain(error.problem, _MAX_COMMAND_ERROR)}\n{text}"
     return Rendered(text=text, blocks=[section(text)])
+
+
+def slack_date(when: datetime) -> str:
+    """An absolute time as Slack's date formatting: each reader sees it in their own time zone
+    and words ("today 6:00 PM", "Nov 25 9:00 AM"); clients that cannot format it, and
+    notifications, show the fallback in UTC, said so. Never a bare clock time without a zone.
+    """
+    utc = when.astimezone(UTC)
+    return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} {{time}}|{utc:%Y-%m-%d %H:%M} UTC>"
+
+
+MAX_BUTTON: Final = 75
+"""Characters of a button's label."""
+
+
+def roll_back_button(
+    *, action_id: str, value: str, app: str, env: str, version: str
+) -> dict[str, Any]:
+    """``Roll back to <version>``: the click runs ``/rollback <app> <env> to <version>`` as the
+    person who clicked. ``value`` is the id of a server-side record, never the version itself."""
+    command = f"/rollback {app} {env} to {version}"
+    return {
+        "type": "actions",
+        "block_id": "roll_back",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "text": {"type": "plain_text", "text": clip(f"Roll back to {version}", MAX_BUTTON)},
+                "value": value,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Roll back?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"Runs `{plain(command, MAX_TITLE)}` as you: a merge request"
+                        f" that follows {plain(env, MAX_NAME)}'s policy, approvals included.",
+                    },
+                    "confirm": {"type": "plain_text", "text": "Roll back"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                },
+            }
+        ],
+    }

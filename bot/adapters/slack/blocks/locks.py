@@ -4,15 +4,16 @@ One vocabulary for a glance: :lock: locked, :unlock: unlocked or open, :hourglas
 expired, :bell: reminder. Every mention of a lock carries its age, so a freeze nobody remembers
 looks old.
 
-Times: channel messages stay in the channel and are read from anywhere, so they show UTC, say
-so, and never say "tomorrow" (it would be wrong the next day). Answers to one person show their
-Slack time zone when the service knows it, else UTC, labelled.
+Times are Slack date tokens (``slack_date``): everyone, in the channel or in a private answer,
+reads a lock's end in their own time zone, "today 6:00 PM", and Slack keeps words like "today"
+right on the next day; clients that cannot format them show the UTC fallback, labelled. A time
+typed in ``/lock`` is read in the typist's Slack time zone (``bot.domain.locks``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from bot.adapters.slack.blocks.common import (
@@ -26,6 +27,7 @@ from bot.adapters.slack.blocks.common import (
     plain,
     render_command_error,
     section,
+    slack_date,
 )
 from bot.domain.locks import (
     MAX_REASON,
@@ -39,9 +41,7 @@ from bot.domain.locks import (
     Unlocked,
     Updated,
     format_age,
-    format_until,
     in_force,
-    user_zone,
 )
 
 __all__ = [
@@ -93,16 +93,10 @@ def _reason(reason: str) -> str:
     return plain(" ".join(reason.split()), MAX_REASON)
 
 
-def _zone_suffix(tz: str | None) -> str:
-    return " UTC" if user_zone(tz) is UTC else ""
-
-
-def _until(expires_at: datetime | None, *, now: datetime, tz: str | None, channel: bool) -> str:
+def _until(expires_at: datetime | None) -> str:
     if expires_at is None:
         return "until unlocked"
-    if channel:
-        return format_until(expires_at, now=now, tz=None, relative=False) + " UTC"
-    return format_until(expires_at, now=now, tz=tz) + _zone_suffix(tz)
+    return f"until {slack_date(expires_at)}"
 
 
 def _ago(lock: Lock, now: datetime) -> str:
@@ -110,21 +104,18 @@ def _ago(lock: Lock, now: datetime) -> str:
     return age if age == "just now" else f"{age} ago"
 
 
-def _state(lock: Lock, *, now: datetime, tz: str | None, channel: bool) -> str:
-    """`` — reason · until 18:00``: what a lock is for and how long it lasts."""
+def _state(lock: Lock) -> str:
+    """`` — reason · until <date>``: what a lock is for and how long it lasts."""
     why = f" — {_reason(lock.reason)}" if lock.reason else ""
-    return f"{why} · {_until(lock.expires_at, now=now, tz=tz, channel=channel)}"
+    return f"{why} · {_until(lock.expires_at)}"
 
 
-def _held(lock: Lock, *, now: datetime, tz: str | None) -> str:
-    """``*production* locked by <@U…> 2 h ago — reason · until 18:00``, for answers."""
-    return (
-        f"{_env(lock.env)} locked by {mention(lock.holder)} {_ago(lock, now)}"
-        f"{_state(lock, now=now, tz=tz, channel=False)}"
-    )
+def _held(lock: Lock, *, now: datetime) -> str:
+    """``*production* locked by <@U…> 2 h ago — reason · until <date>``, for answers."""
+    return f"{_env(lock.env)} locked by {mention(lock.holder)} {_ago(lock, now)}{_state(lock)}"
 
 
-def _changes(lock: Lock, previous: Lock, *, now: datetime, tz: str | None, channel: bool) -> str:
+def _changes(lock: Lock, previous: Lock) -> str:
     """The lock's new state, each changed part followed by what it was."""
     parts = ""
     if lock.reason:
@@ -132,9 +123,9 @@ def _changes(lock: Lock, previous: Lock, *, now: datetime, tz: str | None, chann
         if lock.reason != previous.reason:
             was = _reason(previous.reason) if previous.reason else "no reason"
             parts += f" (was: {was})"
-    parts += f" · {_until(lock.expires_at, now=now, tz=tz, channel=channel)}"
+    parts += f" · {_until(lock.expires_at)}"
     if lock.expires_at != previous.expires_at:
-        parts += f" (was {_until(previous.expires_at, now=now, tz=tz, channel=channel)})"
+        parts += f" (was {_until(previous.expires_at)})"
     return parts
 
 
@@ -143,16 +134,13 @@ def _changes(lock: Lock, previous: Lock, *, now: datetime, tz: str | None, chann
 
 
 def render_locked(lock: Lock, *, now: datetime) -> Rendered:
-    return _one(
-        f"{EMOJI_LOCKED} {_env(lock.env)} locked by {mention(lock.holder)}"
-        f"{_state(lock, now=now, tz=None, channel=True)}"
-    )
+    return _one(f"{EMOJI_LOCKED} {_env(lock.env)} locked by {mention(lock.holder)}{_state(lock)}")
 
 
 def render_lock_changed(lock: Lock, previous: Lock, *, now: datetime) -> Rendered:
     return _one(
         f"{EMOJI_LOCKED} {mention(lock.holder)} updated the lock on {_env(lock.env)}"
-        f"{_changes(lock, previous, now=now, tz=None, channel=True)}"
+        f"{_changes(lock, previous)}"
     )
 
 
@@ -192,9 +180,7 @@ def render_reminder(lock: Lock, *, now: datetime) -> Rendered:
 # Answers to the person who typed the command
 
 
-def render_lock_list(
-    locks: Sequence[Lock], *, now: datetime, envs: Sequence[str], tz: str | None = None
-) -> Rendered:
+def render_lock_list(locks: Sequence[Lock], *, now: datetime, envs: Sequence[str]) -> Rendered:
     """Every environment, open ones too, so that "not listed" never has to mean "open".
 
     Locks of environments no longer in the catalog are listed last rather than hidden.
@@ -202,7 +188,7 @@ def render_lock_list(
     live = {lock.env: lock for lock in locks if in_force(lock, now) is not None}
     names = list(dict.fromkeys(envs)) + sorted(set(live) - set(envs))
     lines = [
-        f"{EMOJI_LOCKED} {_held(live[name], now=now, tz=tz)}"
+        f"{EMOJI_LOCKED} {_held(live[name], now=now)}"
         if name in live
         else f"{EMOJI_UNLOCKED} {_env(name)} open"
         for name in names
@@ -238,36 +224,29 @@ def _sections(lines: Sequence[str]) -> list[dict[str, Any]]:
     return blocks
 
 
-def render_held_by_other(lock: Lock, *, now: datetime, tz: str | None = None) -> Rendered:
+def render_held_by_other(lock: Lock, *, now: datetime) -> Rendered:
     """Says plainly that nothing was set, and the two ways forward."""
     return _one(
-        f"{EMOJI_LOCKED} {_held(lock, now=now, tz=tz)}\n"
+        f"{EMOJI_LOCKED} {_held(lock, now=now)}\n"
         f"Your lock was not set: ask {mention(lock.holder)},"
         f" or `/unlock {plain(lock.env, MAX_NAME)}` first (they will be told)."
     )
 
 
-def render_lock_confirmation(
-    decision: LockDecision, *, now: datetime, tz: str | None = None
-) -> Rendered:
+def render_lock_confirmation(decision: LockDecision, *, now: datetime) -> Rendered:
     match decision:
         case Created(lock=lock):
-            return _one(
-                f"{EMOJI_LOCKED} You locked {_env(lock.env)}"
-                f"{_state(lock, now=now, tz=tz, channel=False)}"
-            )
+            return _one(f"{EMOJI_LOCKED} You locked {_env(lock.env)}{_state(lock)}")
         case Updated(lock=lock, previous=previous):
-            return _one(
-                f"{EMOJI_LOCKED} You updated your lock on {_env(lock.env)}"
-                f"{_changes(lock, previous, now=now, tz=tz, channel=False)}"
-            )
+            changes = _changes(lock, previous)
+            return _one(f"{EMOJI_LOCKED} You updated your lock on {_env(lock.env)}{changes}")
         case Unchanged(lock=lock):
             return _one(
-                f"{EMOJI_LOCKED} You already hold the lock on {_env(lock.env)}"
-                f"{_state(lock, now=now, tz=tz, channel=False)} — nothing changed."
+                f"{EMOJI_LOCKED} You already hold the lock on {_env(lock.env)}{_state(lock)}"
+                " — nothing changed."
             )
         case HeldByOther(lock=lock):
-            return render_held_by_other(lock, now=now, tz=tz)
+            return render_held_by_other(lock, now=now)
 
 
 def render_unlock_answer(decision: UnlockDecision, *, now: datetime) -> Rendered:
@@ -312,13 +291,11 @@ class LockBlocks:
     def reminder(self, lock: Lock, *, now: datetime) -> Rendered:
         return render_reminder(lock, now=now)
 
-    def listing(
-        self, locks: Sequence[Lock], *, now: datetime, envs: Sequence[str], tz: str | None
-    ) -> Rendered:
-        return render_lock_list(locks, now=now, envs=envs, tz=tz)
+    def listing(self, locks: Sequence[Lock], *, now: datetime, envs: Sequence[str]) -> Rendered:
+        return render_lock_list(locks, now=now, envs=envs)
 
-    def confirmation(self, decision: LockDecision, *, now: datetime, tz: str | None) -> Rendered:
-        return render_lock_confirmation(decision, now=now, tz=tz)
+    def confirmation(self, decision: LockDecision, *, now: datetime) -> Rendered:
+        return render_lock_confirmation(decision, now=now)
 
     def unlock_answer(self, decision: UnlockDecision, *, now: datetime) -> Rendered:
         return render_unlock_answer(decision, now=now)

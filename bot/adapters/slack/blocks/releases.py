@@ -10,7 +10,12 @@ where, and its second line says where the release stands right now, with one voc
     :rotating_light: merged with changes nobody approved   :fast_forward: superseded
     :no_entry_sign: rejected   :zzz: expired   :no_entry: refused
 
-Buttons carry the release id and nothing else; they are only shown while an approval is useful.
+Buttons carry the release id and nothing else; Approve and Reject are only shown while an
+approval is useful, and ``Roll back to <version>`` on the failure reply of a release that
+reached git and failed (or was never seen running), when the version it replaced is known.
+
+While the rollout runs, the message says how many new pods are ready and how many old ones still
+serve; the failure reply names the new pods' problems. Times are Slack date tokens.
 
 A changelog line links the issue references of a commit title where they stand, and appends only
 the issues the title does not show (a "Fixes #12" in the commit's body):
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from bot.adapters.slack.blocks.common import (
@@ -35,20 +40,23 @@ from bot.adapters.slack.blocks.common import (
     mention,
     plain,
     render_command_error,
+    roll_back_button,
     section,
+    slack_date,
 )
-from bot.adapters.slack.blocks.rollouts import format_rollout_duration
+from bot.adapters.slack.blocks.rollouts import format_pods, format_problems, format_rollout_duration
 from bot.domain.errors import CommandError
 from bot.domain.locks import Lock, format_age
 from bot.domain.release_flow import NoteKind
 from bot.domain.releases import ChangelogEntry, Release, ReleaseRef, split_issue_references
 from bot.domain.text import scrub
 
-__all__ = ["APPROVE", "DEPLOY_ANYWAY", "REJECT", "ReleaseBlocks"]
+__all__ = ["APPROVE", "DEPLOY_ANYWAY", "REJECT", "ROLL_BACK", "ReleaseBlocks"]
 
 APPROVE: Final = "release_approve"
 REJECT: Final = "release_reject"
 DEPLOY_ANYWAY: Final = "release_deploy_anyway"
+ROLL_BACK: Final = "release_roll_back"
 _CHANGELOG_LINES: Final = 5
 _CHANNEL_ID: Final = re.compile(r"[CG][A-Z0-9]{2,}")
 _COMMIT_TITLE: Final = 120
@@ -102,6 +110,42 @@ def _rollback_hint(release: Release) -> str:
     return f"`/rollback {plain(release.app, MAX_NAME)} {plain(release.env, MAX_NAME)}`"
 
 
+def _pods(release: Release) -> str:
+    """`` · new pods 1/3 ready · old pods 2/3 serving``, once the rollout was seen."""
+    if release.rollout_progress is None:
+        return ""
+    return f" · {format_pods(release.rollout_progress)}"
+
+
+def _roll_back(release: Release) -> dict[str, Any] | None:
+    version = release.rollback_to
+    if version is None:
+        return None
+    return roll_back_button(
+        action_id=ROLL_BACK, value=release.id, app=release.app, env=release.env, version=version
+    )
+
+
+def _failure_reply(text: str, release: Release) -> Rendered:
+    """A failure reply: what failed, the new pods' problems when its rollout failed, and the
+    Roll back button (else how to roll back by hand)."""
+    lines = [text]
+    if release.failed_step == "rollout" and release.state == "failed":
+        lines.append(format_problems(release.problems))
+    button = _roll_back(release)
+    if button is None and (release.merged_at or release.merge_sha):
+        if release.kind == "rollback":
+            lines.append(
+                "Go to a version you name with"
+                f" `/rollback {plain(release.app, MAX_NAME)} {plain(release.env, MAX_NAME)}"
+                " to <version>`."
+            )
+        else:
+            lines.append(f"Roll back with {_rollback_hint(release)}.")
+    body = clip("\n".join(lines), MAX_SECTION)
+    return Rendered(text=body, blocks=[section(body), *([button] if button else [])])
+
+
 def stage(release: Release, *, approvers: str) -> str:
     """Where the release stands, in one line."""
     env = _env(release)
@@ -139,14 +183,15 @@ def stage(release: Release, *, approvers: str) -> str:
         label = f"GitOps pipeline #{pipeline.id}" if pipeline else "GitOps pipeline"
         return f":gear: Deploying — {link(pipeline.url if pipeline else None, label)} {word}"
     if state == "rolling_out":
-        return f":arrows_counterclockwise: Rolling out in {env}"
+        return f":arrows_counterclockwise: Rolling out in {env}{_pods(release)}"
     if state == "healthy":
         return f":large_green_circle: Healthy in {env}{_took(release)}"
     if state == "failed":
         hint = f" — {_rollback_hint(release)}" if release.merged_at or release.merge_sha else ""
         if release.failed_step == "unreviewed_merge":
             return f":rotating_light: Merged unreviewed: {_failure(release)}{hint}"
-        return f":red_circle: Failed: {_failure(release)}{hint}"
+        pods = _pods(release) if release.failed_step == "rollout" else ""
+        return f":red_circle: Failed: {_failure(release)}{pods}{hint}"
     if state == "not_seen":
         return f":grey_question: Not seen: {_failure(release)} — {_rollback_hint(release)}"
     if state == "superseded":
@@ -300,10 +345,9 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
                 ],
             }
         )
-    when = release.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = (
         f"release `{plain(release.id, MAX_NAME)}` · team {plain(release.team, MAX_NAME)}"
-        f" · requested {when}"
+        f" · requested {slack_date(release.created_at)}"
     )
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return Rendered(text=f"{_title(release)} — {status}", blocks=blocks)
@@ -370,8 +414,10 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
             f" {plain(release.env, MAX_NAME)}*{_took(release)}"
         )
     if kind == "failed":
-        hint = f" Roll back with {_rollback_hint(release)}." if release.merged_at else ""
-        return _one(f":red_circle: *{_title(release)} failed*: {_failure(release)}.{hint}")
+        return _failure_reply(
+            f":red_circle: *{_title(release)} failed*: {_failure(release)}{_pods(release)}.",
+            release,
+        )
     if kind == "no_mr_pipeline":
         return _one(
             f":fast_forward: No MR pipeline started for {_mr(release)}: merging it as in a"
@@ -380,10 +426,11 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
     if kind == "unreviewed_merge":
         approvers = ", ".join(mention(u) for u in release.approvals) or "nobody approved it"
         outside = f" (merged in GitLab by {plain(by, MAX_NAME)})" if by else ""
-        return _one(
+        return _failure_reply(
             f":rotating_light: *{_title(release)}: what was merged is not what was approved*"
             f"{outside}. {_failure(release)}. Approvers: {approvers}. Check {_mr(release)}, and"
-            f" roll back with {_rollback_hint(release)} if in doubt."
+            " roll back if in doubt.",
+            release,
         )
     if kind == "deployed":
         return _one(
@@ -391,10 +438,10 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
             " Its cluster is not watched, so Pitcrew cannot verify it."
         )
     if kind == "not_seen":
-        return _one(
+        return _failure_reply(
             f":grey_question: {mention(release.requester)} {_failure(release)}"
-            f" A late rollout will still be followed here. Roll back with"
-            f" {_rollback_hint(release)}."
+            " A late rollout will still be followed here.",
+            release,
         )
     if kind == "superseded":
         closed = f" {_mr(release)} is closed." if _closed(release) else ""

@@ -5,7 +5,12 @@ The emoji are the pipelines' (``STATUS_DISPLAY``), so a glance reads the same ev
 :fast_forward: for a rollout that a newer one overtook. The headline says what changed (image
 tags of the changed containers) and where, in the words of the SPEC: "orders 1.4.1 → 1.4.2
 rolling out in production", then "rolled out in 48 s" or "failed: ProgressDeadlineExceeded".
-Durations are written with spaces ("3 min 12 s") because they sit inside a sentence.
+Durations are written with spaces ("3 min 12 s") because they sit inside a sentence. Progress
+says what a person on call asks, "new pods 0/1 ready · old pods 3/3 serving", not the
+workload's counters.
+
+A failure gets one reply: the new pods' problems, and a ``Roll back to <version>`` button when
+the version the rollout replaced is known (its value is a server-side record's id).
 
 Everything from the cluster (names, reasons, container messages) goes through ``plain``
 (control and bidi characters out, escaped, clipped): a container's last message can be a whole
@@ -25,12 +30,15 @@ from bot.adapters.slack.blocks.common import (
     Rendered,
     clip,
     plain,
+    roll_back_button,
     section,
 )
 from bot.adapters.slack.blocks.pipelines import STATUS_DISPLAY
+from bot.domain.releases import RollbackOffer
 from bot.domain.rollouts import (
     ImageChange,
     PodProblem,
+    Progress,
     Rollout,
     RolloutPhase,
     summarize_problems,
@@ -40,12 +48,19 @@ __all__ = [
     "MAX_PROBLEMS",
     "PHASE_EMOJI",
     "PROBLEMS_EMOJI",
+    "ROLL_BACK",
     "RolloutBlocks",
+    "format_pods",
+    "format_problems",
     "format_rollout_duration",
+    "render_failure",
     "render_problems",
     "render_recovered",
     "render_rollout",
 ]
+
+ROLL_BACK: Final = "rollout_roll_back"
+"""The Roll back button of a rollout's failure reply; its value is a ``RollbackOffer`` id."""
 
 PHASE_EMOJI: Final[Mapping[RolloutPhase, str]] = {
     "progressing": STATUS_DISPLAY["running"][0],
@@ -115,12 +130,22 @@ def _env(env: str) -> str:
     return f"*{plain(env, MAX_NAME)}*"
 
 
-def _pods(rollout: Rollout) -> str:
-    p = rollout.progress
-    return (
-        f"{p.updated}/{p.replicas} updated, {p.ready}/{p.replicas} ready, "
-        f"{p.available}/{p.replicas} available"
+def format_pods(progress: Progress) -> str:
+    """``new pods 0/1 ready · old pods 3/3 serving``: how far the new version got, and whether
+    the old one still carries the traffic."""
+    pods = progress.pods()
+    new = (
+        f"new pods {pods.new_ready}/{pods.new} ready"
+        if pods.new
+        else f"no new pods yet (of {pods.desired})"
     )
+    if pods.old == 0:
+        return new
+    return f"{new} · old pods {pods.old_serving}/{pods.old} serving"
+
+
+def _pods(rollout: Rollout) -> str:
+    return format_pods(rollout.progress)
 
 
 def _reason(reason: str | None) -> str:
@@ -190,22 +215,40 @@ def render_rollout(rollout: Rollout, *, app: str, env: str) -> Rendered:
     return Rendered(text=headline, blocks=[section(headline), _where(rollout)])
 
 
-def render_problems(problems: Sequence[PodProblem]) -> Rendered:
-    """The thread reply that says why the new pods are not becoming ready."""
+def format_problems(problems: Sequence[PodProblem]) -> str:
+    """``:mag: New pods: `orders-5c9-x` orders — CrashLoopBackOff (restarted 6 times): …``:
+    why the new pods are not becoming ready, most severe first."""
     summary = summarize_problems(problems)
     if not summary:
-        text = f"{PROBLEMS_EMOJI} New pods: none reports a problem."
-        return Rendered(text=text, blocks=[section(text)])
+        return f"{PROBLEMS_EMOJI} New pods: none reports a problem."
     lines = [_problem_line(p) for p in summary[:MAX_PROBLEMS]]
     more = len(summary) - len(lines)
     if len(summary) == 1:
-        text = f"{PROBLEMS_EMOJI} New pods: {lines[0]}"
-    else:
-        text = f"{PROBLEMS_EMOJI} New pods:\n" + "\n".join(f"• {line}" for line in lines)
-        if more > 0:
-            text += f"\n… and {more} more"
-    text = clip(text, MAX_SECTION)
+        return f"{PROBLEMS_EMOJI} New pods: {lines[0]}"
+    text = f"{PROBLEMS_EMOJI} New pods:\n" + "\n".join(f"• {line}" for line in lines)
+    if more > 0:
+        text += f"\n… and {more} more"
+    return text
+
+
+def render_problems(problems: Sequence[PodProblem]) -> Rendered:
+    """The thread reply that says why the new pods are not becoming ready."""
+    text = clip(format_problems(problems), MAX_SECTION)
     return Rendered(text=text, blocks=[section(text)])
+
+
+def render_failure(
+    rollout: Rollout, *, app: str, env: str, offer: RollbackOffer | None
+) -> Rendered:
+    """The failure reply of a rollout: its new pods' problems and, when the version it replaced
+    is known, the button that rolls back to it (as the person who clicks, with every check)."""
+    text, blocks = render_problems(rollout.problems)
+    if offer is None:
+        return Rendered(text=text, blocks=blocks)
+    button = roll_back_button(
+        action_id=ROLL_BACK, value=offer.id, app=app, env=env, version=offer.version
+    )
+    return Rendered(text=text, blocks=[*blocks, button])
 
 
 def render_recovered(rollout: Rollout, *, app: str, env: str) -> Rendered:
@@ -226,8 +269,10 @@ class RolloutBlocks:
     def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered:
         return render_rollout(rollout, app=app, env=env)
 
-    def problems(self, problems: Sequence[PodProblem]) -> Rendered:
-        return render_problems(problems)
+    def failure(
+        self, rollout: Rollout, *, app: str, env: str, offer: RollbackOffer | None
+    ) -> Rendered:
+        return render_failure(rollout, app=app, env=env, offer=offer)
 
     def recovered(self, rollout: Rollout, *, app: str, env: str) -> Rendered:
         return render_recovered(rollout, app=app, env=env)
