@@ -32,16 +32,20 @@ from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.schema import KubeSchemaValidator
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.actions import Actions
+from bot.adapters.slack.blocks.home import HomeBlocks
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.adapters.slack.blocks.releases import ReleaseBlocks
 from bot.adapters.slack.blocks.rollouts import RolloutBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.commands import Commands
+from bot.adapters.slack.home import SlackHome
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
+from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.adapters.store.audit import RedisAuditLog
 from bot.adapters.store.connection import Store, open_store
+from bot.adapters.store.failures import RedisFailureLog
 from bot.adapters.store.inbox import RedisInbox, stream_name
 from bot.adapters.store.inventory import RedisInventoryCache
 from bot.adapters.store.leases import Lease, lead
@@ -49,17 +53,20 @@ from bot.adapters.store.locks import RedisLockStore
 from bot.adapters.store.pipelines import RedisPipelineStore
 from bot.adapters.store.releases import RedisReleaseStore
 from bot.adapters.store.rollouts import RedisRolloutStore
+from bot.adapters.store.shares import RedisShares
 from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.domain.release_flow import Deadlines
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
+from bot.services.home import HomeService
 from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.periodic import every
 from bot.services.pipelines import PipelineNotifier
 from bot.services.releases import ReleaseService
+from bot.services.releases.engine import ReleaseEngine
 from bot.services.rollouts import RolloutNotifier
 from bot.settings import Settings
 from bot.web import build_web_app
@@ -122,6 +129,7 @@ class Pitcrew:
         self.gitlab: GitLabRepository | None = None
         self.inventory: InventoryService | None = None
         self.releases: ReleaseService | None = None
+        self.home: HomeService | None = None
 
     @property
     def url(self) -> str:
@@ -193,6 +201,7 @@ class Pitcrew:
         people = SlackPeople(self.store.redis, self.slack)
         throttle = RedisThrottle(self.store.redis)
         audit = RedisAuditLog(self.store.redis)
+        self._failures = RedisFailureLog(self.store.redis)
         self.locks = LockService(
             catalog=self.catalog,
             store=RedisLockStore(self.store.redis),
@@ -222,6 +231,7 @@ class Pitcrew:
                 rollout_wait=timedelta(seconds=settings.release_rollout_wait),
             ),
             clock=self._clock,
+            failures=self._failures,
             **(
                 {"sweep_every": self._release_sweep_every}
                 if self._release_sweep_every is not None
@@ -229,20 +239,43 @@ class Pitcrew:
             ),
         )
         self.locks.when_unlocked(self.releases.on_unlocked)
+        whatsinprod = WhatsInProd(
+            inventory=self.inventory,
+            catalog=self.catalog,
+            locks=self.locks,
+            shares=RedisShares(self.store.redis),
+            clock=self._clock,
+        )
         Commands(
             outbox=self.outbox,
             people=people,
             audit=audit,
             once=throttle,
             locks=self.locks,
-            inventory=self.inventory,
+            whatsinprod=whatsinprod,
+            releases=self.releases,
+        ).register(bolt)
+        home_tab = SlackHome(self.slack)
+        self.home = HomeService(
             catalog=self.catalog,
             releases=self.releases,
+            locks=self.locks,
+            people=people,
+            failures=self._failures,
+            views=HomeBlocks(),
+            publisher=home_tab,
+            approvers=ReleaseEngine.approvers,
             clock=self._clock,
-        ).register(bolt)
-        Actions(outbox=self.outbox, audit=audit, once=throttle, releases=self.releases).register(
-            bolt
         )
+        home_tab.register(bolt, draw=self.home.refresh)
+        Actions(
+            outbox=self.outbox,
+            audit=audit,
+            once=throttle,
+            releases=self.releases,
+            whatsinprod=whatsinprod,
+            home=self.home.refresh,
+        ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
             slack_events=None if settings.socket_mode else aiohttp_handler(bolt),
@@ -270,6 +303,7 @@ class Pitcrew:
             throttle=throttle,
             views=PipelineBlocks(),
             gitops_project=settings.gitops_project,
+            failures=self._failures,
         )
         gitlab_events = GitLabEvents(
             pipelines=pipelines,
@@ -358,6 +392,7 @@ class Pitcrew:
             live=self._inventory_cache,
             followers=[self.releases] if self.releases is not None else [],
             offers=self.releases,
+            failures=self._failures,
             pods={
                 context: PodReader(context=context, kubeconfig=settings.kubeconfig)
                 for context in contexts.values()

@@ -21,20 +21,25 @@ Simulated, as Slack documents it:
 * Faults on demand: 429 with ``Retry-After``, 5xx with an HTML gateway page, or an ``ok: false``
   error; optionally *after* the call took effect (the answer is lost, the message exists), which is
   how a client learns to not post twice.
-* Slash commands and button clicks signed with the signing secret exactly as Slack sends them.
+* Slash commands, button clicks (on messages and on the App Home) and the ``app_home_opened``
+  event signed with the signing secret exactly as Slack sends them; ``views.publish`` for the
+  App Home (``home``, ``read_home``).
 
 Deliberately stricter than Slack, to catch bugs early: a ``thread_ts`` that names no message is
 ``thread_not_found`` (Slack would accept it); ``chat.update``/``chat.delete`` and the
 ``conversations.*`` methods take channel IDs only (as Slack does), while ``chat.postMessage`` and
-``chat.postEphemeral`` also accept ``#name``, ``name`` or a user ID (a DM).
+``chat.postEphemeral`` also accept ``#name``, ``name`` or a user ID (a DM); a date token
+(``<!date^…>``) without a timestamp, a format or a fallback is ``invalid_blocks`` (Slack would
+show it as raw text). People read a date token as its fallback.
 
 Scopes: every answer carries the token's scopes in ``X-OAuth-Scopes``, as Slack's do; only the
 history and join scopes are enforced (``scopes=``: ``conversations.history``/``replies`` without
 ``channels:history``, ``conversations.join`` without ``channels:join`` answer ``missing_scope``).
 
 Deliberately not simulated: the other scopes (the bot has them), private channels and membership
-changes, attachments (accepted, not rendered), files, reactions, views/modals, Events API
-deliveries, Socket Mode, Enterprise Grid, the per-method tier limits other than the one above.
+changes, attachments (accepted, not rendered), files, reactions, modals, Events API deliveries
+other than ``app_home_opened``, Enterprise Grid, the per-method tier limits other than the one
+above.
 """
 
 from __future__ import annotations
@@ -924,6 +929,47 @@ class SlackSandbox:
 
     def _apps_connections_open(self, params: _Params) -> JsonDict:
         return {"url": f"ws://{self._host}:{self._port}/socket-mode?ticket={uuid.uuid4().hex}"}
+
+    def app_home_opened(
+        self, *, user: str, tab: str = "home", timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The signed Events API delivery Slack POSTs when ``user`` opens the app's ``tab``
+        (``home`` or ``messages``): an ``event_callback`` whose event carries the view last
+        published for them, if any."""
+        person = self._user(user)
+        at = int(time.time()) if timestamp is None else timestamp
+        event: JsonDict = {
+            "type": "app_home_opened",
+            "user": person.id,
+            "channel": self._dm(person.id).id,
+            "tab": tab,
+            "event_ts": f"{time.time():.6f}",
+        }
+        view = self._homes.get(person.id)
+        if tab == "home" and view is not None:
+            event["view"] = view
+        payload: JsonDict = {
+            "token": VERIFICATION_TOKEN,
+            "team_id": self.team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": at,
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        signed_body, headers = _signed(self.signing_secret, body, at)
+        return signed_body, {**headers, "Content-Type": "application/json"}
 
     def _views_publish(self, params: _Params) -> JsonDict:
         """``views.publish``: a user's App Home tab (``type: home``, at most 100 blocks)."""
@@ -1893,10 +1939,10 @@ def _block_errors(blocks: list[JsonDict]) -> list[str]:
     if len(blocks) > MAX_BLOCKS:
         errors.append(f"must be less than {MAX_BLOCKS + 1} items [json-pointer:/blocks]")
     block_ids: set[str] = set()
-    action_ids: set[str] = set()
     for i, block in enumerate(blocks):
         where = f"/blocks/{i}"
         kind = block.get("type")
+        action_ids: set[str] = set()  # unique within a block, as Slack documents
         if kind not in _BLOCK_TYPES:
             errors.append(f"unsupported type: {kind} [json-pointer:{where}/type]")
             continue
@@ -1943,6 +1989,11 @@ def _block_errors(blocks: list[JsonDict]) -> list[str]:
     return errors
 
 
+_DATE_TOKEN = re.compile(r"<!date\^([^>]*)>")
+_DATE_PARTS = re.compile(r"\d{1,12}\^[^^|>]+(?:\^[^^|>]+)?\|[^|>]+")
+"""``<!date^epoch^format[^link]|fallback>``: Slack shows a malformed one as raw text."""
+
+
 def _text_errors(obj: Any, where: str, *, limit: int, plain: bool = False) -> list[str]:
     allowed = {"plain_text"} if plain else {"plain_text", "mrkdwn"}
     if not isinstance(obj, dict) or obj.get("type") not in allowed:
@@ -1952,6 +2003,10 @@ def _text_errors(obj: Any, where: str, *, limit: int, plain: bool = False) -> li
         return [f"must be more than 0 characters [json-pointer:{where}/text]"]
     if len(text) > limit:
         return [f"must be less than {limit + 1} characters [json-pointer:{where}/text]"]
+    if obj.get("type") == "mrkdwn":
+        for token in _DATE_TOKEN.finditer(text):
+            if not _DATE_PARTS.fullmatch(token.group(1)):
+                return [f"invalid date token {token.group(0)[:60]} [json-pointer:{where}/text]"]
     return []
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot import logs, metrics
+from bot.domain.home import RecentFailure
 from bot.domain.pipelines import (
     JobObserved,
     Pipeline,
@@ -33,8 +34,16 @@ from bot.domain.pipelines import (
     judge_ref,
     ref_scope,
 )
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
-from bot.services.ports import Outbox, OutgoingMessage, PeopleDirectory, Rendered, Throttle
+from bot.services.ports import (
+    FailureLog,
+    Outbox,
+    OutgoingMessage,
+    PeopleDirectory,
+    Rendered,
+    Throttle,
+)
 
 log = logs.get(__name__)
 
@@ -103,6 +112,7 @@ class PipelineNotifier:
         throttle: Throttle,
         views: PipelineViews,
         gitops_project: str,
+        failures: FailureLog | None = None,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -111,6 +121,7 @@ class PipelineNotifier:
         self._throttle = throttle
         self._views = views
         self._gitops_project = gitops_project.lower()
+        self._failures = failures
 
     async def observe(self, event: PipelineObserved | JobObserved) -> None:
         catalog = self._catalog.current
@@ -159,6 +170,8 @@ class PipelineNotifier:
             if await self._store.commit(new, expected=record.version if record else 0, ref=ref):
                 metrics.PIPELINE_OBSERVATIONS.labels("advanced").inc()
                 await self._announce(new, channel=channel)
+                if transition.failed_now and new.shown:
+                    await self._record_failure(p, team=app.team)
                 return
             metrics.PIPELINE_OBSERVATIONS.labels("race").inc()
         raise RaceLost(f"{event.project} #{event.pipeline_id}: {MAX_RACES} commits lost in a row")
@@ -195,6 +208,28 @@ class PipelineNotifier:
         await self._store.mark_announced(
             project=p.project, pipeline_id=p.id, version=record.version
         )
+
+    async def _record_failure(self, p: Pipeline, *, team: str) -> None:
+        """For the App Home of the team's people; never holds the notification up."""
+        if self._failures is None:
+            return
+        jobs = ", ".join(dict.fromkeys(j.name for j in p.failed_jobs))
+        ref = f"tag {p.ref}" if p.tag else p.ref
+        try:
+            await self._failures.record(
+                RecentFailure(
+                    key=message_key(p),
+                    team=team,
+                    kind="pipeline",
+                    title=f"{p.project} pipeline #{p.id} on {ref}",
+                    reason=f"{jobs} failed" if jobs else p.status,
+                    url=p.url,
+                    at=p.finished_at or p.updated_at,
+                )
+            )
+        except Exception:
+            reraise_if_cancelling()
+            log.exception("a pipeline failure was not recorded for the App Home", pipeline=p.id)
 
     async def _slack_user(self, p: Pipeline) -> str | None:
         for email in (p.author_email, p.user_email):

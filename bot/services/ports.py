@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
+
+from bot.domain.home import RecentFailure
 
 JsonBlock = Mapping[str, Any]
 
@@ -87,3 +90,24 @@ class AuditEntry:
 
 class AuditLog(Protocol):
     async def record(self, entry: AuditEntry) -> None: ...
+
+
+class FailureLog(Protocol):
+    """What failed, per team, for the App Home's "your teams' failures of the last 24 h"."""
+
+    async def record(self, failure: RecentFailure) -> None:
+        """Keep it (recording the same ``key`` again keeps the newest)."""
+        ...
+
+    async def recent(self, teams: Sequence[str], *, since: datetime) -> list[RecentFailure]: ...
+
+
+class Shares(Protocol):
+    """Server-side records behind "Share in channel" buttons: a button carries an id, never
+    the thing shared."""
+
+    async def keep(self, text: str, *, ttl: float) -> str:
+        """Keep ``text`` for ``ttl`` seconds; the opaque id to put in the button."""
+        ...
+
+    async def find(self, share_id: str) -> str | None: ...

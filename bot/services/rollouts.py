@@ -30,6 +30,7 @@ from typing import Protocol
 
 from bot import logs, metrics
 from bot.domain.catalog import App
+from bot.domain.home import RecentFailure
 from bot.domain.inventory import Live
 from bot.domain.releases import RollbackOffer
 from bot.domain.rollouts import (
@@ -50,7 +51,7 @@ from bot.domain.rollouts import (
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
 from bot.services.periodic import every
-from bot.services.ports import Outbox, OutgoingMessage, Rendered
+from bot.services.ports import FailureLog, Outbox, OutgoingMessage, Rendered
 
 log = logs.get(__name__)
 
@@ -121,6 +122,7 @@ class RolloutNotifier:
         live: LiveSink | None = None,
         followers: Sequence[RolloutFollower] = (),
         offers: RollbackOffers | None = None,
+        failures: FailureLog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._catalog = catalog
@@ -133,6 +135,7 @@ class RolloutNotifier:
         self._live = live
         self._followers = followers
         self._offers = offers
+        self._failures = failures
         self._clock = clock
         self._owners: dict[str, str] = {}
         """Workload key → app, as routed when last observed (pods ticks have no labels)."""
@@ -277,6 +280,8 @@ class RolloutNotifier:
                 OutgoingMessage(key=key, channel=channel, text=text, blocks=blocks),
                 version=version,
             )
+            if announcement.what == "failed":
+                await self._record_failure(rollout, app=app, env=env)
             if announcement.what in ("failed", "problems"):
                 offer = await self._offer(rollout, app=app, env=env)
                 text, blocks = self._views.failure(rollout, app=app.name, env=env, offer=offer)
@@ -323,6 +328,26 @@ class RolloutNotifier:
             return True
         await self._store.keep_own_message(rollout.id)
         return False
+
+    async def _record_failure(self, rollout: Rollout, *, app: App, env: str) -> None:
+        """For the App Home of the team's people; never holds the notification up."""
+        if self._failures is None:
+            return
+        versions = sorted({c.new_version for c in rollout.changes or rollout.images})
+        try:
+            await self._failures.record(
+                RecentFailure(
+                    key=f"rollout:{rollout.id}",
+                    team=app.team,
+                    kind="rollout",
+                    title=f"{app.name} {', '.join(versions)} in {env}".replace("  ", " "),
+                    reason=rollout.reason or rollout.message,
+                    at=rollout.finished_at or self._clock(),
+                )
+            )
+        except Exception:
+            reraise_if_cancelling()
+            log.exception("a rollout failure was not recorded for the App Home", rollout=rollout.id)
 
     async def _offer(self, rollout: Rollout, *, app: App, env: str) -> RollbackOffer | None:
         """The Roll back button of a failed rollout: to the version it replaced, if known."""

@@ -325,8 +325,8 @@ async def test_a_failed_rollout_is_rolled_back_to_the_previous_version(
     await eventually(lambda: "Failed" in world.header(), within=20)
     await world.quiet()
     assert world.header() == (
-        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded —"
-        " `/rollback orders production`"
+        ":red_circle: Failed: the rollout failed: ProgressDeadlineExceeded · new pods 0/1 ready"
+        " · old pods 2/2 serving — `/rollback orders production`"
     )
 
     answer = await world.slash("/rollback", "orders production")

@@ -626,6 +626,81 @@ async def test_bolt_accepts_sandbox_commands_and_clicks(
         sandbox.block_action(user="bob", channel="general", message_ts=release.ts, action_id="x")
 
 
+async def test_bolt_draws_an_app_home_opened_and_takes_its_clicks(
+    sandbox: SlackSandbox, client: AsyncWebClient
+) -> None:
+    """The Events API delivery of ``app_home_opened`` is signed as Slack signs it; two releases
+    on one home each carry Approve (``action_id`` is unique within a block, as Slack has it)."""
+    app = AsyncApp(
+        client=client, signing_secret=sandbox.signing_secret, process_before_response=True
+    )
+    opened: list[tuple[str, str]] = []
+    clicked: list[str] = []
+
+    def release(value: str) -> dict[str, Any]:
+        return {
+            "type": "actions",
+            "block_id": f"home-{value}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "approve",
+                    "value": value,
+                    "text": {"type": "plain_text", "text": "Approve"},
+                }
+            ],
+        }
+
+    @app.event("app_home_opened")
+    async def home(event: dict[str, Any], client: AsyncWebClient) -> None:
+        opened.append((event["user"], event["tab"]))
+        await client.views_publish(
+            user_id=event["user"],
+            view={"type": "home", "blocks": [release("rel-1"), release("rel-2")]},
+        )
+
+    @app.action("approve")
+    async def approve(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        clicked.append(body["actions"][0]["value"])
+
+    body, headers = sandbox.app_home_opened(user="carol")
+    assert json.loads(body)["type"] == "event_callback"
+    assert (await app.async_dispatch(bolt_request(body, headers))).status == 200
+    assert sandbox.read_home("carol") == "[Approve]\n[Approve]"
+    body, headers = sandbox.home_action(user="carol", action_id="approve", value="rel-2")
+    assert (await app.async_dispatch(bolt_request(body, headers))).status == 200
+    messages_tab, headers = sandbox.app_home_opened(user="carol", tab="messages")
+    await app.async_dispatch(bolt_request(messages_tab, headers))
+    forged, _ = sandbox.app_home_opened(user="carol")
+    _, stale_headers = sandbox.app_home_opened(user="carol", timestamp=1_600_000_000)
+    assert (await app.async_dispatch(bolt_request(forged, stale_headers))).status == 401
+    assert opened == [("U0CAROL", "home"), ("U0CAROL", "messages")]
+    assert clicked == ["rel-2"]
+    assert json.loads(messages_tab)["event"].get("view") is None
+
+
+async def test_date_tokens_read_as_their_fallback_and_must_be_whole(
+    sandbox: SlackSandbox, client: AsyncWebClient
+) -> None:
+    good = "until <!date^1764007200^{date_short_pretty} {time}|2025-11-24 18:00 UTC>"
+    await client.chat_postMessage(
+        channel="general",
+        text=good,
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": good}}],
+    )
+    [message] = sandbox.messages("general")
+    assert sandbox.read(message) == "until 2025-11-24 18:00 UTC"
+    bad = "until <!date^1764007200^{time}>"  # no fallback
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(
+            channel="general",
+            text=bad,
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": bad}}],
+        )
+    assert refused.value.response["errors"][0].startswith("invalid date token")
+
+
 def test_custom_users_and_channels_get_deterministic_ids() -> None:
     sandbox = SlackSandbox(
         channels=("#alpha", "beta"),

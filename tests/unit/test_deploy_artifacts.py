@@ -59,7 +59,7 @@ READ_ONLY_RULES = {
     ("", "pods"),
     ("", "events"),
 }
-COMMANDS = {"/whatsinprod", "/deploy", "/rollback", "/lock", "/unlock"}
+COMMANDS = {"/whatsinprod", "/deploy", "/rollback", "/lock", "/unlock", "/pitcrew"}
 BOT_SCOPES = {
     "commands",
     "chat:write",
@@ -258,9 +258,13 @@ def test_service_pdb_and_network_policy_select_the_pods() -> None:
 
 
 def test_slack_app_manifest_declares_commands_scopes_and_interactivity() -> None:
+    from bot.adapters.slack.blocks.help import COMMANDS as LISTED
+
     (app,) = load_all(MANIFESTS / "slack-app.yaml")
     commands = app["features"]["slash_commands"]
     assert {c["command"] for c in commands} == COMMANDS
+    # every command the bot answers, as /pitcrew help lists them
+    assert {c["command"] for c in commands} == {c.name for c in LISTED}
     for command in commands:
         assert command["url"] == SLACK_URL
         assert command["should_escape"] is False
@@ -272,6 +276,12 @@ def test_slack_app_manifest_declares_commands_scopes_and_interactivity() -> None
     assert set(optional) == HISTORY_SCOPES
     settings = app["settings"]
     assert settings["interactivity"] == {"is_enabled": True, "request_url": SLACK_URL}
+    # the App Home: its tab, and the event that draws it
+    assert app["features"]["app_home"]["home_tab_enabled"] is True
+    assert settings["event_subscriptions"] == {
+        "request_url": SLACK_URL,
+        "bot_events": ["app_home_opened"],
+    }
     assert settings["socket_mode_enabled"] is False
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False

@@ -9,7 +9,8 @@ handled once per ``trigger_id``, so a redelivery does nothing twice.
 Answers go only to the person who clicked, through the click's ``response_url``: approving,
 refusing and explaining never add noise to the channel; the release message and its thread
 tell the channel what changed. A click on a view (the App Home, a modal) comes with no
-``response_url`` and no channel: its answer is a direct message to the person.
+``response_url`` and no channel: its answer is a direct message to the person, and a click on
+the App Home redraws it, so that what was done shows there at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from bot import logs
 from bot.adapters.slack.blocks.releases import APPROVE, DEPLOY_ANYWAY, REJECT
 from bot.adapters.slack.blocks.releases import ROLL_BACK as ROLL_BACK_RELEASE
 from bot.adapters.slack.blocks.rollouts import ROLL_BACK as ROLL_BACK_ROLLOUT
+from bot.adapters.slack.blocks.whatsinprod import SHARE
 from bot.adapters.slack.outbox import SlackOutbox
+from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
 from bot.services.releases import ReleaseService
@@ -34,6 +37,12 @@ from bot.services.releases import ReleaseService
 log = logs.get(__name__)
 
 _ID = re.compile(r"[0-9a-f]{12}")
+
+
+def _on_home(body: dict[str, Any]) -> bool:
+    return (body.get("container") or {}).get("type") == "view" and (body.get("view") or {}).get(
+        "type"
+    ) == "home"
 
 
 def _origin(body: dict[str, Any]) -> str:
@@ -53,11 +62,16 @@ class Actions:
         audit: AuditLog,
         once: Throttle,
         releases: ReleaseService,
+        whatsinprod: WhatsInProd | None = None,
+        home: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._outbox = outbox
         self._audit = audit
         self._once = once
         self._releases = releases
+        self._whatsinprod = whatsinprod
+        self._home = home
+        """Redraws a person's App Home after their click in it."""
 
     def register(self, app: AsyncApp) -> None:
         app.action(APPROVE)(self._listener(APPROVE, self._approve))
@@ -65,11 +79,12 @@ class Actions:
         app.action(DEPLOY_ANYWAY)(self._listener(DEPLOY_ANYWAY, self._deploy_anyway))
         app.action(ROLL_BACK_RELEASE)(self._listener(ROLL_BACK_RELEASE, self._roll_back_release))
         app.action(ROLL_BACK_ROLLOUT)(self._listener(ROLL_BACK_ROLLOUT, self._roll_back_rollout))
+        app.action(SHARE)(self._listener(SHARE, self._share))
 
     def _listener(
         self,
         name: str,
-        work: Callable[[str, str, Callable[[Rendered], Awaitable[None]], str], Awaitable[None]],
+        work: Callable[[str, str, Callable[..., Awaitable[None]], str], Awaitable[None]],
     ) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
             await ack()
@@ -91,9 +106,12 @@ class Actions:
             )
             response_url = str(body.get("response_url") or "")
 
-            async def answer(rendered: Rendered) -> None:
+            async def answer(rendered: Rendered, *, in_channel: bool = False) -> None:
+                """Only to the person who clicked, unless ``in_channel`` (a share)."""
                 if response_url:
-                    await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
+                    await self._outbox.respond(
+                        response_url, text=rendered[0], blocks=rendered[1], in_channel=in_channel
+                    )
                 else:
                     await self._outbox.direct(user=user, text=rendered[0], blocks=rendered[1])
 
@@ -111,6 +129,8 @@ class Actions:
                     (":warning: That failed on Pitcrew's side. Try again, or ask the platform"
                      " team to look at Pitcrew's logs.", ())
                 )  # fmt: skip
+            if self._home is not None and _on_home(body):
+                await self._home(user)
 
         return listener
 
@@ -140,3 +160,19 @@ class Actions:
         self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
     ) -> None:
         await self._releases.roll_back_offer(offer_id=value, user=user, reply=answer, origin=origin)
+
+    async def _share(
+        self, value: str, user: str, answer: Callable[..., Awaitable[None]], origin: str
+    ) -> None:
+        """ "Share in channel": the question kept behind the button, answered again for all."""
+        shared = await self._whatsinprod.shared(value, by=user) if self._whatsinprod else None
+        if shared is None:
+            await answer(
+                (
+                    "This answer can no longer be shared (it was asked over a day ago, or the"
+                    " catalog changed): ask `/whatsinprod` again.",
+                    (),
+                )
+            )
+            return
+        await answer(shared, in_channel=True)

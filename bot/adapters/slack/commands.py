@@ -14,21 +14,17 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs, metrics
-from bot.adapters.slack.blocks.common import render_command_error
-from bot.adapters.slack.blocks.whatsinprod import render_whatsinprod
+from bot.adapters.slack.blocks.help import COMMANDS, render_help
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
+from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
-from bot.domain.inventory import QueryError, parse_whatsinprod
-from bot.services.catalog import CatalogHolder
-from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
 from bot.services.releases import ReleaseService
@@ -52,27 +48,35 @@ class Commands:
         audit: AuditLog,
         once: Throttle,
         locks: LockService,
-        inventory: InventoryService,
-        catalog: CatalogHolder,
+        whatsinprod: WhatsInProd,
         releases: ReleaseService,
-        clock: Callable[[], datetime],
     ) -> None:
         self._outbox = outbox
         self._people = people
         self._audit = audit
         self._once = once
         self._locks = locks
-        self._inventory = inventory
-        self._catalog = catalog
+        self._whatsinprod_answers = whatsinprod
         self._releases = releases
-        self._clock = clock
+
+    def handlers(self) -> dict[str, Work]:
+        """Every command Pitcrew answers (``/pitcrew help`` lists the same ones)."""
+        return {
+            "/whatsinprod": self._whatsinprod,
+            "/deploy": self._deploy,
+            "/rollback": self._rollback,
+            "/lock": self._lock,
+            "/unlock": self._unlock,
+            "/pitcrew": self._pitcrew,
+        }
 
     def register(self, app: AsyncApp) -> None:
-        self._listen(app, "/lock", self._lock)
-        self._listen(app, "/unlock", self._unlock)
-        self._listen(app, "/whatsinprod", self._whatsinprod)
-        self._listen(app, "/deploy", self._deploy)
-        self._listen(app, "/rollback", self._rollback)
+        handlers = self.handlers()
+        missing = {c.name for c in COMMANDS} ^ set(handlers)
+        if missing:  # a bug: help and listeners must agree
+            raise RuntimeError(f"commands without help or without a listener: {sorted(missing)}")
+        for name, work in handlers.items():
+            self._listen(app, name, work)
 
     def _listen(self, app: AsyncApp, name: str, work: Work) -> None:
         @app.command(name)
@@ -135,20 +139,12 @@ class Commands:
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
     ) -> None:
         """Answered from the inventory cache: never waits on GitLab."""
-        catalog = self._catalog.current
-        try:
-            query = parse_whatsinprod(command["text"], catalog=catalog)
-        except QueryError as exc:
-            await reply(render_command_error(exc))
-            return
-        rendered = render_whatsinprod(
-            query,
-            inventory=await self._inventory.current(),
-            catalog=catalog,
-            locks=await self._locks.locks(),
-            now=self._clock(),
-        )
-        await reply(rendered)
+        await reply(await self._whatsinprod_answers.answer(command["text"]))
+
+    async def _pitcrew(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await reply(render_help(command["text"]))
 
     async def _unlock(
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]

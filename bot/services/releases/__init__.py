@@ -18,11 +18,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.release_flow import Deadlines, NoteKind
-from bot.domain.releases import ReleaseKind, RollbackOffer
+from bot.domain.releases import Release, ReleaseKind, RollbackOffer
 from bot.domain.rollouts import Happening, Rollout
 from bot.services.catalog import CatalogHolder
 from bot.services.periodic import every
-from bot.services.ports import AuditLog, Outbox
+from bot.services.ports import AuditLog, FailureLog, Outbox
 from bot.services.releases.approvals import Approvals
 from bot.services.releases.engine import ReleaseEngine
 from bot.services.releases.opening import Opening
@@ -84,6 +84,7 @@ class ReleaseService:
         watched_envs: frozenset[str] = frozenset(),
         deadlines: Deadlines = DEFAULT_DEADLINES,
         sweep_every: float = SWEEP_EVERY,
+        failures: FailureLog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         engine = ReleaseEngine(
@@ -96,7 +97,9 @@ class ReleaseService:
             audit=audit,
             views=views,
             clock=clock,
+            failures=failures,
         )
+        self._store = store
         self._opening = Opening(engine, validator=validator, watched_envs=watched_envs)
         self._approvals = Approvals(engine)
         self._progress = Progress(engine)
@@ -140,6 +143,24 @@ class ReleaseService:
     async def offer_rollback(self, *, key: str, app: str, env: str, version: str) -> RollbackOffer:
         """A Roll back button for a rollout's failure reply (the ``RollbackOffers`` port)."""
         return await self._opening.offer(key=key, app=app, env=env, version=version)
+
+    # ------------------------------------------------------------------ the App Home
+
+    async def open_releases(self) -> list[Release]:
+        """Releases not yet at an end (approvals are awaited among them)."""
+        return await self._load(await self._store.open_ids())
+
+    async def requested_by(self, user: str) -> list[Release]:
+        """The latest releases ``user`` asked for, newest first."""
+        return await self._load(await self._store.of_requester(user))
+
+    async def _load(self, ids: list[str]) -> list[Release]:
+        found = []
+        for release_id in ids:
+            release, _ = await self._store.load(release_id)
+            if release is not None:
+                found.append(release)
+        return found
 
     # ------------------------------------------------------------------ the world
 

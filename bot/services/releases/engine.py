@@ -17,6 +17,7 @@ from datetime import datetime
 from bot import logs, metrics
 from bot.domain.catalog import Catalog
 from bot.domain.errors import PitcrewError, Unavailable
+from bot.domain.home import RecentFailure
 from bot.domain.locks import Lock
 from bot.domain.release_flow import (
     Audit,
@@ -32,8 +33,9 @@ from bot.domain.release_flow import (
     apply,
 )
 from bot.domain.releases import Release, approvers_label
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
-from bot.services.ports import AuditEntry, AuditLog, Outbox, OutgoingMessage
+from bot.services.ports import AuditEntry, AuditLog, FailureLog, Outbox, OutgoingMessage
 from bot.services.releases.ports import (
     LockReader,
     ReleasePeople,
@@ -45,6 +47,8 @@ from bot.services.releases.ports import (
 log = logs.get(__name__)
 
 MAX_RACES = 20
+_FAILURES = frozenset({"failed", "not_seen", "unreviewed_merge"})
+"""Replies that tell a failure: the release joins its team's recent failures."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +74,7 @@ class ReleaseEngine:
         audit: AuditLog,
         views: ReleaseViews,
         clock: Callable[[], datetime],
+        failures: FailureLog | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -80,6 +85,7 @@ class ReleaseEngine:
         self.audit = audit
         self.views = views
         self.clock = clock
+        self.failures = failures
 
     # ------------------------------------------------------------------ committing
 
@@ -119,6 +125,8 @@ class ReleaseEngine:
             await self.say(release, version, said)
         if release.mr_iid is not None:  # a release is shown from its MR on, never before
             await self.show(release, version)
+        if any(said.kind in _FAILURES for said in committed.step.says):
+            await self._record_failure(release)
         for effect in committed.step.effects:
             if isinstance(effect, Merge):
                 await self.ask_merge(release)
@@ -130,6 +138,26 @@ class ReleaseEngine:
                 await self.record(
                     "pitcrew", effect.action, release.env, release.title, effect.detail
                 )
+
+    async def _record_failure(self, release: Release) -> None:
+        """For the App Home of the team's people; never holds the release up."""
+        if self.failures is None:
+            return
+        try:
+            await self.failures.record(
+                RecentFailure(
+                    key=f"release:{release.id}",
+                    team=release.team,
+                    kind="release",
+                    title=release.title,
+                    reason=release.failure or release.state.replace("_", " "),
+                    url=release.mr_url,
+                    at=self.clock(),
+                )
+            )
+        except Exception:
+            reraise_if_cancelling()
+            log.exception("a release failure was not recorded for the App Home", release=release.id)
 
     # ------------------------------------------------------------------ merging
 

@@ -49,6 +49,7 @@ __all__ = [
     "EMOJI_LOCKED",
     "EMOJI_REMINDER",
     "EMOJI_UNLOCKED",
+    "format_lock",
     "render_command_error",
     "render_expired",
     "render_held_by_other",
@@ -108,6 +109,11 @@ def _state(lock: Lock) -> str:
     """`` — reason · until <date>``: what a lock is for and how long it lasts."""
     why = f" — {_reason(lock.reason)}" if lock.reason else ""
     return f"{why} · {_until(lock.expires_at)}"
+
+
+def format_lock(lock: Lock, *, now: datetime) -> str:
+    """``:lock: *production* locked by <@U…> 2 h ago — reason · until <date>``."""
+    return f"{EMOJI_LOCKED} {_held(lock, now=now)}"
 
 
 def _held(lock: Lock, *, now: datetime) -> str:

@@ -42,8 +42,12 @@ __all__ = [
     "EMOJI_QUERY",
     "EMOJI_UNREADABLE",
     "MAX_LINES",
+    "SHARE",
     "render_whatsinprod",
 ]
+
+SHARE: Final = "whatsinprod_share"
+"""The "Share in channel" button; its value is the id of the question kept server-side."""
 
 EMOJI_QUERY: Final = ":mag:"
 EMOJI_LOCKED: Final = ":lock:"
@@ -246,21 +250,50 @@ def render_whatsinprod(
     catalog: Catalog,
     locks: Mapping[str, Lock],
     now: datetime,
+    share: str | None = None,
+    shared_by: str | None = None,
 ) -> Rendered:
-    """``locks`` maps environment names to their lock; expired ones are ignored."""
+    """``locks`` maps environment names to their lock; expired ones are ignored.
+
+    ``share``: the id behind a "Share in channel" button (the answer only its asker sees);
+    ``shared_by``: the answer as posted in the channel, saying who shared it."""
     lines = _lines(query, inventory=inventory, catalog=catalog, now=now)
     header = _header(query, lines, inventory=inventory, catalog=catalog, now=now)
     top = "\n".join([header, *_context(query, inventory=inventory, locks=locks, now=now)])
     blocks = [section(clip(top, MAX_SECTION))]
+    # One block for the header, one kept for the summary, two for the share button or note.
+    budget = MAX_BLOCKS - 2 - (1 if share or shared_by else 0)
     if not lines:
         blocks.append(section("No apps."))
-        return Rendered(text=header, blocks=blocks)
-
-    shown = lines[:MAX_LINES]
-    # One block for the header, one kept for the summary.
-    packed, fitted = _pack([line.text for line in shown], budget=MAX_BLOCKS - 2)
-    blocks.extend(packed)
-    hidden = lines[fitted:]
-    if hidden:
-        blocks.append(section(clip(_more(query, hidden), MAX_SECTION)))
+    else:
+        shown = lines[:MAX_LINES]
+        packed, fitted = _pack([line.text for line in shown], budget=budget)
+        blocks.extend(packed)
+        hidden = lines[fitted:]
+        if hidden:
+            blocks.append(section(clip(_more(query, hidden), MAX_SECTION)))
+    if shared_by is not None:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"Shared by {mention(shared_by)} · `/whatsinprod`"}
+                ],
+            }
+        )
+    elif share is not None:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "whatsinprod",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": SHARE,
+                        "text": {"type": "plain_text", "text": "Share in channel"},
+                        "value": share,
+                    }
+                ],
+            }
+        )
     return Rendered(text=header, blocks=blocks)
