@@ -21,14 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from bot.adapters.slack.blocks.whatsinprod import SHARE
 from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
 from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.kube import KubeSandbox
-from bot.sandbox.slack import Ephemeral, Message, SlackSandbox
+from bot.sandbox.slack import DEFAULT_USERS, Ephemeral, Message, SandboxUser, SlackSandbox
 from bot.services.ports import OutgoingMessage
 from bot.settings import Settings
 
@@ -38,6 +41,8 @@ WEBHOOK_SECRET = "demo-webhook-secret"
 DEMO_PACING = 0.1
 """Seconds between two messages to one channel (1.0 in production, as Slack asks)."""
 USERGROUPS = {"payments-oncall": ["U0ALICE"], "sre-oncall": ["U0CAROL"]}
+NEWCOMER = SandboxUser(id="U0DAVE", name="dave", real_name="Dave Roy", email="dave@example.com")
+_USER_IDS = {user.name: user.id for user in (*DEFAULT_USERS, NEWCOMER)}
 
 
 class DemoClock:
@@ -106,19 +111,78 @@ class Stage:
 
     async def click(self, user: str, button: str, message: Message | Ephemeral) -> None:
         """Click a button as ``user``; show the private answer as they see it."""
-        label = button.removeprefix("release_").replace("_", " ").title()
-        self.say(f"{user} clicks [{label}]")
         ts = message.ts if isinstance(message, Message) else message.message_ts
         before = len(self.slack.ephemerals())
         body, headers = self.slack.block_action(
             user=user, channel=message.channel, message_ts=ts, action_id=button
         )
+        self.say(f"{user} clicks [{_label(body)}]")
+        posted = len(self.slack.messages(message.channel))
         async with self.http.post(
             f"{self.bot.url}/slack/events", data=body, headers=headers
         ) as response:
             await response.read()
+        if button == SHARE:
+            for _ in range(500):
+                if len(self.slack.messages(message.channel)) > posted:
+                    break
+                await asyncio.sleep(0.02)
+            for shared in self.slack.messages(message.channel)[posted:]:
+                for line in self.slack.read(shared).splitlines():
+                    self.say(f"    (everyone in the channel sees) {line}")
+            return
         await self._answered(before)
         self._show_answers(user, before)
+
+    async def open_home(self, user: str) -> None:
+        """``user`` opens Pitcrew's Home tab in Slack; show it as they read it."""
+        self.say(f"{user} opens Pitcrew's Home tab")
+        published = self._published()
+        body, headers = self.slack.app_home_opened(user=user)
+        async with self.http.post(
+            f"{self.bot.url}/slack/events", data=body, headers=headers
+        ) as response:
+            await response.read()
+        await self._drawn(published)
+        self._show_home(user)
+
+    async def click_home(self, user: str, button: str) -> None:
+        """Click a button of ``user``'s Home tab; the answer is a direct message."""
+        self.say(f"{user} clicks [{button.removeprefix('release_').title()}] on the Home tab")
+        published = self._published()
+        dm = _USER_IDS[user]
+        before = len(self.slack.messages(dm)) if self._has_dm(dm) else 0
+        body, headers = self.slack.home_action(user=user, action_id=button)
+        async with self.http.post(
+            f"{self.bot.url}/slack/events", data=body, headers=headers
+        ) as response:
+            await response.read()
+        await self._drawn(published)
+        await self.settle()
+        for message in self.slack.messages(dm)[before:]:
+            self.say(f"    (direct message to {user}) {self.slack.read(message)}")
+        self.say(f"    (the Home tab is drawn again for {user})")
+        self._show_home(user)
+
+    def _has_dm(self, user: str) -> bool:
+        try:
+            self.slack.messages(user)
+        except KeyError:
+            return False
+        return True
+
+    def _published(self) -> int:
+        return sum(1 for c in self.slack.calls if c.method == "views.publish" and c.ok)
+
+    async def _drawn(self, published: int) -> None:
+        for _ in range(500):
+            if self._published() > published:
+                return
+            await asyncio.sleep(0.02)
+
+    def _show_home(self, user: str) -> None:
+        for line in self.slack.read_home(user).splitlines():
+            self.say(f"    │ {line}")
 
     async def _answered(self, before: int) -> None:
         """Until the last private answer is in ("working on it" comes first)."""
@@ -233,6 +297,12 @@ async def foundation(stage: Stage) -> None:
     )
 
 
+def _label(body: bytes) -> str:
+    """The clicked button's label, as the person saw it."""
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    return str(payload["actions"][0]["text"]["text"])
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -259,6 +329,18 @@ async def locks(stage: Stage) -> None:
         "alice", "/lock", "production for 2h black friday freeze", channel="payments-deploys"
     )
     await stage.settle()
+    assert stage.bot.locks is not None
+    lock = await stage.bot.locks.lock_of("production")
+    if lock is not None and lock.expires_at is not None:
+        zone = ZoneInfo("Europe/Paris")
+        paris = lock.expires_at.astimezone(zone)
+        days = (paris.date() - stage.clock().astimezone(zone).date()).days
+        day = {0: "today", 1: "tomorrow"}.get(days, f"{paris:%b} {paris.day}")
+        stage.say("  (times are Slack date tokens: Slack shows each reader their own zone — alice,")
+        stage.say(
+            f'   in Paris, reads "until {day} {paris:%H:%M}"; notifications show the UTC fallback,'
+            " printed here)"
+        )
     await stage.slash("bob", "/lock", "production hotfix", channel="search-deploys")
     await stage.slash("bob", "/lock", "", channel="search-deploys")
     stage.say("… two hours later …")
@@ -309,10 +391,17 @@ async def _roll(stage: Stage, *, steps: int) -> None:
     await stage.settle()
 
 
+async def help_(stage: Stage) -> None:
+    """A newcomer asks Pitcrew what it does."""
+    await stage.slash("dave", "/pitcrew", "help", channel="search-deploys")
+
+
 async def whatsinprod(stage: Stage) -> None:
-    """What runs where, from git, checked against the cluster: one app drifts."""
+    """What runs where, from git, checked against the cluster: one app drifts; shared."""
     await stage.slash("carol", "/whatsinprod", "", channel="search-deploys")
     await stage.slash("carol", "/whatsinprod", "search-api", channel="search-deploys")
+    stage.say("carol shares the drifting app with the channel")
+    await stage.click("carol", SHARE, stage.slack.ephemerals("search-deploys")[-1])
 
 
 async def releases(stage: Stage) -> None:
@@ -353,9 +442,14 @@ async def releases(stage: Stage) -> None:
         await asyncio.sleep(0.05)
     await stage.settle()
 
-    await stage.slash("bob", "/rollback", "orders production", channel="payments-deploys")
+    failed = _release_message(stage)
+    reply = next(r for r in failed.replies if "[Roll back to" in stage.slack.read(r))
+    stage.say("the failure reply names the crash; bob (no approver) clicks its button")
+    await stage.click("bob", "release_roll_back", reply)
     await stage.settle()
-    await stage.click("carol", "release_approve", _release_message(stage))
+    await stage.open_home("bob")
+    await stage.open_home("carol")
+    await stage.click_home("carol", "release_approve")
     await _pipelines(stage, gitops)
     stage.say("Argo CD applies 1.4.1 again")
     kube.set_image("deploy", "orders", "orders", "orders", f"{registry}/orders:1.4.1")
@@ -380,6 +474,7 @@ async def _pipelines(stage: Stage, project: str) -> None:
 
 SCENES: dict[str, Scene] = {
     "foundation": foundation,
+    "help": help_,
     "pipelines": pipelines,
     "whatsinprod": whatsinprod,
     "locks": locks,
@@ -499,7 +594,12 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
             # Slack paces a channel at about a message a second; the demo's story is told
             # faster (the outbox still paces, at DEMO_PACING), and the sandbox does not
             # rate-limit it. The foundation scene shows a 429 being honoured.
-            SlackSandbox(channels=CHANNELS, usergroups=USERGROUPS, enforce_pacing=False) as slack,
+            SlackSandbox(
+                channels=CHANNELS,
+                users=(*DEFAULT_USERS, NEWCOMER),
+                usergroups=USERGROUPS,
+                enforce_pacing=False,
+            ) as slack,
             GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
             KubeSandbox() as kube,
             aiohttp.ClientSession() as http,
@@ -687,7 +787,10 @@ class Console:
         url = f"{self.stage.bot.url}/slack/events"
         async with self.stage.http.post(url, data=body, headers=headers) as response:
             await response.read()
-        await self.stage._answered(before)
+        if button.action_id == SHARE:
+            await self.stage.settle()  # shared in the channel: no private answer to wait for
+        else:
+            await self.stage._answered(before)
         await self._turn(user)
 
     async def _turn(self, user: str) -> None:

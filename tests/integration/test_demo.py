@@ -32,8 +32,32 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     # the failed release, then superseded by the rollback: both messages link each other
     assert (
         ":red_circle: *Deploy orders 1.5.0 to production failed*: the rollout failed:"
-        " ProgressDeadlineExceeded."
+        " ProgressDeadlineExceeded · new pods 0/1 ready · old pods 3/3 serving.\n"
+        "             :mag: New pods: `orders-"
     ) in text
+    assert "CrashLoopBackOff (restarted 6×): panic: no PAYMENTS_KEY\n" in text  # noqa: RUF001
+    # one story per change: the release tells its rollouts, which get no message of their own
+    assert "*orders* 1.5.0 failed" not in text
+    assert "*orders* 1.4.1 rolled out" not in text
+    # the failure reply's button, clicked by someone who may not approve: the rollback waits
+    assert "  bob clicks [Roll back to 1.4.1]\n" in text
+    assert (
+        "(only bob sees) :white_check_mark: Opened !3 *Roll back orders to 1.4.1 in production*"
+        " (`1.5.0` → `1.4.1`). It needs 1 approval from @sre-oncall."
+    ) in text
+    # the App Home: bob's release in progress; carol approves it from there
+    assert (
+        "│ *:rocket: Your releases in progress* (1)\n"
+        "      │ *Roll back orders to 1.4.1 in production* · !3\n"
+        "      │ :hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall"
+    ) in text
+    assert (
+        "│ *:hourglass_flowing_sand: Waiting for your approval* (1)\n"
+        "      │ *Roll back orders to 1.4.1 in production* · !3\n"
+    ) in text
+    assert "  carol clicks [Approve] on the Home tab\n" in text
+    assert "(direct message to carol) Approved (1/1). Merging." in text
+    assert "│ :x: invoices 2.1.0 in production — ProgressDeadlineExceeded · 10 min ago" in text
     assert (
         ":fast_forward: Superseded by *Roll back orders to 1.4.1 in production* (requested by"
         " @bob) — it had failed: the rollout failed: ProgressDeadlineExceeded"
@@ -45,7 +69,11 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     assert (
         "  ↳ pitcrew: :large_green_circle: *orders 1.4.1 is healthy in production* after " in text
     )
-    played = re.search(r"\(played 6 scene\(s\) in ([0-9.]+) s\)", text)
+    # help, sharing, times
+    assert "(only dave sees) */deploy* `<app> <version> to <env>" in text
+    assert "(everyone in the channel sees) Shared by @carol · `/whatsinprod search-api`" in text
+    assert re.search(r'in Paris, reads "until \w+ \d\d:\d\d"; notifications show the UTC', text)
+    played = re.search(r"\(played 7 scene\(s\) in ([0-9.]+) s\)", text)
     assert played is not None
 
 
@@ -107,7 +135,7 @@ async def test_the_whatsinprod_scene_flags_the_drifting_app() -> None:
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
         PitcrewError,
-        match="no scene 'nope'; scenes are: foundation, pipelines, whatsinprod, locks, rollouts,"
-        " releases",
+        match="no scene 'nope'; scenes are: foundation, help, pipelines, whatsinprod, locks,"
+        " rollouts, releases",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)

@@ -222,7 +222,7 @@ async def test_the_app_home_shows_an_approver_what_waits_for_them_and_redraws_af
     assert " · 0/1 approvals from @sre-oncall\n[Approve] [Reject]" in home
     assert ":lock: *staging* locked by @alice just now — migrating · until 20" in home
     assert "Your teams' failures, last 24 h* · payments, search" in home
-    assert re.search(r":x: shop/invoices pipeline #\d+ on main — test failed · just now", home), home
+    assert re.search(r":x: shop/invoices pipeline #\d+ on main — test failed · just now", home)
 
     body, headers = world.slack.home_action(user="carol", action_id="release_approve")
     async with world.http.post(
@@ -295,5 +295,5 @@ async def test_a_whatsinprod_answer_is_shared_in_the_channel_by_a_click(
     [shared] = world.slack.messages(TEAM)
     text = world.slack.read(shared)
     assert text.splitlines()[0] == answer.splitlines()[0]
-    assert text.endswith("Shared by @carol · `/whatsinprod`")
+    assert text.endswith("Shared by @carol · `/whatsinprod orders`")
     assert "[Share in channel]" not in text

@@ -77,4 +77,5 @@ class WhatsInProd:
             locks=await self._locks.locks(),
             now=self._clock(),
             shared_by=by,
+            asked=text,
         )

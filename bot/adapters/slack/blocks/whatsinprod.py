@@ -252,11 +252,13 @@ def render_whatsinprod(
     now: datetime,
     share: str | None = None,
     shared_by: str | None = None,
+    asked: str = "",
 ) -> Rendered:
     """``locks`` maps environment names to their lock; expired ones are ignored.
 
     ``share``: the id behind a "Share in channel" button (the answer only its asker sees);
-    ``shared_by``: the answer as posted in the channel, saying who shared it."""
+    ``shared_by``: the answer as posted in the channel, saying who shared it and what they
+    asked (``asked``: the command's text)."""
     lines = _lines(query, inventory=inventory, catalog=catalog, now=now)
     header = _header(query, lines, inventory=inventory, catalog=catalog, now=now)
     top = "\n".join([header, *_context(query, inventory=inventory, locks=locks, now=now)])
@@ -277,7 +279,11 @@ def render_whatsinprod(
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": f"Shared by {mention(shared_by)} · `/whatsinprod`"}
+                    {
+                        "type": "mrkdwn",
+                        "text": f"Shared by {mention(shared_by)} · "
+                        + _code(f"/whatsinprod {' '.join(asked.split())}".strip()),
+                    }
                 ],
             }
         )
