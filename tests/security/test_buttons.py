@@ -295,3 +295,51 @@ async def test_only_the_requester_can_deploy_through_a_lock(start: Callable[...,
     assert "Opened !1" in await world.click(DEPLOY_ANYWAY, user="bob", message=ephemeral)
     overrides = [e for e in await audit(world) if e["action"] == "lock-override"]
     assert [(e["actor"], e["detail"]) for e in overrides] == [("U0BOB", "lock by U0DAVE")]
+
+
+ROLL_BACK, ROLLOUT_ROLL_BACK, SHARE = "release_roll_back", "rollout_roll_back", "whatsinprod_share"
+
+
+async def test_roll_back_and_share_buttons_trust_nothing_but_a_known_id(
+    start: Callable[..., Any],
+) -> None:
+    """A Roll back button names a release (or a kept offer), a Share button a kept question;
+    made-up values, ids of something else, or a release that did not fail open nothing."""
+    world, release_id = await opened_in_production(start)
+    random_id = secrets.token_hex(6)
+    for action in (ROLL_BACK, ROLLOUT_ROLL_BACK, SHARE):
+        for value in NOT_RELEASE_IDS.values():
+            click = copied_click(world, action, value=value, user="carol", channel="releases")
+            assert await world.send_click(click, user="carol") == NOT_OURS, (action, value)
+    for action, value, answer in [
+        (ROLL_BACK, random_id, UNKNOWN),
+        # a release waiting for approval has nothing to roll back
+        (
+            ROLL_BACK,
+            release_id,
+            "Deploy orders 1.4.2 to production is awaiting approval: there is nothing to roll"
+            " back.",
+        ),
+        (
+            ROLLOUT_ROLL_BACK,
+            random_id,
+            ":no_entry: This button has expired: run `/rollback <app> <env> to <version>`.",
+        ),
+        # a release id is no rollback offer
+        (
+            ROLLOUT_ROLL_BACK,
+            release_id,
+            ":no_entry: This button has expired: run `/rollback <app> <env> to <version>`.",
+        ),
+        (
+            SHARE,
+            random_id,
+            "This answer can no longer be shared (it was asked over a day ago, or the catalog"
+            " changed): ask `/whatsinprod` again.",
+        ),
+    ]:
+        click = copied_click(world, action, value=value, user="carol", channel="releases")
+        assert await world.send_click(click, user="carol") == answer, (action, value)
+    await unchanged(world, release_id)
+    assert len(world.mrs()) == 1
+    assert world.slack.messages("releases")[1:] == []  # nothing was shared

@@ -305,3 +305,63 @@ def test_hostile_text_comes_out_as_text(catalog: Catalog, evil: str) -> None:
     for query in ("orders", "payments", "all production"):
         rendered = render(query, catalog, inventory=inventory, locks=locks)
         assert_inert(rendered, links=(GITOPS,))
+
+
+# --------------------------------------------------------------------------------------------
+# Share in channel
+
+
+def test_an_answer_carries_a_share_button_with_an_opaque_id(catalog: Catalog) -> None:
+    query = parse_whatsinprod("orders", catalog=catalog)
+    rendered = render_whatsinprod(
+        query, inventory=INVENTORY, catalog=catalog, locks={}, now=NOW, share="0a1b2c3d4e5f"
+    )
+    assert rendered.blocks[:-1] == render("orders", catalog).blocks
+    assert rendered.blocks[-1] == {
+        "type": "actions",
+        "block_id": "whatsinprod",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "whatsinprod_share",
+                "text": {"type": "plain_text", "text": "Share in channel"},
+                "value": "0a1b2c3d4e5f",
+            }
+        ],
+    }
+
+
+def test_a_shared_answer_says_who_shared_what_and_has_no_button(catalog: Catalog) -> None:
+    query = parse_whatsinprod("orders", catalog=catalog)
+    rendered = render_whatsinprod(
+        query,
+        inventory=INVENTORY,
+        catalog=catalog,
+        locks={},
+        now=NOW,
+        shared_by="UCAROL",
+        asked="  orders <@U1>",
+    )
+    assert rendered.blocks[:-1] == render("orders", catalog).blocks
+    assert rendered.blocks[-1] == {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": "Shared by <@UCAROL> · `/whatsinprod orders &lt;@U1&gt;`"}
+        ],
+    }
+
+
+def test_a_long_shared_answer_keeps_within_slacks_limits() -> None:
+    catalog = big_catalog(500, 17)
+    query = parse_whatsinprod("", catalog=catalog)
+    for extra in ({"share": "0a1b2c3d4e5f"}, {"shared_by": "UCAROL", "asked": ""}):
+        rendered = render_whatsinprod(
+            query,
+            inventory=big_inventory(catalog),
+            catalog=catalog,
+            locks={},
+            now=NOW,
+            **extra,  # type: ignore[arg-type]
+        )
+        assert len(rendered.blocks) <= MAX_BLOCKS
+        assert rendered.blocks[-2]["text"]["text"].startswith("… and ")
