@@ -21,9 +21,11 @@ from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.gitops import (
+    AppTagsFromGitLab,
     GitLabCatalogSource,
     GitOpsFilesFromGitLab,
     GitOpsReleasesFromGitLab,
+    IssuesFromGitLab,
 )
 from bot.adapters.gitlab.intake import GitLabIntake
 from bot.adapters.gitlab.repository import GitLabRepository
@@ -33,6 +35,7 @@ from bot.adapters.kube.schema import KubeSchemaValidator
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.actions import Actions
 from bot.adapters.slack.blocks.home import HomeBlocks
+from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.adapters.slack.blocks.releases import ReleaseBlocks
@@ -44,6 +47,7 @@ from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.adapters.store.audit import RedisAuditLog
+from bot.adapters.store.autopilot import RedisAutopilotStore
 from bot.adapters.store.connection import Store, open_store
 from bot.adapters.store.failures import RedisFailureLog
 from bot.adapters.store.inbox import RedisInbox, stream_name
@@ -58,6 +62,7 @@ from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.domain.release_flow import Deadlines
+from bot.services.autopilot import TICK_EVERY, Autopilot
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.home import HomeService
@@ -101,6 +106,7 @@ class Pitcrew:
         lease_ttl: float = 10.0,
         catalog_source: CatalogSource | None = None,
         release_sweep_every: float | None = None,
+        autopilot_tick: float = TICK_EVERY,
         claim_idle: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -112,6 +118,7 @@ class Pitcrew:
         self._lease_ttl = lease_ttl
         self._catalog_source = catalog_source
         self._release_sweep_every = release_sweep_every
+        self._autopilot_tick = autopilot_tick
         self._claim_idle = claim_idle
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,6 +137,7 @@ class Pitcrew:
         self.inventory: InventoryService | None = None
         self.releases: ReleaseService | None = None
         self.home: HomeService | None = None
+        self.autopilot: Autopilot | None = None
 
     @property
     def url(self) -> str:
@@ -246,6 +254,22 @@ class Pitcrew:
             shares=RedisShares(self.store.redis),
             clock=self._clock,
         )
+        self.locks.when_locked(self.releases.on_locked)
+        self.autopilot = Autopilot(
+            catalog=self.catalog,
+            releases=self.releases,
+            tags=AppTagsFromGitLab(self.gitlab),
+            issues=IssuesFromGitLab(self.gitlab),
+            store=RedisAutopilotStore(self.store.redis),
+            freezer=self.locks,
+            outbox=self.outbox,
+            audit=audit,
+            views=AutopilotBlocks(),
+            reconcile_every=settings.autopilot_interval,
+            tick_every=self._autopilot_tick,
+            clock=self._clock,
+        )
+        self.releases.when_ended(self.autopilot.on_release_ended)
         Commands(
             outbox=self.outbox,
             people=people,
@@ -295,6 +319,10 @@ class Pitcrew:
             self.store.redis, name="releases", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(releases_lease, self.releases.run_sweeper), "release-sweeper")
+        autopilot_lease = Lease(
+            self.store.redis, name="autopilot", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(autopilot_lease, self.autopilot.run), "autopilot")
         pipelines = PipelineNotifier(
             catalog=self.catalog,
             store=RedisPipelineStore(self.store.redis),
@@ -310,6 +338,7 @@ class Pitcrew:
             gitops_project=settings.gitops_project,
             gitops_pushes=[self.catalog, self.inventory],  # the catalog first: it names the apps
             releases=self.releases,
+            tags=self.autopilot,
         )
         inventory_lease = Lease(
             self.store.redis, name="inventory", owner=self.instance, ttl=self._lease_ttl

@@ -12,12 +12,16 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from bot import __version__, errortracking, logs
 from bot.domain.errors import PitcrewError
 from bot.services.ports import AuditEntry
 from bot.settings import Settings, SettingsError, load_core_settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.domain.catalog import Catalog
 
 EXIT_USAGE = 2
 
@@ -131,6 +135,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
                 f"{len(catalog.environments)} environments, {len(catalog.apps)} apps",
             )
         )
+        results.extend(schedule_checks(catalog, now=datetime.now(UTC)))
     except PitcrewError as exc:
         # One row per problem: a catalog with ten problems is ten lines, not one long one.
         results.extend(CheckResult("catalog", False, line) for line in str(exc).splitlines())
@@ -199,6 +204,24 @@ def _history(auth: Any) -> str:
     if scopes & HISTORY_SCOPES:
         return "; history scopes: a post whose answer is lost is found again"
     return "; no history scopes: a post whose answer is lost may show twice"
+
+
+def schedule_checks(catalog: Catalog, *, now: datetime) -> list[CheckResult]:
+    """The autopilot's schedules, each with its next slot in its own time zone."""
+    from bot.domain.schedules import describe_next, format_duration
+
+    results = []
+    for env in catalog.environments:
+        if env.promote is not None:
+            detail = f"from {env.promote.source}, next {describe_next(env.promote.slots, now)}"
+            results.append(CheckResult(f"promote {env.name}", True, detail))
+        for freeze in env.freeze:
+            detail = (
+                f"{freeze.reason} for {format_duration(freeze.duration)},"
+                f" next {describe_next(freeze.slots, now)}"
+            )
+            results.append(CheckResult(f"freeze {env.name}", True, detail))
+    return results
 
 
 def format_checks(results: Sequence[CheckResult]) -> str:

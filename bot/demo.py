@@ -29,6 +29,7 @@ import aiohttp
 from bot.adapters.slack.blocks.whatsinprod import SHARE
 from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
+from bot.domain.schedules import Schedule, next_slot
 from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.slack import DEFAULT_USERS, Ephemeral, Message, SandboxUser, SlackSandbox
@@ -64,6 +65,8 @@ class Stage:
     http: aiohttp.ClientSession
     out: Callable[[str], None]
     clock: DemoClock
+    catalog_path: Path | None = None
+    """The bot's catalog file (a copy of the sandbox shop's), which a scene may edit."""
 
     def say(self, line: str) -> None:
         self.out(f"  {line}")
@@ -456,6 +459,126 @@ async def releases(stage: Stage) -> None:
     await _roll(stage, steps=20)
 
 
+AUTOPILOT_STAGING = """\
+    auto_deploy: true                 # new versions open a release here by themselves
+"""
+AUTOPILOT_PRODUCTION = """\
+    promote:                          # every Monday at 09:00 in Rome, from staging
+      from: staging
+      schedule: "0 9 * * 1"
+      timezone: Europe/Rome
+    freeze:                           # and nothing merges over the weekend
+      - schedule: "0 18 * * 5"
+        duration: 63h
+        reason: weekend freeze
+        timezone: Europe/Rome
+"""
+
+
+def autopilot_catalog(text: str) -> str:
+    """The sandbox shop's catalog with the autopilot turned on (docs/catalog.md)."""
+    staging = (
+        "    policy: auto                      # merged when the merge request's pipeline passes\n"
+    )
+    production = (
+        '    channel: "#releases"              # releases and locks are also announced here\n'
+    )
+    if staging not in text or production not in text:
+        raise PitcrewError("the example catalog changed: the autopilot scene cannot edit it")
+    return text.replace(staging, staging + AUTOPILOT_STAGING).replace(
+        production, production + AUTOPILOT_PRODUCTION
+    )
+
+
+async def autopilot(stage: Stage) -> None:
+    """A tag deploys itself to staging, Monday's promotion waits for approval, a Friday freeze
+    holds it, and the linked issue hears when it ships."""
+    gitlab, bot = stage.gitlab, stage.bot
+    gitops, orders = "platform/deployments", "shop/orders"
+    assert bot.catalog is not None
+    assert stage.catalog_path is not None
+    stage.say("… Tuesday, 10:00 in Rome …")
+    await _skip_to(stage, "0 10 * * 2")
+    stage.say("the platform team merges a catalog change: the autopilot is on")
+    for line in (AUTOPILOT_STAGING + AUTOPILOT_PRODUCTION).splitlines():
+        stage.say(f"  {line}")
+    await asyncio.to_thread(stage.catalog_path.write_text, autopilot_catalog(CATALOG.read_text()))
+    await bot.catalog.reload()
+
+    issue = gitlab.add_issue(orders, "Checkout totals are off by a cent", author="alice")
+    stage.say(f"alice opens issue {orders}#{issue}, fixes it, and tags shop/orders 1.6.0")
+    await asyncio.to_thread(
+        gitlab.commit,
+        orders,
+        {"checkout.py": "ROUND_HALF_UP\n"},
+        message=f"Round checkout totals half-up (#{issue})",
+        author="alice",
+    )
+    await asyncio.to_thread(gitlab.tag, orders, "1.6.0", user="alice")
+    await stage.settle()
+    stage.say("nobody types /deploy: the tag opened the release; its pipeline passes, it merges")
+    await _pipelines(stage, gitops)
+    _show_issue(stage, orders, issue)
+
+    stage.say("… Monday, 09:00 in Rome: the weekly promotion …")
+    await _skip_to(stage, "0 9 * * 1")
+    await _until(stage, lambda: "production" in stage.slack.read(_release_message(stage)))
+    await stage.settle()
+    stage.say("orders 1.6.0 waits for approval in production; invoices runs 2.1.0 in staging, but")
+    stage.say("shop/invoices has no such tag: the autopilot says so in the channel, and goes on")
+
+    stage.say("… nobody approves until Friday, 17:55 in Rome; the MR pipeline is slow today …")
+    gitlab.set_pipeline_outcome(gitops, ref="pitcrew/orders-production-*", outcome="hang")
+    await _skip_to(stage, "55 17 * * 5")
+    await stage.click("carol", "release_approve", _release_message(stage))
+    await stage.settle()
+    stage.say("… 18:00 in Rome: the weekend freeze begins before GitLab could merge …")
+    await _skip_to(stage, "0 18 * * 5")
+    await _until(stage, lambda: ":lock: Held" in stage.slack.read(_release_message(stage)))
+    gitlab.set_pipeline_outcome(gitops, ref="pitcrew/orders-production-*", outcome="success")
+    await _pipelines(stage, gitops)
+    stage.say("the MR pipeline passes during the freeze: the merge stays held")
+
+    stage.say("… Monday, 09:00 in Rome: the freeze ends, the merge goes ahead …")
+    await _skip_to(stage, "0 9 * * 1")
+    await _until(stage, lambda: gitlab.merge_requests(gitops)[-1]["state"] == "merged")
+    await _pipelines(stage, gitops)
+    stage.say("Argo CD applies 1.6.0 to production")
+    registry = "registry.example.com/shop"
+    stage.kube.set_image("deploy", "orders", "orders", "orders", f"{registry}/orders:1.6.0")
+    await _roll(stage, steps=20)
+    await _until(stage, lambda: len(_notes(stage, orders, issue)) >= 2)
+    _show_issue(stage, orders, issue)
+
+
+def _notes(stage: Stage, project: str, issue: int) -> list[str]:
+    return [n["body"] for n in stage.gitlab.issue_notes(project, issue) if not n["system"]]
+
+
+def _show_issue(stage: Stage, project: str, issue: int) -> None:
+    found = stage.gitlab.issue(project, issue)
+    stage.say(f"GitLab issue {project}#{issue} ({', '.join(found['labels']) or 'no labels'}):")
+    for body in _notes(stage, project, issue):
+        stage.say(f"    {body}")
+
+
+async def _skip_to(stage: Stage, cron: str) -> None:
+    """Move the bot's clock to just after the next slot of ``cron`` in Rome."""
+    now = stage.clock()
+    slot = next_slot(Schedule(cron=cron, timezone="Europe/Rome"), now)
+    stage.clock.skipped += slot - now + timedelta(seconds=5)
+    await asyncio.sleep(1.0)  # a look at the schedules, a lock sweep
+    await stage.settle()
+
+
+async def _until(stage: Stage, done: Callable[[], bool], *, within: float = 30.0) -> None:
+    for _ in range(int(within / 0.1)):
+        if done():
+            break
+        await asyncio.sleep(0.1)
+    await stage.settle()
+
+
 def _release_message(stage: Stage) -> Message:
     """The newest release message in the team's channel."""
     return [
@@ -480,11 +603,16 @@ SCENES: dict[str, Scene] = {
     "locks": locks,
     "rollouts": rollouts,
     "releases": releases,
+    "autopilot": autopilot,
 }
 
 
 def _settings(
-    slack: SlackSandbox, gitlab: GitLabSandbox, kubeconfig: Path, state_dir: Path
+    slack: SlackSandbox,
+    gitlab: GitLabSandbox,
+    kubeconfig: Path,
+    state_dir: Path,
+    catalog: Path = CATALOG,
 ) -> Settings:
     return Settings(
         _env_file=None,
@@ -495,7 +623,8 @@ def _settings(
         GITLAB_TOKEN="glpat-sandbox",
         GITLAB_WEBHOOK_SECRET=WEBHOOK_SECRET,
         GITOPS_PROJECT="platform/deployments",
-        CATALOG_PATH=str(CATALOG),
+        CATALOG_PATH=str(catalog),
+        RELEASE_EXPIRY_HOURS="168",  # the autopilot scene's promotion waits all week
         STATE_DIR=str(state_dir),
         KUBE_CONTEXTS="production=prod",
         KUBECONFIG=str(kubeconfig),
@@ -608,9 +737,16 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
             _cluster(kube)
             kubeconfig = kube.kubeconfig(Path(tmp) / "kubeconfig", context="prod")
             clock = DemoClock()
-            settings = _settings(slack, gitlab, kubeconfig, Path(tmp) / "var")
+            catalog = Path(tmp) / "catalog.yaml"
+            catalog.write_text(CATALOG.read_text())
+            settings = _settings(slack, gitlab, kubeconfig, Path(tmp) / "var", catalog)
             bot = Pitcrew(
-                settings, host="127.0.0.1", port=0, clock=clock, outbox_pacing=DEMO_PACING
+                settings,
+                host="127.0.0.1",
+                port=0,
+                clock=clock,
+                outbox_pacing=DEMO_PACING,
+                autopilot_tick=0.2,
             )
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
@@ -621,7 +757,14 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
                     break
                 await asyncio.sleep(0.05)
             stage = Stage(
-                bot=bot, slack=slack, gitlab=gitlab, kube=kube, http=http, out=out, clock=clock
+                bot=bot,
+                slack=slack,
+                gitlab=gitlab,
+                kube=kube,
+                http=http,
+                out=out,
+                clock=clock,
+                catalog_path=catalog,
             )
             try:
                 for name in chosen:

@@ -206,6 +206,12 @@ class Settings(CoreSettings):
     )
     """Seconds after the merge by which a watched env must be seen running the new version;
     else the release ends ``not_seen``."""
+    autopilot_interval: float = Field(
+        default=3600.0, gt=0, le=7 * 86400, validation_alias="AUTOPILOT_INTERVAL"
+    )
+    """Seconds between two reconciles of the autopilot (also run at start): each app's newest
+    version tag against each ``auto_deploy`` env, for lost webhooks and tags pushed while
+    Pitcrew was down."""
     port: int = Field(default=3000, ge=0, le=65535, validation_alias="PORT")  # 0: any free port
 
     @field_validator(

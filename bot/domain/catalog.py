@@ -18,6 +18,7 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar, get_args
@@ -44,6 +45,16 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from bot.domain.errors import PitcrewError
 from bot.domain.pipelines import PipelineStatus
+from bot.domain.schedules import (
+    MAX_FREEZE,
+    Schedule,
+    ScheduleError,
+    check_cron,
+    check_zone,
+    format_duration,
+    parse_duration,
+)
+from bot.domain.versions import DEFAULT_VERSIONS
 
 __all__ = [
     "DEFAULT_BRANCH",
@@ -53,12 +64,14 @@ __all__ = [
     "CatalogError",
     "CatalogProblem",
     "Environment",
+    "Freeze",
     "ManifestKind",
     "NotInCatalogError",
     "NotifyFilter",
     "People",
     "PipelineSource",
     "Policy",
+    "Promotion",
     "Team",
     "parse_catalog",
 ]
@@ -179,6 +192,49 @@ def _one_or_many(value: object) -> object:
     return (value,) if isinstance(value, str) else value
 
 
+def _one_mapping_or_many(value: object) -> object:
+    return (value,) if isinstance(value, Mapping) else value
+
+
+def _check_cron(value: str) -> str:
+    try:
+        return check_cron(value)
+    except ScheduleError as exc:
+        raise _invalid(str(exc)) from None
+
+
+def _check_zone(value: str) -> str:
+    try:
+        return check_zone(value)
+    except ScheduleError as exc:
+        raise _invalid(str(exc)) from None
+
+
+def _check_duration(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return value  # pydantic says what it expected
+    if isinstance(value, int):
+        raise _invalid(f'{value} has no unit: write the duration like "63h", "2d" or "90m"')
+    try:
+        duration = parse_duration(value)
+    except ScheduleError as exc:
+        raise _invalid(str(exc)) from None
+    if duration > MAX_FREEZE:
+        raise _invalid(
+            f'"{value}" is longer than a week ({format_duration(MAX_FREEZE)}): a freeze that'
+            " long is a lock someone should hold by hand"
+        )
+    return duration
+
+
+def _check_versions(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise _invalid(f'"{value}" is not a regular expression that compiles: {exc}') from None
+    return value
+
+
 def _check_ref(value: str) -> str:
     if value.startswith("$"):
         if value not in _REF_KEYWORDS:
@@ -195,6 +251,10 @@ People = Annotated[tuple[Person, ...], BeforeValidator(_one_or_many), Field(min_
 """User group handles (``@sre-oncall``) and user or group IDs; a single string is one entry."""
 RefPattern = Annotated[str, AfterValidator(_check_ref)]
 Status = Annotated[PipelineStatus, _choice("status", "statuses", get_args(PipelineStatus))]
+CronText = Annotated[str, AfterValidator(_check_cron)]
+"""Five fields (minute hour day month weekday), read in the schedule's ``timezone``."""
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+FreezeDuration = Annotated[timedelta, BeforeValidator(_check_duration)]
 Source = Annotated[PipelineSource, _choice("source", "sources", get_args(PipelineSource))]
 
 
@@ -270,6 +330,35 @@ def _require_manual(info: ValidationInfo) -> None:
         raise _invalid("only applies to manual environments (this one has policy auto)")
 
 
+class Promotion(_Model):
+    """A scheduled promotion into an environment: at each slot, every app whose version in
+    ``from`` is newer gets a release, as ``/deploy <app> from <from> to <env>`` would."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    source: Name = Field(alias="from")
+    """The environment promoted from; it comes earlier in promotion order."""
+    schedule: CronText
+    timezone: TimeZoneName = "UTC"
+
+    @property
+    def slots(self) -> Schedule:
+        return Schedule(cron=self.schedule, timezone=self.timezone)
+
+
+class Freeze(_Model):
+    """A scheduled freeze: at each slot the environment is locked for ``duration``."""
+
+    schedule: CronText
+    duration: FreezeDuration
+    reason: str = "scheduled freeze"
+    timezone: TimeZoneName = "UTC"
+
+    @property
+    def slots(self) -> Schedule:
+        return Schedule(cron=self.schedule, timezone=self.timezone)
+
+
 class Environment(_Model):
     name: Name
     policy: Annotated[Policy, _choice("policy", "policies", get_args(Policy))]
@@ -280,6 +369,10 @@ class Environment(_Model):
     self_approval: bool = False
     channel: Channel | None = None
     """Also announce releases and locks here."""
+    auto_deploy: bool = False
+    """New versions of every app (that did not opt out) open a release here by themselves."""
+    promote: Promotion | None = None
+    freeze: Annotated[tuple[Freeze, ...], BeforeValidator(_one_mapping_or_many)] = ()
 
     @field_validator("approvals", "self_approval")
     @classmethod
@@ -316,6 +409,10 @@ class App(_Model):
     """``<name>`` or ``<name>-<suffix>`` (the ground rule); defaults to the name."""
     version_key: str | None = None
     """Dotted key of the version in a Helm values file, e.g. ``image.tag``."""
+    versions: Annotated[str, AfterValidator(_check_versions)] = DEFAULT_VERSIONS
+    """Which of the source's tags are versions (a regular expression, searched)."""
+    auto_deploy: bool = True
+    """``false`` opts the app out of every environment's ``auto_deploy``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -543,9 +640,11 @@ def _cross_problems(
     team_names: Sequence[str],
     environments: Sequence[tuple[int, Environment]],
     apps: Sequence[App],
+    env_names: Sequence[str] | None = None,
 ) -> list[tuple[_Path, str]]:
-    """The rules that span entries. ``team_names`` may list teams that failed validation
-    themselves, so that their apps are not also reported as orphans."""
+    """The rules that span entries. ``team_names`` (and ``env_names``, in promotion order) may
+    list teams (environments) that failed validation themselves, so that what names them is not
+    also reported."""
     problems: list[tuple[_Path, str]] = []
     seen_teams: set[str] = set()
     for team in teams:
@@ -561,6 +660,25 @@ def _cross_problems(
             problems.append((("environments", index, "name"), message))
         else:
             env_index[env.name] = index
+
+    order = list(env_names) if env_names is not None else [env.name for _, env in environments]
+    for index, env in environments:
+        promote = env.promote
+        if promote is None:
+            continue
+        where: _Path = ("environments", index, "promote", "from")
+        if promote.source == env.name:
+            problems.append((where, f'"{env.name}" cannot promote from itself'))
+        elif promote.source not in order:
+            problems.append((where, _unknown("environment", promote.source, order)))
+        elif order.index(promote.source) > order.index(env.name):
+            problems.append(
+                (
+                    where,
+                    f'"{promote.source}" comes after "{env.name}" in promotion order'
+                    f" ({' → '.join(order)}): promotions go forward",
+                )
+            )
 
     names: set[str] = set()
     sources: dict[str, str] = {}
@@ -697,8 +815,18 @@ def parse_catalog(text: str, *, source: str) -> Catalog:
     apps = _parse_named(report, section="apps", model=App)
     declared_teams = root.get("teams")
     team_names = [str(k) for k in declared_teams] if isinstance(declared_teams, Mapping) else []
+    declared_envs = root.get("environments")
+    env_names = [
+        str(item["name"])
+        for item in (declared_envs if isinstance(declared_envs, CommentedSeq) else ())
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str)
+    ]
     for path, message in _cross_problems(
-        teams=teams, team_names=team_names, environments=environments, apps=apps
+        teams=teams,
+        team_names=team_names,
+        environments=environments,
+        apps=apps,
+        env_names=env_names,
     ):
         report.add(path, message)
     for path, message in _unparsed_problems(
@@ -1051,12 +1179,27 @@ def _message(error: ErrorDetails, *, model: type[BaseModel], named_by_key: bool)
 def _keys_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
     current = model
     for step in loc:
-        info = current.model_fields.get(step) if isinstance(step, str) else None
-        annotation = info.annotation if info else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if isinstance(step, int):
+            continue  # an item of a list of models: the model is already known
+        info = next(
+            (f for name, f in current.model_fields.items() if step in (name, f.alias)), None
+        )
+        found = _model_in(info.annotation) if info else None
+        if found is None:
             return []
-        current = annotation
-    return list(current.model_fields)
+        current = found
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model an annotation holds: itself, or inside ``X | None`` or ``tuple[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for inner in get_args(annotation):
+        found = _model_in(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe(value: object) -> str:

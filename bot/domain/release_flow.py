@@ -64,6 +64,7 @@ __all__ = [
     "Approve",
     "Audit",
     "Blocked",
+    "CancelMerge",
     "CloseMergeRequest",
     "Closed",
     "Deadlines",
@@ -156,6 +157,12 @@ class Merge:
 
 
 @dataclass(frozen=True)
+class CancelMerge:
+    """Ask GitLab not to merge when the pipeline passes: a lock came between the approval and
+    the merge. The release is held, and asks again once the env is unlocked."""
+
+
+@dataclass(frozen=True)
 class TryMerge:
     """An ``auto`` release may merge now: the service checks the env's lock, then applies
     ``StartMerge`` or ``Held``."""
@@ -174,7 +181,7 @@ class Audit:
     detail: str
 
 
-Effect = Merge | TryMerge | CloseMergeRequest | Audit
+Effect = Merge | TryMerge | CancelMerge | CloseMergeRequest | Audit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,9 +234,13 @@ class MrPipeline:
     sha: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartMerge:
-    """An ``auto`` release whose checks passed and whose env is not locked."""
+    """An ``auto`` release whose checks passed and whose env is not locked, or a held release
+    whose env was unlocked."""
+
+    at: datetime | None = None
+    """When: a release held by a lock counts its expiry again from here."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,7 +370,7 @@ def _step(r: Release, e: Event) -> Step | None:
         case MrPipeline():
             return _mr_pipeline(r, e)
         case StartMerge():
-            return _start_merge(r)
+            return _start_merge(r, e)
         case Held():
             return _held(r, e)
         case MergeFailed():
@@ -444,17 +455,27 @@ def _mr_pipeline(r: Release, e: MrPipeline) -> Step | None:
     )
 
 
-def _start_merge(r: Release) -> Step | None:
+def _start_merge(r: Release, e: StartMerge) -> Step | None:
     if r.state != "approved":
         return None
+    resumed_at = e.at if r.held_by is not None and e.at is not None else r.resumed_at
+    # after a hold, a new reply (the thread may say "merging" already, from before the lock)
+    again = resumed_at.isoformat() if resumed_at is not None and r.held_by else None
     return Step(
-        release=replace(r, state="merging", held_by=None),
-        says=(Say(kind="merging"),),
+        release=replace(r, state="merging", held_by=None, resumed_at=resumed_at),
+        says=(Say(kind="merging", once_per=again),),
         effects=(Merge(),),
     )
 
 
 def _held(r: Release, e: Held) -> Step | None:
+    if r.state == "merging" and r.merged_at is None:
+        # a lock that came after the approval (or the passed pipeline), before GitLab merged
+        return Step(
+            release=replace(r, state="approved", held_by=e.holder),
+            says=(Say(kind="held", by=e.holder),),
+            effects=(CancelMerge(),),
+        )
     if r.state != "approved" or r.held_by == e.holder:
         return None
     return Step(release=replace(r, held_by=e.holder), says=(Say(kind="held", by=e.holder),))
@@ -604,13 +625,14 @@ def _rollout(r: Release, e: RolloutSeen) -> Step | None:
 def _tick(r: Release, e: Tick) -> Step | None:
     now, wait = e.now, e.deadlines
     age = now - r.created_at
+    waiting = now - (r.resumed_at or r.created_at)  # a lock's hold does not count
     if r.state == "requested":
         if age < INTERRUPTED:
             return None
         failure = "interrupted before its merge request was opened; run the command again"
         return Step(release=replace(r, state="refused", failure=failure))
     if r.state in _MR_OPEN and not r.held_by:
-        if age >= wait.expiry:
+        if waiting >= wait.expiry:
             return _expire(r, wait.expiry)
         if r.state == "waiting_pipeline" and r.mr_pipeline is None and age >= wait.pipeline_wait:
             return Step(
@@ -731,18 +753,36 @@ class Blocked:
 Precedence = Proceed | Supersede | Blocked
 
 
-def precedence(current: Release | None, *, kind: ReleaseKind) -> Precedence:
-    """May a new ``kind`` release of an app and env go ahead while ``current`` (the latest
-    release there) stands where it does?
+def precedence(
+    current: Release | None,
+    *,
+    kind: ReleaseKind,
+    autopilot: bool = False,
+    version: str | None = None,
+) -> Precedence:
+    """May a new ``kind`` release (of ``version``, asked for by the autopilot or not) of an app
+    and env go ahead while ``current`` (the latest release there) stands where it does?
 
     A rollback always goes ahead: during an incident nothing may block the one command that
     matters. Only a release being opened this very second (``requested``) makes it wait a
     moment. A deploy supersedes what is past its merge (or failed), and waits for what is not.
+    The autopilot keeps one open release per app and env: its newer version supersedes its own
+    older one still before the merge, but it never supersedes a person's release before the
+    merge, and a second release of the same version waits::
+
+        current                          rollback   deploy     autopilot
+        none, or at a final end          proceed    proceed    proceed
+        requested (opening right now)    blocked    blocked    blocked
+        a person's, before its merge     supersede  blocked    blocked
+        the autopilot's, before merge    supersede  blocked    supersede (blocked: same version)
+        past its merge, or failed        supersede  supersede  supersede
     """
     if current is None or current.state in FINAL_STATES:
         return Proceed()
     if current.state == "requested":
         return Blocked(current=current)
     if kind == "rollback" or current.state in (*_PAST_MERGE, "failed"):
+        return Supersede(current=current)
+    if autopilot and current.autopilot is not None and current.to_version != version:
         return Supersede(current=current)
     return Blocked(current=current)

@@ -44,6 +44,7 @@ from bot.domain.rollouts import PodProblem, Progress
 from bot.domain.text import scrub
 
 __all__ = [
+    "AUTOPILOT",
     "DEPLOY_USAGE",
     "ROLLBACK_USAGE",
     "AlreadyApproved",
@@ -51,6 +52,7 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalNotRequired",
     "Approved",
+    "AutopilotCause",
     "Changelog",
     "ChangelogEntry",
     "DeployRequest",
@@ -76,6 +78,7 @@ __all__ = [
     "parse_deploy",
     "parse_rollback",
     "referenced_issues",
+    "references_in",
     "release_title",
     "split_issue_references",
 ]
@@ -419,6 +422,11 @@ FailedStep = Literal["mr_pipeline", "merge", "unreviewed_merge", "deploy_pipelin
 
 ReleaseKind = Literal["deploy", "rollback"]
 
+AutopilotCause = Literal["new_version", "promotion"]
+"""Why the autopilot asked for a release: a new version tag, or a scheduled promotion."""
+AUTOPILOT: Final = "pitcrew"
+"""The requester of the autopilot's releases and the holder of its freezes: not a Slack user."""
+
 
 def release_title(*, kind: ReleaseKind, app: str, version: str, env: str) -> str:
     """The MR's title and the release message's header, one wording for both."""
@@ -456,6 +464,9 @@ class Changelog:
     """``{project}/-/issues``: where ``#12`` points."""
     unavailable: str | None = None
     """Why there is no changelog (a missing tag, GitLab down): the release goes on without."""
+    references: tuple[str, ...] = ()
+    """Every issue and merge request the commits reference, once each, as GitLab writes them
+    (``#12``, ``group/project#12``, ``!45``): who gets a note when the release ships."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -529,7 +540,10 @@ class Release:
     approvals: tuple[str, ...] = ()
     override: LockOverride | None = None
     held_by: str | None = None
-    """An ``auto`` release whose pipeline passed while the env was locked: the lock holder."""
+    """A release ready to merge (an ``auto`` one whose pipeline passed, or an approved one)
+    while the env was locked: the lock holder."""
+    resumed_at: datetime | None = None
+    """When a held release went on after its lock: its expiry counts from here."""
     ended_by: str | None = None
     """Who rejected it, or who merged or closed the MR in GitLab."""
     merge_sha: str | None = None
@@ -550,6 +564,8 @@ class Release:
     """When GitLab merged it: the pipeline and rollout deadlines count from here."""
     superseded_by: ReleaseRef | None = None
     supersedes: ReleaseRef | None = None
+    autopilot: AutopilotCause | None = None
+    """Asked for by the autopilot (``requester`` is ``AUTOPILOT``), and why."""
 
     @property
     def title(self) -> str:
@@ -583,11 +599,28 @@ class Release:
 
 
 _ISSUE_REF: Final = re.compile(r"(?<![\w/&])#(\d{1,9})\b")
+_REFERENCE: Final = re.compile(
+    r"(?<![\w/&.#!-])"
+    r"(?P<project>[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+)?"
+    r"(?P<sigil>[#!])(?P<iid>\d{1,9})\b"
+)
+MAX_REFERENCES: Final = 200
 
 
 def referenced_issues(message: str) -> tuple[str, ...]:
     """Issue numbers a commit message references (``Fixes #12``), in order, once each."""
     return tuple(dict.fromkeys(_ISSUE_REF.findall(message)))
+
+
+def references_in(message: str) -> tuple[str, ...]:
+    """The issues and merge requests a commit message references, as GitLab writes them:
+    ``#12`` and ``!45`` in the same project, ``group/project#12`` in another; in order, once
+    each. A URL's fragment (``…/page#12``) and an epic (``&12``) are not references."""
+    found = (
+        f"{match['project'] or ''}{match['sigil']}{int(match['iid'])}"
+        for match in _REFERENCE.finditer(message)
+    )
+    return tuple(dict.fromkeys(found))
 
 
 def split_issue_references(text: str) -> tuple[tuple[str, str | None], ...]:
@@ -618,8 +651,13 @@ def merge_request_description(
         if release.policy == "auto"
         else f"needs {_count(release.approvals_needed, 'approval')} from {_md(approvers)} in Slack"
     )
+    requested = f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew."
+    if release.autopilot == "new_version":
+        requested = f"Opened by Pitcrew's autopilot: {release.to_version} is a new version."
+    elif release.autopilot == "promotion":
+        requested = "Opened by Pitcrew's autopilot: a scheduled promotion."
     lines = [
-        f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew.",
+        requested,
         "",
         f"- **App:** {release.app} (team {release.team})",
         f"- **Environment:** {release.env} — {policy}",

@@ -15,6 +15,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bot import logs
+from bot.domain.autopilot import (
+    AUTOPILOT,
+    ExtendFreeze,
+    FreezeDecision,
+    TakeFreeze,
+    decide_freeze,
+)
 from bot.domain.catalog import Catalog, NotInCatalogError
 from bot.domain.locks import (
     LOCK_USAGE,
@@ -112,10 +119,15 @@ class LockService:
         self._views = views
         self._clock = clock
         self._unlocked: list[Callable[[str], Awaitable[None]]] = []
+        self._locked: list[Callable[[str], Awaitable[None]]] = []
 
     def when_unlocked(self, listener: Callable[[str], Awaitable[None]]) -> None:
         """Call ``listener(env)`` after an env is unlocked or its lock expires (held releases)."""
         self._unlocked.append(listener)
+
+    def when_locked(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``listener(env)`` after an env is locked (a release merging is held)."""
+        self._locked.append(listener)
 
     # ------------------------------------------------------------------ what others ask
 
@@ -165,6 +177,7 @@ class LockService:
                 decision.lock, "locked", self._views.locked(decision.lock, now=now)
             )
             await self._record(user, "lock", decision.lock, origin=origin, now=now)
+            await self._tell(self._locked, decision.lock.env)
         elif isinstance(decision, Updated):
             rendered = self._views.changed(decision.lock, decision.previous, now=now)
             await self._announce(decision.lock, f"changed:{int(now.timestamp())}", rendered)
@@ -195,6 +208,36 @@ class LockService:
         elif isinstance(decision, NotLocked) and decision.expired is not None:
             await self._announce_end(decision.expired, by=None, now=now, origin=origin)
         await reply(self._views.unlock_answer(decision, now=now))
+
+    # ------------------------------------------------------------------ scheduled freezes
+
+    async def freeze(self, *, env: str, reason: str, end: datetime, origin: str) -> FreezeDecision:
+        """A freeze window (the autopilot's): lock ``env`` as ``AUTOPILOT`` until ``end``,
+        announced like any lock. A person's lock is left as it is (``LeaveLock``)."""
+        for _ in range(MAX_RACES):
+            now = self._clock()
+            existing, version = await self._store.get(env)
+            decision = decide_freeze(existing, env=env, reason=reason, end=end, now=now)
+            if isinstance(decision, TakeFreeze | ExtendFreeze) and not await self._store.put(
+                decision.lock, expected=version
+            ):
+                continue
+            break
+        else:
+            raise RaceLost(f"the lock on {env} kept changing; the freeze waits for the next look")
+        if isinstance(decision, TakeFreeze):
+            if decision.expired is not None:
+                await self._announce_end(decision.expired, by=None, now=now, origin=origin)
+            await self._announce(
+                decision.lock, "locked", self._views.locked(decision.lock, now=now)
+            )
+            await self._record(AUTOPILOT, "freeze", decision.lock, origin=origin, now=now)
+            await self._tell(self._locked, env)
+        elif isinstance(decision, ExtendFreeze):
+            rendered = self._views.changed(decision.lock, decision.previous, now=now)
+            await self._announce(decision.lock, f"changed:{int(now.timestamp())}", rendered)
+            await self._record(AUTOPILOT, "freeze-extend", decision.lock, origin=origin, now=now)
+        return decision
 
     # ------------------------------------------------------------------ the sweep
 
@@ -234,12 +277,16 @@ class LockService:
             rendered = self._views.unlocked(lock, by=by, now=now)
             await self._record(by, "unlock", lock, origin=origin, now=now)
         await self._announce(lock, "end", rendered)
-        for listener in self._unlocked:
+        await self._tell(self._unlocked, lock.env)
+
+    @staticmethod
+    async def _tell(listeners: Sequence[Callable[[str], Awaitable[None]]], env: str) -> None:
+        for listener in listeners:
             try:
-                await listener(lock.env)
-            except Exception:  # the unlock stands; held releases are also resumed by a sweep
+                await listener(env)
+            except Exception:  # the lock change stands; the release sweep repairs what is left
                 reraise_if_cancelling()
-                log.exception("an unlock listener failed", env=lock.env)
+                log.exception("a lock listener failed", env=env)
 
     async def _announce(self, lock: Lock, event: str, rendered: Rendered) -> None:
         text, blocks = rendered

@@ -84,6 +84,8 @@ class World:
     answers: list[str] = field(default_factory=list)
     relaunch: Callable[[], Awaitable[Pitcrew]] | None = None
     """Stop the first bot and start a new one on the same Redis (a restart, a new pod)."""
+    hooks: list[int] = field(default_factory=list)
+    """The GitLab sandbox's webhooks to the bots (a test may remove one to lose events)."""
 
     async def restart(self) -> Pitcrew:
         assert self.relaunch is not None
@@ -268,7 +270,13 @@ async def world_starter(
                 return bots[0]
 
             return World(
-                slack=slack, gitlab=gitlab, kube=kube, bots=bots, http=http, relaunch=relaunch
+                slack=slack,
+                gitlab=gitlab,
+                kube=kube,
+                bots=bots,
+                http=http,
+                relaunch=relaunch,
+                hooks=hooks,
             )
 
         try:

@@ -73,7 +73,7 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     assert "(only dave sees) */deploy* `<app> <version> to <env>" in text
     assert "(everyone in the channel sees) Shared by @carol · `/whatsinprod search-api`" in text
     assert re.search(r'in Paris, reads "until \w+ \d\d:\d\d"; notifications show the UTC', text)
-    played = re.search(r"\(played 7 scene\(s\) in ([0-9.]+) s\)", text)
+    played = re.search(r"\(played 8 scene\(s\) in ([0-9.]+) s\)", text)
     assert played is not None
 
 
@@ -139,3 +139,26 @@ async def test_an_unknown_scene_is_named_with_the_choices() -> None:
         " rollouts, releases",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
+
+
+async def test_the_autopilot_scene_deploys_a_tag_promotes_on_monday_and_holds_on_friday() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["autopilot"], out=lines.append) == 0
+    text = re.sub(r"http://127\.0\.0\.1:\d+", "http://gitlab", "\n".join(lines))
+    # the tag deployed itself to staging, and the issue heard of it
+    assert ":rocket: *Deploy orders 1.6.0 to staging* · !1" in text
+    assert "`1.4.2` → `1.6.0` · requested by the autopilot (new version)" in text
+    assert "GitLab issue shop/orders#1 (deployed::staging):" in text
+    # Monday's promotion waited for approval, the Friday freeze held it, Monday it shipped
+    assert "`1.4.1` → `1.6.0` · requested by the autopilot (scheduled promotion)" in text
+    assert "pitcrew: :lock: *production* locked by pitcrew — weekend freeze · until" in text
+    assert (
+        "  ↳ pitcrew: :lock: Approved, but *production* is now locked by pitcrew: the merge is"
+        " held, and goes ahead as soon as it is unlocked."
+    ) in text
+    assert "  ↳ pitcrew: :large_green_circle: *orders 1.6.0 is healthy in production* after" in text
+    assert "GitLab issue shop/orders#1 (deployed::production):" in text
+    assert (
+        "      Released to **production** in orders **1.6.0** — [Deploy orders 1.6.0 to"
+        " production](http://gitlab/platform/deployments/-/merge_requests/2), through Pitcrew."
+    ) in text

@@ -32,6 +32,10 @@ class PushObserver(Protocol):
     async def on_push(self, paths: Iterable[str] | None) -> None: ...
 
 
+class TagObserver(Protocol):
+    async def on_tag(self, *, project: str, tag: str) -> None: ...
+
+
 class ReleaseObserver(Protocol):
     async def on_pipeline(
         self,
@@ -63,9 +67,11 @@ class GitLabEvents:
         gitops_project: str,
         gitops_pushes: Sequence[PushObserver] = (),
         releases: ReleaseObserver | None = None,
+        tags: TagObserver | None = None,
     ) -> None:
         self._pipelines = pipelines
         self._releases = releases
+        self._tags = tags
         self._gitops_project = gitops_project.lower()
         self._gitops_pushes = gitops_pushes
 
@@ -83,6 +89,11 @@ class GitLabEvents:
                 paths = event.changed_paths if event.lists_every_commit else None
                 for observer in self._gitops_pushes:
                     await observer.on_push(paths)
+                return
+            if isinstance(event, PushHook) and event.tag is not None and self._tags is not None:
+                # a new version of an app, maybe: the autopilot looks (SPEC 13)
+                project = event.project.path_with_namespace or ""
+                await self._tags.on_tag(project=project, tag=event.tag)
                 return
             if self._releases is not None and self._is_gitops(event):
                 await self._to_releases(self._releases, event, observation)

@@ -1,11 +1,21 @@
 """The GitOps repo as the services see it: manifests for the inventory (``GitOpsFiles``), the
-catalog (``CatalogSource``), and releases (``ReleaseRepository``)."""
+catalog (``CatalogSource``), and releases (``ReleaseRepository``); and the apps' repos as the
+autopilot sees them (``AppTags``, ``IssueTracker``)."""
 
 from __future__ import annotations
 
 from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
-from bot.domain.releases import Changelog, ChangelogEntry, PipelineLink, referenced_issues
+from bot.domain.released import Reference
+from bot.domain.releases import (
+    MAX_REFERENCES,
+    Changelog,
+    ChangelogEntry,
+    PipelineLink,
+    referenced_issues,
+    references_in,
+)
+from bot.domain.versions import VersionTag
 from bot.services.catalog import CatalogUnavailable
 from bot.services.inventory import FileChange
 from bot.services.releases import ManifestFile, MergeRequestState
@@ -89,7 +99,11 @@ class GitOpsReleasesFromGitLab:
     async def changelog(self, project: str, *, from_tag: str, to_tag: str) -> Changelog:
         comparison = await self._repository.compare(project, from_ref=from_tag, to_ref=to_tag)
         newest_first = list(reversed(comparison.commits))
+        references = dict.fromkeys(
+            ref for c in newest_first for ref in references_in(c.message or c.title)
+        )
         return Changelog(
+            references=tuple(references)[:MAX_REFERENCES],
             entries=tuple(
                 ChangelogEntry(
                     sha=c.sha,
@@ -138,6 +152,9 @@ class GitOpsReleasesFromGitLab:
     async def close(self, iid: int) -> None:
         await self._repository.close_merge_request(iid)
 
+    async def cancel_merge(self, iid: int) -> None:
+        await self._repository.cancel_auto_merge(iid)
+
     async def note(self, iid: int, body: str) -> None:
         await self._repository.add_note(iid, body)
 
@@ -150,6 +167,38 @@ class GitOpsReleasesFromGitLab:
             return None
         newest = found[0]
         return PipelineLink(id=newest.id, status=newest.status, url=newest.web_url)
+
+
+class AppTagsFromGitLab:
+    """The ``AppTags`` port: the recent tags of apps' repositories."""
+
+    def __init__(self, repository: GitLabRepository) -> None:
+        self._repository = repository
+
+    async def tags(self, project: str) -> list[VersionTag]:
+        found = await self._repository.recent_tags(project)
+        return [VersionTag(name=t.name, created_at=t.created_at) for t in found]
+
+
+class IssuesFromGitLab:
+    """The ``IssueTracker`` port: notes and labels on apps' issues and merge requests."""
+
+    def __init__(self, repository: GitLabRepository) -> None:
+        self._repository = repository
+
+    async def note(self, reference: Reference, body: str) -> None:
+        if reference.kind == "issue":
+            await self._repository.add_issue_note(reference.project, reference.iid, body)
+        else:
+            await self._repository.add_note(reference.iid, body, project=reference.project)
+
+    async def label(self, reference: Reference, label: str) -> None:
+        await self._repository.add_labels(
+            reference.project,
+            iid=reference.iid,
+            labels=[label],
+            merge_request=reference.kind == "merge_request",
+        )
 
 
 _NOT_MERGEABLE = frozenset(

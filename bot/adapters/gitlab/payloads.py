@@ -314,6 +314,13 @@ class PushHook(_Model):
         return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else None
 
     @property
+    def tag(self) -> str | None:
+        """The tag a tag push created or moved; ``None`` for a branch, or a deleted tag."""
+        if not self.is_tag or set(self.after) == {"0"}:
+            return None
+        return self.ref.removeprefix("refs/tags/")
+
+    @property
     def changed_paths(self) -> frozenset[str]:
         """Files added, modified or removed by the commits the payload lists."""
         return frozenset(

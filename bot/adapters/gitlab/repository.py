@@ -282,6 +282,18 @@ class GitLabRepository:
 
         return await self._call(f"the tags of {project}", get)
 
+    async def recent_tags(self, project: str, *, limit: int = 100) -> list[Tag]:
+        """The ``limit`` most recently updated tags of ``project`` (one request): where its
+        newest version is, without reading a repository's whole history of tags."""
+
+        def get() -> list[Tag]:
+            found = self._project(project).tags.list(
+                order_by="updated", sort="desc", per_page=min(limit, 100), page=1, get_all=False
+            )
+            return [_tag(t.attributes) for t in found][:limit]
+
+        return await self._call(f"the tags of {project}", get)
+
     async def tag_exists(self, project: str, name: str) -> bool:
         """Whether ``project`` has tag ``name``. A missing project is still an error."""
         await self._default_branch_of(project)  # NotFoundInGitLab when the project is missing
@@ -509,9 +521,10 @@ class GitLabRepository:
         if state == "merged":
             raise MergeRefused(f"merge request !{iid} is already merged: it cannot be closed")
 
-    async def add_note(self, iid: int, body: str) -> None:
-        """Comment ``body`` on ``!iid`` (not retried: a repeat would post it twice)."""
-        name = self.gitops_project
+    async def add_note(self, iid: int, body: str, *, project: str | None = None) -> None:
+        """Comment ``body`` on ``!iid`` of ``project`` (default: the GitOps repo); not
+        retried: a repeat would post it twice."""
+        name = project or self.gitops_project
 
         def post() -> None:
             mr = self._project(name).mergerequests.get(iid, lazy=True)
@@ -520,6 +533,48 @@ class GitLabRepository:
         await self._call(
             f"a note on merge request !{iid} of {name}", post, verb="create", retry=False
         )
+
+    async def add_issue_note(self, project: str, iid: int, body: str) -> None:
+        """Comment ``body`` on issue ``#iid`` of ``project`` (not retried, like every note)."""
+
+        def post() -> None:
+            issue = self._project(project).issues.get(iid, lazy=True)
+            issue.notes.create({"body": body})
+
+        await self._call(f"a note on issue #{iid} of {project}", post, verb="create", retry=False)
+
+    async def add_labels(
+        self, project: str, *, iid: int, labels: list[str], merge_request: bool = False
+    ) -> None:
+        """Add ``labels`` to issue ``#iid`` (or merge request ``!iid``) of ``project``; GitLab
+        creates a label it does not know. Safe to repeat, so retried like a read."""
+        data = {"add_labels": ",".join(labels)}
+
+        def put() -> None:
+            found = self._project(project)
+            manager = found.mergerequests if merge_request else found.issues
+            manager.update(iid, data)
+
+        what = (
+            f"the labels of {'merge request !' if merge_request else 'issue #'}{iid} of {project}"
+        )
+        await self._call(what, put, verb="update")
+
+    async def cancel_auto_merge(self, iid: int) -> None:
+        """Stop ``!iid`` of the GitOps repo merging when its pipeline succeeds; nothing when
+        it is not set to (GitLab's 406), or merged or closed already."""
+        name = self.gitops_project
+
+        def post() -> None:
+            mr = self._project(name).mergerequests.get(iid, lazy=True)
+            try:
+                mr.cancel_merge_when_pipeline_succeeds()
+            except gitlab.GitlabError as exc:
+                if exc.response_code in _REFUSED_MERGE:
+                    return  # not set to merge (any more): nothing to cancel
+                raise
+
+        await self._call(f"the automatic merge of !{iid} of {name}", post, verb="cancel")
 
     async def _discard(self, branch: str, *, made_by: str | None, merge_requests: bool) -> None:
         """Best effort after a failed change: close the open MRs of ``branch`` (when a lost

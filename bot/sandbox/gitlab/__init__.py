@@ -23,6 +23,11 @@ Simulated, as GitLab documents it (doc/api/*.md, webhook_events.md):
   checked: 409; approving twice: 401), merge (``sha`` 409, conflicts 406, not mergeable 405,
   ``merge_when_pipeline_succeeds``/``auto_merge``, ``should_remove_source_branch``), real
   ``merge_status``/``detailed_merge_status``/``has_conflicts`` (``git merge-tree``).
+* Issues: create, get, list (state, labels, iids, search), update (title, description,
+  ``labels``/``add_labels``/``remove_labels``, ``state_event``), notes (list, create; label
+  changes leave system notes). Project labels (list, create), created on first use by an issue or
+  an MR; scoped labels (``deployed::production``) are exclusive per scope on an issue or an MR,
+  as on GitLab Premium: adding ``deployed::production`` removes ``deployed::staging``.
 * CI in the setups GitOps repos have, chosen per project with ``add_project(ci=...)`` as their
   ``.gitlab-ci.yml`` rules would choose it:
 
@@ -54,8 +59,9 @@ Simulated, as GitLab documents it (doc/api/*.md, webhook_events.md):
 Deliberately not simulated: groups and namespaces beyond the project path, members and
 permissions (every token may do everything, or read only), forks, protected branches and push
 rules, squash and fast-forward merges, rebase, draft/discussion checks other than a ``Draft:``
-title, approval rules (one project-wide count; the author may approve), issues, releases,
-environments and deployments (no Deployment Hook), Note Hooks, job logs and artifacts,
+title, approval rules (one project-wide count; the author may approve), issue boards and
+links, releases, environments and deployments (no Deployment Hook), Issue and Note Hooks, job
+logs and artifacts,
 ``.gitlab-ci.yml`` (jobs come from ``add_project(jobs=...)``), LFS, the GraphQL API, webhook
 retries and auto-disabling, rate limits other than injected 429s.
 """

@@ -19,7 +19,15 @@ from urllib.parse import unquote, urlencode
 
 from bot.sandbox.gitlab import shapes
 from bot.sandbox.gitlab.instance import Instance, parse_labels
-from bot.sandbox.gitlab.records import ApiError, JsonDict, MergeRequest, Project, User, now
+from bot.sandbox.gitlab.records import (
+    ApiError,
+    Issue,
+    JsonDict,
+    MergeRequest,
+    Project,
+    User,
+    now,
+)
 from bot.sandbox.gitlab.repos import Action, CommitInfo, Signature
 
 DEFAULT_PER_PAGE = 20
@@ -148,6 +156,14 @@ class Api:
             ("POST", f"{mr}/cancel_merge_when_pipeline_succeeds", self.cancel_auto_merge),
             ("GET", f"{mr}/notes", self.notes),
             ("POST", f"{mr}/notes", self.note_create),
+            ("GET", f"{project}/issues", self.issues),
+            ("POST", f"{project}/issues", self.issue_create),
+            ("GET", f"{project}/issues/{{iid}}", self.issue),
+            ("PUT", f"{project}/issues/{{iid}}", self.issue_update),
+            ("GET", f"{project}/issues/{{iid}}/notes", self.issue_notes),
+            ("POST", f"{project}/issues/{{iid}}/notes", self.issue_note_create),
+            ("GET", f"{project}/labels", self.labels),
+            ("POST", f"{project}/labels", self.label_create),
             ("GET", f"{project}/pipelines", self.pipelines),
             ("GET", pipeline, self.pipeline),
             ("GET", f"{pipeline}/jobs", self.pipeline_jobs),
@@ -541,7 +557,7 @@ class Api:
             labels = parse_labels(params.values["labels"])
         labels += [x for x in parse_labels(params.values.get("add_labels")) if x not in labels]
         removed = parse_labels(params.values.get("remove_labels"))
-        labels = [x for x in labels if x not in removed]
+        labels = self.inst.apply_labels(project, mr.labels, [x for x in labels if x not in removed])
         if labels != mr.labels:
             fields["labels"] = labels
         if params.flag("remove_source_branch") is not None:
@@ -621,6 +637,97 @@ class Api:
         project, mr = self._mr(args)
         note = self.inst.add_note(project, mr, req.user, req.params.text("body") or "")
         return Reply(status=201, json=shapes.note(self.inst, note))
+
+    # ------------------------------------------------------------------ issues and labels
+
+    def _issue(self, args: dict[str, str]) -> tuple[Project, Issue]:
+        project = self.inst.project(args["pid"])
+        return project, self.inst.issue(project, args["iid"])
+
+    def issues(self, req: Request, args: dict[str, str]) -> Reply:
+        project = self.inst.project(args["pid"])
+        params = req.params
+        state = params.text("state") or "all"
+        labels = parse_labels(params.values.get("labels"))
+        iids = {int(i) for i in params.items("iids") if str(i).isdigit()}
+        search = (params.text("search") or "").lower()
+        found = [
+            i
+            for i in project.issues.values()
+            if state in ("all", i.state)
+            and all(label in i.labels for label in labels)
+            and (not iids or i.iid in iids)
+            and (not search or search in i.title.lower() or search in i.description.lower())
+        ]
+        found.sort(key=lambda i: (i.created_at, i.id), reverse=params.text("sort") != "asc")
+        return paginate(req, [shapes.issue(self.inst, project, i) for i in found])
+
+    def issue(self, req: Request, args: dict[str, str]) -> Reply:
+        project, found = self._issue(args)
+        return Reply(json=shapes.issue(self.inst, project, found))
+
+    def issue_create(self, req: Request, args: dict[str, str]) -> Reply:
+        project = self.inst.project(args["pid"])
+        params = req.params
+        created = self.inst.create_issue(
+            project,
+            user=req.user,
+            title=params.required("title"),
+            description=params.text("description") or "",
+            labels=parse_labels(params.values.get("labels")),
+        )
+        return Reply(status=201, json=shapes.issue(self.inst, project, created))
+
+    def issue_update(self, req: Request, args: dict[str, str]) -> Reply:
+        project, found = self._issue(args)
+        params = req.params
+        fields: JsonDict = {
+            name: params.text(name)
+            for name in ("title", "description")
+            if params.text(name) is not None
+        }
+        labels = list(found.labels)
+        if "labels" in params.values:
+            labels = parse_labels(params.values["labels"])
+        labels += [x for x in parse_labels(params.values.get("add_labels")) if x not in labels]
+        removed = parse_labels(params.values.get("remove_labels"))
+        wanted = [x for x in labels if x not in removed]
+        self.inst.update_issue(
+            project,
+            found,
+            user=req.user,
+            state_event=params.text("state_event"),
+            fields=fields,
+            labels=self.inst.apply_labels(project, found.labels, wanted),
+        )
+        return Reply(json=shapes.issue(self.inst, project, found))
+
+    def issue_notes(self, req: Request, args: dict[str, str]) -> Reply:
+        _, found = self._issue(args)
+        ascending = req.params.text("sort") == "asc"
+        notes = sorted(found.notes, key=lambda n: (n.created_at, n.id), reverse=not ascending)
+        return paginate(req, [shapes.note(self.inst, n) for n in notes])
+
+    def issue_note_create(self, req: Request, args: dict[str, str]) -> Reply:
+        project, found = self._issue(args)
+        note = self.inst.add_issue_note(project, found, req.user, req.params.text("body") or "")
+        return Reply(status=201, json=shapes.note(self.inst, note))
+
+    def labels(self, req: Request, args: dict[str, str]) -> Reply:
+        project = self.inst.project(args["pid"])
+        found = sorted(project.labels.values(), key=lambda lab: lab.name.lower())
+        return paginate(req, [shapes.label(project, lab) for lab in found])
+
+    def label_create(self, req: Request, args: dict[str, str]) -> Reply:
+        project = self.inst.project(args["pid"])
+        params = req.params
+        created = self.inst.create_label(
+            project,
+            params.required("name"),
+            color=params.text("color") or "#6699cc",
+            description=params.text("description") or "",
+        )
+        return Reply(status=201, json=shapes.label(project, created))
 
     # ------------------------------------------------------------------ pipelines and jobs
 

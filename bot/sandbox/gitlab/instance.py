@@ -53,8 +53,10 @@ from bot.sandbox.gitlab.records import (
     Event,
     EventKind,
     Ids,
+    Issue,
     Job,
     JsonDict,
+    Label,
     MergeRequest,
     Note,
     Outcome,
@@ -217,6 +219,12 @@ class Instance:
         if mr is None:
             raise ApiError(404, "404 Not found")
         return mr
+
+    def issue(self, project: Project, iid: int | str) -> Issue:
+        found = project.issues.get(int(iid)) if str(iid).isdigit() else None
+        if found is None:
+            raise ApiError(404, "404 Not found")
+        return found
 
     def pipeline(self, project: Project, pipeline_id: int | str) -> Pipeline:
         found = project.pipelines.get(int(pipeline_id)) if str(pipeline_id).isdigit() else None
@@ -786,6 +794,107 @@ class Instance:
             self, project, mr, user=user, action=action, oldrev=oldrev, changes=changes
         )
         self.emit(project, "merge_request", payload)
+
+    # ------------------------------------------------------------------ issues and labels
+
+    def create_issue(
+        self, project: Project, *, user: User, title: str, description: str, labels: list[str]
+    ) -> Issue:
+        with self.lock:
+            if not title.strip():
+                raise ApiError(400, {"title": ["can't be blank"]})
+            issue = Issue(
+                id=self.ids.next("issue"),
+                iid=next(project.issue_iids),
+                project_id=project.id,
+                title=title,
+                description=description,
+                author_id=user.id,
+            )
+            issue.labels = self.apply_labels(project, [], labels)
+            project.issues[issue.iid] = issue
+            return issue
+
+    def update_issue(
+        self,
+        project: Project,
+        issue: Issue,
+        *,
+        user: User,
+        state_event: str | None,
+        fields: JsonDict,
+        labels: list[str] | None,
+    ) -> None:
+        with self.lock:
+            for name, value in fields.items():
+                setattr(issue, name, value)
+            if labels is not None and labels != issue.labels:
+                added = [x for x in labels if x not in issue.labels]
+                removed = [x for x in issue.labels if x not in labels]
+                issue.labels = labels
+                for label in added:
+                    self._note_issue(project, issue, user, f"added ~{label} label", system=True)
+                for label in removed:
+                    self._note_issue(project, issue, user, f"removed ~{label} label", system=True)
+            if state_event == "close" and issue.state == "opened":
+                issue.state, issue.closed_at, issue.closed_by_id = "closed", now(), user.id
+            elif state_event == "reopen" and issue.state == "closed":
+                issue.state, issue.closed_at, issue.closed_by_id = "opened", None, None
+            elif state_event not in (None, "close", "reopen"):
+                raise ApiError(400, "state_event does not have a valid value", key="error")
+            issue.updated_at = now()
+
+    def add_issue_note(self, project: Project, issue: Issue, user: User, body: str) -> Note:
+        with self.lock:
+            if not body.strip():
+                raise ApiError(400, {"note": ["can't be blank"]})
+            issue.updated_at = now()
+            return self._note_issue(project, issue, user, body, system=False)
+
+    def _note_issue(
+        self, project: Project, issue: Issue, user: User, body: str, *, system: bool
+    ) -> Note:
+        note = Note(
+            id=self.ids.next("note"),
+            body=body,
+            author_id=user.id,
+            noteable_id=issue.id,
+            noteable_iid=issue.iid,
+            project_id=project.id,
+            system=system,
+            noteable_type="Issue",
+        )
+        issue.notes.append(note)
+        return note
+
+    def create_label(self, project: Project, name: str, *, color: str, description: str) -> Label:
+        with self.lock:
+            if not name.strip() or "," in name:
+                raise ApiError(400, {"title": ["is invalid"]})
+            if name in project.labels:
+                raise ApiError(409, "Label already exists")
+            label = Label(
+                id=self.ids.next("label"), name=name, color=color, description=description
+            )
+            project.labels[name] = label
+            return label
+
+    def apply_labels(self, project: Project, current: list[str], wanted: list[str]) -> list[str]:
+        """``wanted`` as GitLab stores it: unknown names become project labels, and of two
+        scoped labels with one scope (``deployed::staging``, ``deployed::production``) the one
+        added last stays, as GitLab does with scoped labels."""
+        with self.lock:
+            result: list[str] = []
+            for name in wanted:
+                if name not in project.labels:
+                    self.create_label(project, name, color="#6699cc", description="")
+                scope = project.labels[name].scope
+                if scope is not None:
+                    result = [x for x in result if project.labels[x].scope != scope]
+                if name not in result:
+                    result.append(name)
+            # labels kept from before come first, as GitLab lists them
+            return [x for x in current if x in result] + [x for x in result if x not in current]
 
     # ------------------------------------------------------------------ pipelines
 

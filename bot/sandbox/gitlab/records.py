@@ -111,6 +111,42 @@ class Note:
     project_id: int
     system: bool = False
     created_at: datetime = field(default_factory=now)
+    noteable_type: Literal["MergeRequest", "Issue"] = "MergeRequest"
+
+
+IssueState = Literal["opened", "closed"]
+
+
+@dataclass
+class Issue:
+    id: int
+    iid: int
+    project_id: int
+    title: str
+    description: str
+    author_id: int
+    labels: list[str] = field(default_factory=list)
+    state: IssueState = "opened"
+    created_at: datetime = field(default_factory=now)
+    updated_at: datetime = field(default_factory=now)
+    closed_at: datetime | None = None
+    closed_by_id: int | None = None
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
+class Label:
+    """A project label; GitLab creates one when an issue or MR is given a name it lacks."""
+
+    id: int
+    name: str
+    color: str = "#6699cc"
+    description: str = ""
+
+    @property
+    def scope(self) -> str | None:
+        """``deployed`` for ``deployed::production``: one label per scope on an issue or MR."""
+        return self.name.rsplit("::", 1)[0] if "::" in self.name else None
 
 
 @dataclass
@@ -237,10 +273,13 @@ class Project:
     created_at: datetime = field(default_factory=now)
     last_activity_at: datetime = field(default_factory=now)
     merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
+    issues: dict[int, Issue] = field(default_factory=dict)
+    labels: dict[str, Label] = field(default_factory=dict)  # by name
     pipelines: dict[int, Pipeline] = field(default_factory=dict)
     rules: list[OutcomeRule] = field(default_factory=list)
     tag_order: dict[str, int] = field(default_factory=dict)  # tag → creation sequence
     mr_iids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    issue_iids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     pipeline_iids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property

@@ -289,6 +289,42 @@ class GitLabSandbox:
             assert sha is not None
             return sha
 
+    # ------------------------------------------------------------------ issues
+
+    def add_issue(
+        self,
+        project: int | str,
+        title: str,
+        *,
+        description: str = "",
+        labels: Sequence[str] = (),
+        author: str = "root",
+    ) -> int:
+        """Open an issue; returns its iid (``#1`` is the project's first)."""
+        with self._instance.lock:
+            p = self._project(project)
+            issue = self._instance.create_issue(
+                p,
+                user=self._user(author),
+                title=title,
+                description=description,
+                labels=list(labels),
+            )
+            return issue.iid
+
+    def issue(self, project: int | str, iid: int) -> JsonDict:
+        """The issue as ``GET .../issues/:iid`` renders it (``labels`` among its fields)."""
+        with self._instance.lock:
+            p = self._project(project)
+            return shapes.issue(self._instance, p, self._instance.issue(p, iid))
+
+    def issue_notes(self, project: int | str, iid: int) -> list[JsonDict]:
+        """The issue's notes, oldest first (system notes, such as label changes, included)."""
+        with self._instance.lock:
+            p = self._project(project)
+            found = self._instance.issue(p, iid)
+            return [shapes.note(self._instance, n) for n in found.notes]
+
     # ------------------------------------------------------------------ CI
 
     def set_pipeline_outcome(

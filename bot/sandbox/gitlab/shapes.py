@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from bot.sandbox.gitlab.hooks import avatar
 from bot.sandbox.gitlab.records import (
+    Issue,
     Job,
     JsonDict,
+    Label,
     MergeRequest,
     Note,
     Pipeline,
@@ -402,7 +404,7 @@ def note(inst: Instance, n: Note) -> JsonDict:
         "updated_at": api_time(n.created_at),
         "system": n.system,
         "noteable_id": n.noteable_id,
-        "noteable_type": "MergeRequest",
+        "noteable_type": n.noteable_type,
         "project_id": n.project_id,
         "noteable_iid": n.noteable_iid,
         "resolvable": False,
@@ -410,6 +412,84 @@ def note(inst: Instance, n: Note) -> JsonDict:
         "internal": False,
         "imported": False,
         "imported_from": "none",
+    }
+
+
+def issue(inst: Instance, p: Project, i: Issue) -> JsonDict:
+    """``GET /projects/:id/issues/:iid`` (doc/api/issues.md), the fields clients read."""
+
+    def person(user_id: int | None) -> JsonDict | None:
+        return user_basic(inst, inst.users[user_id]) if user_id else None
+
+    web_url = f"{inst.project_url(p)}/-/issues/{i.iid}"
+    return {
+        "id": i.id,
+        "iid": i.iid,
+        "project_id": p.id,
+        "title": i.title,
+        "description": i.description,
+        "state": i.state,
+        "created_at": api_time(i.created_at),
+        "updated_at": api_time(i.updated_at),
+        "closed_at": api_time(i.closed_at),
+        "closed_by": person(i.closed_by_id),
+        "labels": list(i.labels),
+        "milestone": None,
+        "assignees": [],
+        "assignee": None,
+        "author": person(i.author_id),
+        "type": "ISSUE",
+        "issue_type": "issue",
+        "user_notes_count": sum(1 for n in i.notes if not n.system),
+        "merge_requests_count": 0,
+        "upvotes": 0,
+        "downvotes": 0,
+        "due_date": None,
+        "confidential": False,
+        "discussion_locked": None,
+        "web_url": web_url,
+        "references": {
+            "short": f"#{i.iid}",
+            "relative": f"#{i.iid}",
+            "full": f"{p.path}#{i.iid}",
+        },
+        "time_stats": {
+            "time_estimate": 0,
+            "total_time_spent": 0,
+            "human_time_estimate": None,
+            "human_total_time_spent": None,
+        },
+        "task_completion_status": {"count": 0, "completed_count": 0},
+        "_links": {
+            "self": f"{inst.web_base()}/api/v4/projects/{p.id}/issues/{i.iid}",
+            "notes": f"{inst.web_base()}/api/v4/projects/{p.id}/issues/{i.iid}/notes",
+            "project": f"{inst.web_base()}/api/v4/projects/{p.id}",
+        },
+        "subscribed": False,
+    }
+
+
+def label(p: Project, lab: Label) -> JsonDict:
+    """``GET /projects/:id/labels`` (doc/api/labels.md)."""
+    return {
+        "id": lab.id,
+        "name": lab.name,
+        "color": lab.color,
+        "text_color": "#FFFFFF",
+        "description": lab.description or None,
+        "description_html": lab.description,
+        "open_issues_count": sum(
+            1 for i in p.issues.values() if i.state == "opened" and lab.name in i.labels
+        ),
+        "closed_issues_count": sum(
+            1 for i in p.issues.values() if i.state == "closed" and lab.name in i.labels
+        ),
+        "open_merge_requests_count": sum(
+            1 for m in p.merge_requests.values() if m.state == "opened" and lab.name in m.labels
+        ),
+        "subscribed": False,
+        "priority": None,
+        "is_project_label": True,
     }
 
 

@@ -14,9 +14,10 @@ out what it decides, one module per job around one shared engine:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from bot.domain.manifests import ManifestError, read_version
 from bot.domain.release_flow import Deadlines, NoteKind
 from bot.domain.releases import Release, ReleaseKind, RollbackOffer
 from bot.domain.rollouts import Happening, Rollout
@@ -25,7 +26,7 @@ from bot.services.periodic import every
 from bot.services.ports import AuditLog, FailureLog, Outbox
 from bot.services.releases.approvals import Approvals
 from bot.services.releases.engine import ReleaseEngine
-from bot.services.releases.opening import Opening
+from bot.services.releases.opening import Opening, Outcome
 from bot.services.releases.ports import (
     LockReader,
     ManifestFile,
@@ -49,6 +50,7 @@ __all__ = [
     "ManifestValidator",
     "MergeRequestState",
     "NoteKind",
+    "Outcome",
     "PendingRequest",
     "Refusal",
     "ReleasePeople",
@@ -100,6 +102,7 @@ class ReleaseService:
             failures=failures,
         )
         self._store = store
+        self._engine = engine
         self._opening = Opening(engine, validator=validator, watched_envs=watched_envs)
         self._approvals = Approvals(engine)
         self._progress = Progress(engine)
@@ -161,6 +164,35 @@ class ReleaseService:
             if release is not None:
                 found.append(release)
         return found
+    # ------------------------------------------------------------------ the autopilot
+
+    async def open_for_autopilot(self, request: PendingRequest, *, origin: str) -> Outcome:
+        """A release the autopilot asks for: the checks, MR and thread of a person's."""
+
+        async def nobody(_: object) -> None:
+            return None  # the autopilot reads the outcome; the release speaks in its channel
+
+        return await self._opening.request(request, reply=nobody, origin=origin)
+
+    async def latest_release(self, app: str, env: str) -> Release | None:
+        store = self._engine.store
+        latest = await store.latest(app, env)
+        return (await store.load(latest))[0] if latest else None
+
+    async def running_version(self, app: str, env: str) -> str | None:
+        """What git says ``app`` runs in ``env`` (``None``: no manifest, or none readable)."""
+        catalog = self._engine.catalog.current
+        path = catalog.manifest_path(app, env)
+        manifest = await self._engine.repo.manifest(path)
+        if manifest is None:
+            return None
+        try:
+            return read_version(manifest.text, app=catalog.app(app)).version
+        except ManifestError:
+            return None
+
+    def when_ended(self, listener: Callable[[Release], Awaitable[None]]) -> None:
+        self._engine.when_ended(listener)
 
     # ------------------------------------------------------------------ the world
 
@@ -201,6 +233,9 @@ class ReleaseService:
 
     async def on_unlocked(self, env: str) -> None:
         await self._progress.on_unlocked(env)
+
+    async def on_locked(self, env: str) -> None:
+        await self._progress.on_locked(env)
 
     # ------------------------------------------------------------------ the clock
 

@@ -170,8 +170,9 @@ class Approvals:
         if lock is None or overridden(release, lock):
             return None
         reason = f": {lock.reason}" if lock.reason else ""
+        holder = approvers_label([lock.holder])  # a user's mention; the autopilot by name
         return (
-            f"{release.env} is locked by <@{lock.holder}>{reason}. Approvals wait until"
+            f"{release.env} is locked by {holder}{reason}. Approvals wait until"
             f" `/unlock {release.env}`."
         )
 

@@ -20,7 +20,9 @@ from bot.domain.errors import PitcrewError, Unavailable
 from bot.domain.home import RecentFailure
 from bot.domain.locks import Lock
 from bot.domain.release_flow import (
+    END_STATES,
     Audit,
+    CancelMerge,
     CloseMergeRequest,
     Event,
     Held,
@@ -55,6 +57,8 @@ _FAILURES = frozenset({"failed", "not_seen", "unreviewed_merge"})
 class Committed:
     step: Step
     version: int
+    ended: bool = False
+    """This step brought the release to an end (``END_STATES``): the end listeners hear it."""
 
     @property
     def release(self) -> Release:
@@ -86,6 +90,12 @@ class ReleaseEngine:
         self.views = views
         self.clock = clock
         self.failures = failures
+        self._ended: list[Callable[[Release], Awaitable[None]]] = []
+
+    def when_ended(self, listener: Callable[[Release], Awaitable[None]]) -> None:
+        """Call ``listener(release)`` each time a release reaches an end (once per end, on
+        the replica that committed it): the autopilot's memory, the released notes."""
+        self._ended.append(listener)
 
     # ------------------------------------------------------------------ committing
 
@@ -112,9 +122,11 @@ class ReleaseEngine:
         """Compare-and-set of a step worked out from ``previous``, stored as ``expected``."""
         if not await self.store.save(step.release, expected=expected):
             return None
-        if previous.state != step.release.state:
+        changed = previous.state != step.release.state
+        if changed:
             metrics.RELEASES.labels(step.release.kind, step.release.state).inc()
-        return Committed(step=step, version=expected + 1)
+        ended = changed and step.release.state in END_STATES
+        return Committed(step=step, version=expected + 1, ended=ended)
 
     async def follow_through(self, committed: Committed) -> None:
         """What a committed step says and does: its replies, the message, then its effects."""
@@ -132,12 +144,21 @@ class ReleaseEngine:
                 await self.ask_merge(release)
             elif isinstance(effect, TryMerge):
                 await self.try_merge(release.id)
+            elif isinstance(effect, CancelMerge):
+                await self.quietly(self.repo.cancel_merge(release.mr_iid or 0))
             elif isinstance(effect, CloseMergeRequest):
                 await self._close(release, note=effect.note)
             elif isinstance(effect, Audit):
                 await self.record(
                     "pitcrew", effect.action, release.env, release.title, effect.detail
                 )
+        if committed.ended:
+            for listener in self._ended:
+                try:
+                    await listener(release)
+                except Exception:  # the release has ended whatever a listener makes of it
+                    reraise_if_cancelling()
+                    log.exception("a release end listener failed", release=release.id)
 
     async def _record_failure(self, release: Release) -> None:
         """For the App Home of the team's people; never holds the release up."""
@@ -161,6 +182,16 @@ class ReleaseEngine:
 
     # ------------------------------------------------------------------ merging
 
+    async def hold_if_locked(self, release_id: str) -> None:
+        """A release merging (approved, or its pipeline passed) while its env became locked:
+        it is held before GitLab merges it, and goes on when the lock ends."""
+        release, _ = await self.store.load(release_id)
+        if release is None or release.state != "merging" or release.merged_at is not None:
+            return
+        lock = await self.locks.lock_of(release.env)
+        if lock is not None and not overridden(release, lock):
+            await self.drive(release_id, Held(holder=lock.holder))
+
     async def try_merge(self, release_id: str) -> None:
         """An ``auto`` release may merge: now, unless its env is locked (then it is held, and
         goes on when the lock ends)."""
@@ -171,7 +202,7 @@ class ReleaseEngine:
         if lock is not None and not overridden(release, lock):
             await self.drive(release_id, Held(holder=lock.holder))
             return
-        await self.drive(release_id, StartMerge())
+        await self.drive(release_id, StartMerge(at=self.clock()))
 
     async def ask_merge(self, release: Release) -> None:
         """Ask GitLab to merge at the reviewed head when the pipeline passes. A refusal fails

@@ -5,6 +5,12 @@ edited manifest passes its schema and the ground rules): a refused release leave
 Opening the MR is one commit that creates the branch, then the MR; if the MR cannot be opened
 the branch is deleted.
 
+The autopilot opens releases through the same ``request`` as people (``PendingRequest`` with
+``autopilot`` set, requested by ``AUTOPILOT``): the same checks, MR, changelog and thread. Only
+what needs a person differs: nobody is asked to "Deploy anyway" (a release to a locked env opens
+and is held there, as any release is), a release in the way is not offered for rejection, and a
+refusal is handed back to the autopilot (``Outcome``) to be told in the team's channel.
+
 Precedence (``release_flow.precedence``) is decided against the latest release of the app and
 env, and the new release is stored as the latest only if that is still the one judged: of two
 commands racing, the second is judged again against the first. A rollback supersedes whatever
@@ -35,6 +41,7 @@ from bot.domain.release_flow import (
     precedence,
 )
 from bot.domain.releases import (
+    AutopilotCause,
     Changelog,
     DeployRequest,
     LockOverride,
@@ -64,6 +71,15 @@ REQUEST_TTL = 900.0
 """Seconds a "Deploy anyway" button stays valid."""
 OFFER_TTL = 30 * 86400.0
 """Seconds a Roll back button on a rollout's failure stays valid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What came of a request: the release opened, or why none was (``None`` for both: the
+    person was asked something, or another release is in the way)."""
+
+    opened: Release | None = None
+    refused: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,8 +128,9 @@ class Opening:
             return
         await self.request(_pending(request, requester=user), reply=reply, origin=origin)
 
-    async def request(self, pending: PendingRequest, *, reply: Reply, origin: str) -> None:
-        """Check a release asked for by a person, then open it, or ask about the lock."""
+    async def request(self, pending: PendingRequest, *, reply: Reply, origin: str) -> Outcome:
+        """Check a release asked for by a person (or the autopilot), then open it, or ask
+        about the lock."""
         engine = self._engine
         await reply(engine.views.working(_asking(pending)))
         try:
@@ -126,11 +143,12 @@ class Opening:
                 pending.env,
                 _asking(pending),
                 str(exc),
+                origin=origin,
             )
             await reply(engine.views.refused(str(exc)))
-            return
+            return Outcome(refused=str(exc))
         lock = await engine.locks.lock_of(plan.env.name)
-        if lock is not None:
+        if lock is not None and pending.autopilot is None:
             await engine.store.put_request(pending, ttl=REQUEST_TTL)
             await engine.record(
                 pending.requester, f"{pending.kind}-held-by-lock", plan.env.name, _asking(pending)
@@ -140,10 +158,16 @@ class Opening:
                     lock, request_id=pending.id, what=_asking(pending), now=engine.clock()
                 )
             )
-            return
-        await self._open(
-            plan, requester=pending.requester, override=None, reply=reply, origin=origin
+            return Outcome()
+        opened = await self._open(
+            plan,
+            requester=pending.requester,
+            override=None,
+            reply=reply,
+            origin=origin,
+            autopilot=pending.autopilot,
         )
+        return Outcome(opened=opened)
 
     async def deploy_anyway(self, *, request_id: str, user: str, reply: Reply, origin: str) -> None:
         """The requester confirmed a release to a locked env: the override is recorded."""
@@ -340,7 +364,8 @@ class Opening:
         override: LockOverride | None,
         reply: Reply,
         origin: str,
-    ) -> None:
+        autopilot: AutopilotCause | None = None,
+    ) -> Release | None:
         engine = self._engine
         catalog = engine.catalog.current
         app, env = plan.app, plan.env
@@ -359,14 +384,17 @@ class Opening:
             changelog=await self._changelog(plan),
             watched=env.name in self._watched,
             override=override,
+            autopilot=autopilot,
         )
         claimed = await self._claim(release, reply=reply, user=requester)
         if claimed is None:
-            return
+            return None
         release, replaced = claimed
         description = merge_request_description(
             release,
-            requester_name=await engine.people.display_name(requester),
+            requester_name="Pitcrew's autopilot"
+            if autopilot
+            else await engine.people.display_name(requester),
             approvers=", ".join(catalog.approvers_for(app, env)) or "nobody",
             lock=await self._lock_line(override),
         )
@@ -377,7 +405,12 @@ class Opening:
                 path=plan.path,
                 content=plan.content,
                 revision=plan.manifest.revision,
-                message=f"{release.title}\n\nRequested in Slack through Pitcrew ({release.id}).",
+                message=f"{release.title}\n\n"
+                + (
+                    f"Opened by Pitcrew's autopilot ({release.id})."
+                    if autopilot
+                    else f"Requested in Slack through Pitcrew ({release.id})."
+                ),
                 title=release.title,
                 description=description,
             )
@@ -391,13 +424,13 @@ class Opening:
                     f" GitLab{retry}"
                 )
             )
-            return
+            return None
         opened = await engine.drive(
             release.id,
             Opened(mr_iid=mr.iid, mr_url=mr.url, branch=branch, head_sha=mr.head_sha),
         )
         if opened is None:
-            return
+            return None
         detail = f"MR !{mr.iid}" + (" · lock overridden" if override else "")
         if replaced is not None:
             detail += f" · supersedes {replaced.id}"
@@ -420,6 +453,7 @@ class Opening:
                 approvers=engine.approvers(catalog, opened),
             )
         )
+        return opened
 
     async def _claim(
         self, release: Release, *, reply: Reply, user: str
@@ -430,12 +464,19 @@ class Opening:
         latest = await engine.store.latest(release.app, release.env)
         for _ in range(MAX_RACES):
             current = (await engine.store.load(latest))[0] if latest else None
-            decision = precedence(current, kind=release.kind)
+            decision = precedence(
+                current,
+                kind=release.kind,
+                autopilot=release.autopilot is not None,
+                version=release.to_version,
+            )
             if isinstance(decision, Blocked):
                 blocking = decision.current
                 await engine.record(
                     user, f"{release.kind}-blocked", release.env, release.title, blocking.id
                 )
+                if release.autopilot is not None:
+                    return None  # the autopilot tries again at its next look
                 await reply(
                     engine.views.blocked(
                         blocking, can_reject=await self._may_reject(blocking, user)

@@ -10,7 +10,14 @@ from typing import Protocol
 from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.locks import Lock
 from bot.domain.release_flow import NoteKind
-from bot.domain.releases import Changelog, PipelineLink, Release, ReleaseKind, RollbackOffer
+from bot.domain.releases import (
+    AutopilotCause,
+    Changelog,
+    PipelineLink,
+    Release,
+    ReleaseKind,
+    RollbackOffer,
+)
 from bot.services.ports import Rendered
 
 Reply = Callable[[Rendered], Awaitable[None]]
@@ -78,6 +85,10 @@ class ReleaseRepository(Protocol):
 
     async def merge(self, iid: int, *, sha: str) -> MergeRequestState: ...
 
+    async def cancel_merge(self, iid: int) -> None:
+        """Stop a merge asked for "when the pipeline succeeds" (nothing if none is set)."""
+        ...
+
     async def close(self, iid: int) -> None: ...
 
     async def note(self, iid: int, body: str) -> None: ...
@@ -118,6 +129,10 @@ class PendingRequest:
     version: str | None
     source_env: str | None
     requester: str
+    autopilot: AutopilotCause | None = None
+    """Asked for by the autopilot: it opens whatever the lock (the release is held there, as
+    any release is), nobody is asked anything, and only the autopilot's own older release is
+    superseded."""
 
 
 class ReleaseStore(Protocol):

@@ -129,6 +129,14 @@ class Progress:
         release, _ = await engine.store.load(release_id)
         return release is not None and release.rollout_id == rollout.id
 
+    async def on_locked(self, env: str) -> None:
+        """A lock (a freeze) came between an approval and the merge: hold what is merging."""
+        engine = self._engine
+        for release_id in await engine.store.open_ids():
+            release, _ = await engine.store.load(release_id)
+            if release is not None and release.env == env and release.state == "merging":
+                await engine.hold_if_locked(release_id)
+
     async def on_unlocked(self, env: str) -> None:
         """Held ``auto`` releases of ``env`` go on as soon as it is unlocked."""
         engine = self._engine

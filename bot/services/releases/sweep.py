@@ -8,7 +8,7 @@ counted from times stored in the release). For each release not yet at an end, i
 - repairs what a lost webhook would leave behind: asks GitLab for an ``auto`` MR's pipeline,
   for the pipeline of a merge commit whose hook never came (before concluding there is none),
   and asks again for a merge a crash or an outage interrupted; retries held ``auto`` merges
-  (an unlock whose event was lost);
+  (an unlock whose event was lost), and holds a merge its env's new lock must stop;
 - supersedes a release that is no longer the latest of its app and env (a crash between a
   rollback's MR and the supersede);
 - applies ``Tick``: expiry, no MR pipeline, no deploy pipeline, version never seen running.
@@ -28,7 +28,7 @@ from bot.domain.release_flow import (
     Tick,
 )
 from bot.domain.releases import Release
-from bot.services.releases.engine import ReleaseEngine
+from bot.services.releases.engine import ReleaseEngine, overridden
 
 log = logs.get(__name__)
 
@@ -67,6 +67,8 @@ class Sweep:
                 await engine.drive(release.id, MrPipeline(pipeline=mr.pipeline, sha=mr.head_sha))
         elif release.state == "approved":
             await engine.try_merge(release.id)  # held by a lock that may be gone, or a crash
+        elif release.state == "merging" and await self._locked(release):
+            await engine.hold_if_locked(release.id)  # a lock whose event was lost
         elif release.state == "merging" and now - release.created_at >= MERGE_RETRY_AFTER:
             mr = await engine.repo.merge_request(release.mr_iid)
             if (
@@ -86,6 +88,10 @@ class Sweep:
                 await engine.drive(
                     release.id, DeployPipeline(pipeline=pipeline, sha=release.merge_sha)
                 )
+
+    async def _locked(self, release: Release) -> bool:
+        lock = await self._engine.locks.lock_of(release.env)
+        return lock is not None and not overridden(release, lock)
 
     async def _superseded(self, release: Release) -> bool:
         """A release that is not the latest of its app and env was replaced by the latest."""

@@ -48,7 +48,13 @@ from bot.adapters.slack.blocks.rollouts import format_pods, format_problems, for
 from bot.domain.errors import CommandError
 from bot.domain.locks import Lock, format_age
 from bot.domain.release_flow import NoteKind
-from bot.domain.releases import ChangelogEntry, Release, ReleaseRef, split_issue_references
+from bot.domain.releases import (
+    AUTOPILOT,
+    ChangelogEntry,
+    Release,
+    ReleaseRef,
+    split_issue_references,
+)
 from bot.domain.text import scrub
 
 __all__ = ["APPROVE", "DEPLOY_ANYWAY", "REJECT", "ROLL_BACK", "ReleaseBlocks"]
@@ -213,6 +219,15 @@ def stage(release: Release, *, approvers: str) -> str:
     return f":no_entry: Refused: {_failure(release)}"
 
 
+def _requester(release: Release) -> str:
+    """A person's mention, or the autopilot and why it asked."""
+    if release.autopilot == "new_version":
+        return "the autopilot (new version)"
+    if release.autopilot == "promotion":
+        return "the autopilot (scheduled promotion)"
+    return mention(release.requester)
+
+
 def _ref(other: ReleaseRef | None) -> str:
     """Another release, linked to its MR, with who asked for it."""
     if other is None:
@@ -222,7 +237,8 @@ def _ref(other: ReleaseRef | None) -> str:
         if other.mr_url
         else plain(other.title, MAX_TITLE)
     )
-    return f"*{what}* (requested by {mention(other.requester)})"
+    who = "the autopilot" if other.requester == AUTOPILOT else mention(other.requester)
+    return f"*{what}* (requested by {who})"
 
 
 def _closed(release: Release) -> str:
@@ -303,7 +319,7 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
     title = f"{verb} *{_title(release)}* · {_mr(release)}"
     status = stage(release, approvers=approvers)
     details = [
-        f"{_versions(release)} · requested by {mention(release.requester)}",
+        f"{_versions(release)} · requested by {_requester(release)}",
         f"Policy: {_policy(release, approvers=approvers)}",
     ]
     if release.approvals:
@@ -377,6 +393,11 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
             return _one(f":x: MR pipeline {label} {p.status}")
         return _one(f":hourglass_flowing_sand: MR pipeline {label} {plain(p.status, MAX_NAME)}")
     if kind == "held":
+        if release.policy == "manual" and len(release.approvals) >= release.approvals_needed:
+            return _one(
+                f":lock: Approved, but {env} is now locked by {who}: the merge is held, and goes"
+                " ahead as soon as it is unlocked."
+            )
         return _one(
             f":lock: The MR pipeline passed, but {env} is locked by {who}: this release merges"
             " as soon as it is unlocked."
