@@ -34,8 +34,8 @@ from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.schema import KubeSchemaValidator
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.actions import Actions
-from bot.adapters.slack.blocks.home import HomeBlocks
 from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
+from bot.adapters.slack.blocks.home import HomeBlocks
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.adapters.slack.blocks.releases import ReleaseBlocks

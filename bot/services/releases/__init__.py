@@ -164,6 +164,7 @@ class ReleaseService:
             if release is not None:
                 found.append(release)
         return found
+
     # ------------------------------------------------------------------ the autopilot
 
     async def open_for_autopilot(self, request: PendingRequest, *, origin: str) -> Outcome:

@@ -35,7 +35,8 @@ def test_a_freeze_that_leaves_a_persons_lock() -> None:
     text, _ = render_freeze_deferred(lock, reason="weekend freeze", end=END)
     assert text == (
         ":lock: The scheduled freeze of *production* (weekend freeze) began, but <@U0ALICE> holds"
-        " a lock there: theirs stands. If it ends before Mon 23 Mar 08:00 UTC, the freeze takes"
+        " a lock there: theirs stands. If it ends before"
+        " <!date^1774252800^{date_short_pretty} {time}|2026-03-23 08:00 UTC>, the freeze takes"
         " over until then."
     )
 

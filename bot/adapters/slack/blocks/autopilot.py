@@ -8,7 +8,7 @@ lock to end.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from bot.adapters.slack.blocks.common import (
@@ -20,6 +20,7 @@ from bot.adapters.slack.blocks.common import (
     mention,
     plain,
     section,
+    slack_date,
 )
 from bot.domain.locks import Lock
 from bot.domain.releases import AutopilotCause, release_title
@@ -49,7 +50,7 @@ def render_refused(
 
 
 def render_freeze_deferred(lock: Lock, *, reason: str, end: datetime) -> Rendered:
-    until = end.astimezone(UTC).strftime("%a %d %b %H:%M UTC")
+    until = slack_date(end)  # each reader's own zone
     return _one(
         f":lock: The scheduled freeze of *{plain(lock.env, MAX_NAME)}*"
         f" ({plain(reason, MAX_TITLE)}) began, but {mention(lock.holder)} holds a lock there:"
