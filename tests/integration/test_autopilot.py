@@ -373,7 +373,7 @@ async def test_a_freeze_locks_production_as_pitcrew_and_ends_on_its_own(
     await world.quiet()
     announced = [read(world, m) for m in world.slack.messages("releases")]
     assert announced == [
-        ":lock: *production* locked by pitcrew — weekend freeze · until Mon 23 Mar 08:00 UTC"
+        ":lock: *production* locked by pitcrew — weekend freeze · until 2026-03-23 08:00 UTC"
     ]
     answer = await world.slash("/lock", "")
     assert "*production* locked by pitcrew just now — weekend freeze" in answer
@@ -416,7 +416,7 @@ async def test_a_freeze_leaves_a_persons_lock_and_takes_over_when_it_ends(
     said = [read(world, m) for m in world.slack.messages("releases")]
     assert said[1] == (
         ":lock: The scheduled freeze of *production* (weekend freeze) began, but @alice holds a"
-        " lock there: theirs stands. If it ends before Mon 23 Mar 08:00 UTC, the freeze takes"
+        " lock there: theirs stands. If it ends before 2026-03-23 08:00 UTC, the freeze takes"
         " over until then."
     ), said
 
@@ -425,7 +425,7 @@ async def test_a_freeze_leaves_a_persons_lock_and_takes_over_when_it_ends(
     said = [read(world, m) for m in world.slack.messages("releases")]
     assert said[2].startswith(":hourglass_flowing_sand: *production* is open again: the lock by")
     assert said[3] == (
-        ":lock: *production* locked by pitcrew — weekend freeze · until Mon 23 Mar 08:00 UTC"
+        ":lock: *production* locked by pitcrew — weekend freeze · until 2026-03-23 08:00 UTC"
     )
 
 
