@@ -442,9 +442,6 @@ class Pitcrew:
             meta = event.obj.get("metadata") or {}
             key = f"{event.context}/{event.kind}/{meta.get('namespace')}/{meta.get('name')}"
             try:
-                if event.type == "DELETED":
-                    await rollouts.forget(key)
-                    return
                 snapshot = to_snapshot(
                     event.obj,
                     kind=event.kind,
@@ -452,6 +449,9 @@ class Pitcrew:
                     observed_at=self._clock(),
                     deadline=PROGRESS_DEADLINE,
                 )
+                if event.type == "DELETED":
+                    await rollouts.removed(snapshot)
+                    return
                 await rollouts.observe(snapshot)
             except Exception:  # one odd object must not stop the watch
                 reraise_if_cancelling()

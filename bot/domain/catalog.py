@@ -43,6 +43,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from bot.domain.durations import format_duration, parse_duration
 from bot.domain.errors import PitcrewError
 from bot.domain.pipelines import PipelineStatus
 from bot.domain.schedules import (
@@ -59,6 +60,7 @@ from bot.domain.versions import DEFAULT_VERSIONS
 __all__ = [
     "DEFAULT_BRANCH",
     "TAGS",
+    "Access",
     "App",
     "Catalog",
     "CatalogError",
@@ -110,7 +112,7 @@ TAGS = "$tags"
 
 _REF_KEYWORDS = (DEFAULT_BRANCH, TAGS)
 _KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
-_TOP_KEYS = ("teams", "environments", "apps")
+_TOP_KEYS = ("teams", "environments", "apps", "access")
 _EXTENSION_PREFIX = "x-"  # top-level keys that only hold YAML anchors, as in compose files
 _MAX_LISTED = 10
 _MAX_VALUES = 100_000
@@ -505,6 +507,123 @@ class App(_Model):
         return "workload"
 
 
+_ACCESS_PATH_KEYS = frozenset({"env", "namespace", "user", "app"})
+_SUBJECT_KEYS = frozenset({"email", "user"})
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_ROLE = re.compile(r"[a-z0-9](?:[a-z0-9.:-]{0,251}[a-z0-9])?")
+MAX_ACCESS = timedelta(days=30)
+"""The longest ``access.max`` accepted: break-glass access is for hours, not for good."""
+
+
+def _placeholders(value: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(value))
+
+
+def _duration(value: object) -> object:
+    """``8h`` as the one grammar of durations (``bot.domain.durations``); a bare number would
+    be read as seconds by pydantic, so only words are durations."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise _invalid(f'expected a duration like "8h" or "1h30m", got {_describe(value)}')
+    parsed = parse_duration(value)
+    if parsed is None:
+        raise _invalid(f'"{value}" is not a duration: use "30m", "8h", "1h30m" or "1d"')
+    return parsed
+
+
+class Access(_Model):
+    """Break-glass access (the top-level ``access`` key): who gets which role where, for how
+    long, through a RoleBinding file that a merge request adds and another one removes."""
+
+    path: str = "access/{env}/{namespace}-{user}.yaml"
+    """Where the RoleBinding file lives in the GitOps repo: ``{env}``, ``{namespace}``,
+    ``{user}`` (from the person's email) and ``{app}`` are substituted."""
+    role: str = "admin"
+    """The ClusterRole bound in the app's namespace."""
+    subject: str
+    """The Kubernetes user name of a Slack user: ``{email}`` (Slack's) or ``{user}``."""
+    max: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(hours=8)
+    """The longest access one request may ask for."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_template(cls, value: str) -> str:
+        example = '("access/{env}/{namespace}-{user}.yaml")'
+        used = _placeholders(value)
+        unknown = sorted(used - _ACCESS_PATH_KEYS)
+        if unknown:
+            raise _invalid(
+                f'unknown placeholder "{{{unknown[0]}}}": use {{env}}, {{namespace}}, {{user}}'
+                f" and {{app}} {example}"
+            )
+        rest = _PLACEHOLDER.sub("", value)
+        if "{" in rest or "}" in rest:
+            raise _invalid(f'unbalanced braces in "{value}"')
+        missing = [p for p in ("env", "user") if p not in used]
+        if missing:
+            raise _invalid(
+                f'must contain "{{{missing[0]}}}": each person\'s access in each environment'
+                f" is a file of its own {example}"
+            )
+        if "namespace" not in used and "app" not in used:
+            raise _invalid(f'must contain "{{namespace}}" or "{{app}}" {example}')
+        path = PurePosixPath(value)
+        if value.startswith("/") or "\\" in value or ".." in path.parts:
+            raise _invalid(f"must be a path relative to the GitOps repo's root {example}")
+        if path.suffix not in (".yaml", ".yml"):
+            raise _invalid(f'must name a YAML file (".yaml" or ".yml"): "{value}"')
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        if not _ROLE.fullmatch(value):
+            raise _invalid(f'"{value}" is not a ClusterRole name like "admin" or "edit"')
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_template(cls, value: str) -> str:
+        used = _placeholders(value)
+        unknown = sorted(used - _SUBJECT_KEYS)
+        if unknown:
+            raise _invalid(
+                f'unknown placeholder "{{{unknown[0]}}}": use {{email}} (from Slack) or {{user}}'
+            )
+        if not used:
+            raise _invalid(
+                'must contain "{email}" (or "{user}"): each person binds as themselves,'
+                ' e.g. "oidc:{email}"'
+            )
+        rest = _PLACEHOLDER.sub("", value)
+        if any(c.isspace() for c in value) or "{" in rest or "}" in rest:
+            raise _invalid(f'"{value}" is not a user name template like "oidc:{{email}}"')
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _reasonable(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise _invalid("must be at least a minute")
+        if value > MAX_ACCESS:
+            raise _invalid(
+                f"{format_duration(value)} is too long for break-glass access: at most 30 days"
+            )
+        return value
+
+    def path_for(self, *, env: str, namespace: str, user: str, app: str) -> str:
+        return (
+            self.path.replace("{env}", env)
+            .replace("{namespace}", namespace)
+            .replace("{user}", user)
+            .replace("{app}", app)
+        )
+
+    def subject_for(self, *, email: str, user: str) -> str:
+        return self.subject.replace("{email}", email).replace("{user}", user)
+
+
 class NotInCatalogError(PitcrewError, LookupError):
     """A name from a person (a command, a button) that the catalog does not know."""
 
@@ -530,6 +649,8 @@ class Catalog(_Model):
     environments: tuple[Environment, ...] = Field(min_length=1)
     """In promotion order: the last one is "prod" for ``/whatsinprod``."""
     apps: tuple[App, ...] = ()
+    access: Access | None = None
+    """Break-glass access by merge request; ``None``: ``/access`` is not offered."""
 
     _teams: dict[str, Team] = PrivateAttr(default_factory=dict)
     _environments: dict[str, Environment] = PrivateAttr(default_factory=dict)
@@ -813,6 +934,7 @@ def parse_catalog(text: str, *, source: str) -> Catalog:
     teams = _parse_named(report, section="teams", model=Team)
     environments = _parse_environments(report)
     apps = _parse_named(report, section="apps", model=App)
+    access = _parse_access(report)
     declared_teams = root.get("teams")
     team_names = [str(k) for k in declared_teams] if isinstance(declared_teams, Mapping) else []
     declared_envs = root.get("environments")
@@ -836,7 +958,10 @@ def parse_catalog(text: str, *, source: str) -> Catalog:
     if report.problems:
         raise CatalogError(report.problems)
     return Catalog(
-        teams=tuple(teams), environments=tuple(e for _, e in environments), apps=tuple(apps)
+        teams=tuple(teams),
+        environments=tuple(e for _, e in environments),
+        apps=tuple(apps),
+        access=access,
     )
 
 
@@ -925,6 +1050,22 @@ def _parse_named(report: _Report, *, section: str, model: type[_M]) -> list[_M]:
         except ValidationError as exc:
             report.add_validation(exc, base=path, model=model, named_by_key=True)
     return parsed
+
+
+def _parse_access(report: _Report) -> Access | None:
+    node = report.root.get("access")
+    if node is None:
+        return None
+    if not isinstance(node, CommentedMap):
+        report.add(("access",), f"expected a mapping, got {_describe(node)}")
+        return None
+    if report.check_nulls(node, ("access",)):
+        return None
+    try:
+        return Access.model_validate(_plain_mapping(node))
+    except ValidationError as exc:
+        report.add_validation(exc, base=("access",), model=Access, named_by_key=False)
+        return None
 
 
 def _parse_environments(report: _Report) -> list[tuple[int, Environment]]:

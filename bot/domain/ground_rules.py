@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase
 from ruamel.yaml.error import YAMLError
 
-from bot.domain.catalog import App
+from bot.domain.catalog import App, ManifestKind
 from bot.domain.manifests import ManifestError, compose_documents
 
 __all__ = ["CLUSTER_SCOPED_KINDS", "check_ground_rules"]
@@ -59,14 +59,16 @@ CLUSTER_SCOPED_KINDS = frozenset(
 """Kinds that live outside namespaces; any other kind, custom ones included, needs one."""
 
 
-def check_ground_rules(text: str, *, app: App) -> list[str]:
+def check_ground_rules(text: str, *, app: App, kind: ManifestKind | None = None) -> list[str]:
     """Every broken rule, one line each, in file order; empty when the file keeps them all.
 
+    ``kind`` is how to read the file, by default as the app's manifest is read; a file of
+    resources that is not the app's manifest (a break-glass RoleBinding) says ``"workload"``.
     Malformed YAML raises ``ManifestError`` (the same one ``read_version`` gives), since
     nothing can be said about the rules of a file that cannot be read.
     """
     documents = _load(text)
-    kind = app.manifest_kind
+    kind = kind or app.manifest_kind
     if kind == "helm_values":
         return []
     problems: list[str] = []

@@ -31,6 +31,11 @@ every setup a team may have:
 - a watched env whose version is not seen rolling out within ``rollout_wait`` of the merge:
   ``not_seen`` (is the GitOps controller syncing?); a rollout seen later still moves it on.
 
+An undeploy (``kind="undeploy"``) is a release whose MR removes the app's manifest of the env:
+it always needs an approval (``releases.approval_rule``), follows no rollout, and ends
+``removed`` when the watcher sees the workload gone (``WorkloadGone``) — or, where the cluster is
+not watched, ``deployed`` as any release there (merged, not verified).
+
 ``failed`` and ``not_seen`` are ends a person reads, but the world may still move them: a
 rollout that recovers makes a failed release healthy; a late rollout moves a not_seen one on.
 The other ends are final. ``superseded`` comes from precedence: a rollback always goes ahead and
@@ -90,12 +95,15 @@ __all__ = [
     "Superseded",
     "Tick",
     "TryMerge",
+    "WorkloadGone",
     "apply",
+    "format_deadline",
+    "newer_pipeline",
     "precedence",
 ]
 
 FINAL_STATES: Final[frozenset[ReleaseState]] = frozenset(
-    {"healthy", "deployed", "rejected", "expired", "refused", "superseded"}
+    {"healthy", "deployed", "rejected", "expired", "refused", "superseded", "removed"}
 )
 """Nothing moves a release out of these."""
 END_STATES: Final[frozenset[ReleaseState]] = FINAL_STATES | {"failed", "not_seen"}
@@ -130,6 +138,7 @@ NoteKind = Literal[
     "rejected",
     "expired",
     "superseded",
+    "removed",
 ]
 """The thread replies of a release, one key each (``release:<id>:<kind>``)."""
 
@@ -300,6 +309,13 @@ class RolloutSeen:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WorkloadGone:
+    """The watcher saw the app's workload deleted from the env (an undeploy's end)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class Deadlines:
     expiry: timedelta
     """``RELEASE_EXPIRY_HOURS``: approval, or an ``auto`` MR's pipeline, by then."""
@@ -340,6 +356,7 @@ Event = (
     | RolloutSeen
     | Tick
     | Superseded
+    | WorkloadGone
 )
 
 
@@ -387,6 +404,8 @@ def _step(r: Release, e: Event) -> Step | None:
             return _tick(r, e)
         case Superseded():
             return _superseded(r, e)
+        case WorkloadGone():
+            return _gone(r, e)
 
 
 def _opened(r: Release, e: Opened) -> Step | None:
@@ -570,8 +589,9 @@ def _deploy_pipeline(r: Release, e: DeployPipeline) -> Step | None:
 def _rollout(r: Release, e: RolloutSeen) -> Step | None:
     """The release follows the rollout of its version once merged (or merging): its message
     shows the pods as they go, its thread the start and the end, and the failure reply the new
-    pods' problems (``rollout_id`` says which rollout is this release's story)."""
-    if r.to_version not in e.versions:
+    pods' problems (``rollout_id`` says which rollout is this release's story). An undeploy
+    follows no rollout: its end is the workload gone."""
+    if r.kind == "undeploy" or r.to_version not in e.versions:
         return None
     merged = r.merged_at is not None or r.state == "merging"
     following = r.state in (*_PAST_MERGE, "merging")
@@ -622,6 +642,20 @@ def _rollout(r: Release, e: RolloutSeen) -> Step | None:
     return None
 
 
+def _gone(r: Release, e: WorkloadGone) -> Step | None:
+    """The workload left the env: an undeploy past its merge (or merging: the controller may
+    prune before the merge's webhook comes) has done what it was for."""
+    if r.kind != "undeploy":
+        return None
+    merged = r.merged_at is not None or r.state == "merging"
+    following = r.state in (*_PAST_MERGE, "merging")
+    recovering = r.state == "failed" and merged and r.failed_step != "unreviewed_merge"
+    if not (following or recovering):
+        return None
+    removed = replace(r, state="removed", finished_at=e.at, failure=None, failed_step=None)
+    return Step(release=removed, says=(Say(kind="removed", broadcast=True),))
+
+
 def _tick(r: Release, e: Tick) -> Step | None:
     now, wait = e.now, e.deadlines
     age = now - r.created_at
@@ -654,7 +688,12 @@ def _tick(r: Release, e: Tick) -> Step | None:
     if since_merge < wait.rollout_wait:
         return None
     within = _duration(wait.rollout_wait)
-    if r.watched:
+    if r.watched and r.kind == "undeploy":
+        failure = (
+            f"merged, but {r.app} was not seen leaving {r.env} within {within} of the merge —"
+            " is the GitOps controller pruning?"
+        )
+    elif r.watched:
         failure = (
             f"merged, but {r.env} never ran {r.to_version} within {within} of the merge —"
             " is the GitOps controller syncing?"
@@ -721,6 +760,10 @@ def _duration(delta: timedelta) -> str:
     if seconds >= 120:
         return f"{round(seconds / 60)} min"
     return f"{max(seconds, 1)} s"
+
+
+newer_pipeline = _newer
+format_deadline = _duration
 
 
 def _md_title(title: str) -> str:

@@ -12,6 +12,8 @@ Grammar::
     /deploy help
     /rollback <app> <env> [to <version>]
     /rollback help
+    /undeploy <app> [from] <env>        an MR removing the app's manifest of that env
+    /undeploy help
 
 Choices a user can notice:
 
@@ -23,6 +25,8 @@ Choices a user can notice:
   deploy of a named version.
 - Words we do not expect are refused rather than ignored: deploying the wrong thing is worse
   than retyping.
+- An undeploy always needs an approval, whatever the environment's policy (``approval_rule``):
+  removing an app from an environment is not something a green pipeline decides alone.
 
 The release record (``Release``) and its states live here; how a release moves from one state
 to the next is ``bot.domain.release_flow``.
@@ -47,10 +51,12 @@ __all__ = [
     "AUTOPILOT",
     "DEPLOY_USAGE",
     "ROLLBACK_USAGE",
+    "UNDEPLOY_USAGE",
     "AlreadyApproved",
     "AlreadyComplete",
     "ApprovalDecision",
     "ApprovalNotRequired",
+    "ApprovalRule",
     "Approved",
     "AutopilotCause",
     "Changelog",
@@ -71,12 +77,15 @@ __all__ = [
     "RollbackOffer",
     "RollbackRequest",
     "SelfApprovalForbidden",
+    "UndeployRequest",
     "approval_note",
+    "approval_rule",
     "approvers_label",
     "decide_approval",
     "merge_request_description",
     "parse_deploy",
     "parse_rollback",
+    "parse_undeploy",
     "referenced_issues",
     "references_in",
     "release_title",
@@ -90,6 +99,7 @@ DEPLOY_USAGE: Final = (
 ROLLBACK_USAGE: Final = (
     "Usage: `/rollback <app> <env> [to <version>]` — e.g. `/rollback orders production`"
 )
+UNDEPLOY_USAGE: Final = "Usage: `/undeploy <app> <env>` — e.g. `/undeploy orders staging`"
 
 _QUOTED: Final = 40
 _LISTED: Final = 10
@@ -129,6 +139,14 @@ class RollbackRequest:
     env: str
     version: str | None = None
     """``None``: the version the environment ran before, from its manifest's history."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UndeployRequest:
+    """Remove ``app``'s manifest of ``env`` from the GitOps repo: the app leaves ``env``."""
+
+    app: str
+    env: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +202,26 @@ def parse_rollback(text: str, *, catalog: Catalog) -> RollbackRequest | ReleaseH
     version = _version(rest[1], usage=ROLLBACK_USAGE)
     _no_more(rest[2:], usage=ROLLBACK_USAGE)
     return RollbackRequest(app=app, env=env, version=version)
+
+
+def parse_undeploy(text: str, *, catalog: Catalog) -> UndeployRequest | ReleaseHelp:
+    tokens = _words(text)
+    if not tokens:
+        raise ReleaseCommandError("Name the app and the environment.", usage=UNDEPLOY_USAGE)
+    if tokens[0].lower() in _HELP_WORDS:
+        return ReleaseHelp(usage=UNDEPLOY_USAGE)
+    app = _app(tokens[0], catalog=catalog, usage=UNDEPLOY_USAGE)
+    rest = tokens[1:]
+    if rest and rest[0].lower() in ("from", "in"):
+        rest = rest[1:]
+    if not rest:
+        raise ReleaseCommandError(
+            f"Name the environment to remove {app} from: `/undeploy {app} <env>`.",
+            usage=UNDEPLOY_USAGE,
+        )
+    env = _env(rest[0], catalog=catalog, usage=UNDEPLOY_USAGE)
+    _no_more(rest[1:], usage=UNDEPLOY_USAGE)
+    return UndeployRequest(app=app, env=env)
 
 
 def _promotion(tokens: list[str], *, catalog: Catalog) -> tuple[str, str]:
@@ -283,6 +321,33 @@ def _words(text: str) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApprovalRule:
+    """What a change needs before it merges: the environment's policy for a deploy or a
+    rollback; always an approval for an undeploy (and for break-glass access)."""
+
+    required: bool
+    """``False``: it merges on a green pipeline; a click approves nothing."""
+    needed: int
+    """Distinct approvers."""
+    self_approval: bool
+
+
+def approval_rule(kind: ReleaseKind, env: Environment) -> ApprovalRule:
+    """The rule a ``kind`` of release follows in ``env``, read from the catalog at click time.
+
+    An undeploy takes the env's approvals and self-approval rule where it has them (a
+    ``manual`` env), else one approval by someone other than the requester."""
+    manual = env.policy == "manual"
+    if kind == "undeploy":
+        return ApprovalRule(
+            required=True,
+            needed=env.approvals if manual else 1,
+            self_approval=env.self_approval if manual else False,
+        )
+    return ApprovalRule(required=manual, needed=env.approvals, self_approval=env.self_approval)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReleaseSnapshot:
     """What a click is judged against, read fresh from the release record at click time."""
 
@@ -291,6 +356,8 @@ class ReleaseSnapshot:
     approvals: tuple[str, ...]
     """Slack user ids of the approvals so far, in order."""
     env: Environment
+    rule: ApprovalRule | None = None
+    """``None``: the env's policy, as for a deploy."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,24 +422,24 @@ def decide_approval(
     is how the catalog names them (``Catalog.approvers_for``), only for the refusal's wording.
     Checked in the order a person can fix them: who they are, then what already happened.
     """
-    env = release.env
-    if env.policy != "manual":
+    rule = release.rule or approval_rule("deploy", release.env)
+    if not rule.required:
         return ApprovalNotRequired()
     so_far = tuple(dict.fromkeys(release.approvals))
     if user in so_far:
         return AlreadyApproved()
     if user not in approvers:
         return NotAnApprover(approvers_label=approvers_label(named))
-    if user == release.requester and not env.self_approval:
+    if user == release.requester and not rule.self_approval:
         return SelfApprovalForbidden()
-    if len(so_far) >= env.approvals:
+    if len(so_far) >= rule.needed:
         return AlreadyComplete(approvals=so_far)
     approvals = (*so_far, user)
     return Approved(
         approvals=approvals,
         count=len(approvals),
-        needed=env.approvals,
-        complete=len(approvals) >= env.approvals,
+        needed=rule.needed,
+        complete=len(approvals) >= rule.needed,
     )
 
 
@@ -412,6 +479,7 @@ ReleaseState = Literal[
     "expired",
     "refused",
     "superseded",
+    "removed",
 ]
 FailedStep = Literal["mr_pipeline", "merge", "unreviewed_merge", "deploy_pipeline", "rollout"]
 """Where a ``failed`` release failed: what may still move it (a rollout that recovers)."""
@@ -420,7 +488,7 @@ FailedStep = Literal["mr_pipeline", "merge", "unreviewed_merge", "deploy_pipelin
 # --------------------------------------------------------------------------------------------
 # Titles
 
-ReleaseKind = Literal["deploy", "rollback"]
+ReleaseKind = Literal["deploy", "rollback", "undeploy"]
 
 AutopilotCause = Literal["new_version", "promotion"]
 """Why the autopilot asked for a release: a new version tag, or a scheduled promotion."""
@@ -432,6 +500,8 @@ def release_title(*, kind: ReleaseKind, app: str, version: str, env: str) -> str
     """The MR's title and the release message's header, one wording for both."""
     if kind == "rollback":
         return f"Roll back {app} to {version} in {env}"
+    if kind == "undeploy":
+        return f"Undeploy {app} from {env}"
     return f"Deploy {app} {version} to {env}"
 
 
@@ -576,8 +646,9 @@ class Release:
         """The version a Roll back button puts back: the one this release replaced, once it
         has reached the environment's git (nothing to undo before the merge).
 
-        A failed rollback offers none: the version it left is the one that failed."""
-        if self.kind == "rollback":
+        A failed rollback offers none: the version it left is the one that failed; nor does an
+        undeploy (its manifest is gone: a deploy there starts again by hand)."""
+        if self.kind in ("rollback", "undeploy"):
             return None
         merged = self.merged_at is not None or self.merge_sha is not None
         if self.state not in ("failed", "not_seen") or not merged or self.from_version is None:
@@ -595,7 +666,12 @@ class Release:
         )
 
     def snapshot(self, env: Environment) -> ReleaseSnapshot:
-        return ReleaseSnapshot(requester=self.requester, approvals=self.approvals, env=env)
+        return ReleaseSnapshot(
+            requester=self.requester,
+            approvals=self.approvals,
+            env=env,
+            rule=approval_rule(self.kind, env),
+        )
 
 
 _ISSUE_REF: Final = re.compile(r"(?<![\w/&])#(\d{1,9})\b")
@@ -643,19 +719,47 @@ def split_issue_references(text: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def merge_request_description(
-    release: Release, *, requester_name: str, approvers: str, lock: str | None
+    release: Release,
+    *,
+    requester_name: str,
+    approvers: str,
+    lock: str | None,
+    removed: str | None = None,
+    unlisted_from: Sequence[str] = (),
 ) -> str:
-    """The MR description (GitLab Markdown): who asked, what changes, the changelog, the lock."""
-    policy = (
-        "merges when its pipeline passes"
-        if release.policy == "auto"
-        else f"needs {_count(release.approvals_needed, 'approval')} from {_md(approvers)} in Slack"
-    )
+    """The MR description (GitLab Markdown): who asked, what changes, the changelog, the lock.
+
+    An undeploy names the file it removes (``removed``) and the kustomizations it takes the
+    file's entry out of (``unlisted_from``) instead of a changelog."""
+    if release.policy == "auto":
+        policy = "merges when its pipeline passes"
+    else:
+        policy = (
+            f"needs {_count(release.approvals_needed, 'approval')} from {_md(approvers)} in Slack"
+        )
     requested = f"Requested by **{_md(requester_name)}** in Slack, through Pitcrew."
     if release.autopilot == "new_version":
         requested = f"Opened by Pitcrew's autopilot: {release.to_version} is a new version."
     elif release.autopilot == "promotion":
         requested = "Opened by Pitcrew's autopilot: a scheduled promotion."
+    if release.kind == "undeploy":
+        lines = [
+            requested,
+            "",
+            f"- **App:** {release.app} (team {release.team})",
+            f"- **Environment:** {release.env} — {policy} (an undeploy always does)",
+            f"- **Version there now:** {release.from_version or 'unknown'} → **removed**",
+            f"- **Removes:** `{_md_code(removed or 'its manifest')}`",
+            *(f"- **Unlists it from:** `{_md_code(path)}`" for path in unlisted_from),
+            f"- **Lock:** {_md(lock) if lock else 'none'}",
+            "",
+            "Once merged, the GitOps controller removes the app's resources from the"
+            f" environment (if it prunes). Deploying it to {release.env} again is a merge request"
+            " adding the manifest back: reverting this one does that.",
+            "",
+            f"<!-- pitcrew release {release.id} -->",
+        ]
+        return "\n".join(lines)
     lines = [
         requested,
         "",
@@ -684,6 +788,11 @@ def merge_request_description(
             lines.append(f"- … and {log.total - len(log.entries)} more")
     lines += ["", f"<!-- pitcrew release {release.id} -->"]
     return "\n".join(lines)
+
+
+def _md_code(text: str) -> str:
+    """A path inside backticks: no backtick may end the code span early."""
+    return scrub(text).replace("`", "'")
 
 
 def _md_title(entry: ChangelogEntry, issues_url: str | None) -> str:

@@ -17,6 +17,10 @@ one. A failure gets one reply, updated as new problems appear: the new pods' pro
 the moment it failed, and a Roll back button when the version it replaced is known. A recovery
 after a failure gets its own reply, broadcast to the channel.
 
+A workload deleted from the cluster (an undeploy merged and pruned, or someone with kubectl) is
+said once in the app's channel — in the thread of the undeploy that removed it, when one did
+(one story per change again) — and leaves ``/whatsinprod``'s live column.
+
 Rollouts in progress (or failed) are also ticked every few seconds: their new pods are read,
 which both finds the problems to show and serves as the clock for StatefulSet and DaemonSet
 deadlines, whose status stops changing once they are stuck.
@@ -82,12 +86,21 @@ class PodSource(Protocol):
 class LiveSink(Protocol):
     async def put_live(self, live: Live) -> None: ...
 
+    async def drop_live(self, app: str, env: str) -> None:
+        """The app's workload left ``env``: nothing runs there any more."""
+        ...
+
 
 class RolloutFollower(Protocol):
     """Something that follows rollouts beyond their own message: the release they deploy."""
 
     async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> bool:
         """Follow the rollout; ``True`` when a release tells its story (in its own thread)."""
+        ...
+
+    async def on_removed(self, *, app: str, env: str) -> bool:
+        """The app's workload was deleted from ``env``; ``True`` when a release (the undeploy
+        that removed it) tells it."""
         ...
 
 
@@ -107,6 +120,10 @@ class RolloutViews(Protocol):
         ...
 
     def recovered(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
+
+    def removed(self, snapshot: WorkloadSnapshot, *, app: str, env: str) -> Rendered:
+        """A workload deleted that no undeploy explains."""
+        ...
 
 
 class RolloutNotifier:
@@ -164,9 +181,40 @@ class RolloutNotifier:
         if transition is not None:
             await self._announce(transition, app=app)
 
-    async def forget(self, key: str) -> None:
-        """The workload was deleted: a workload re-created later starts afresh."""
-        await self._store.forget(key)
+    async def removed(self, snapshot: WorkloadSnapshot) -> None:
+        """The workload was deleted (its last state is ``snapshot``): forgotten (one re-created
+        later starts afresh), out of the live column, and said once in the app's channel, by
+        the undeploy that removed it if one did, else in a message of its own."""
+        await self._store.forget(snapshot.key)
+        self._owners.pop(snapshot.key, None)
+        catalog = self._catalog.current
+        app = owner(snapshot, catalog)
+        if app is None:
+            return
+        env = self._envs.get(snapshot.context, snapshot.context)
+        if self._live is not None:
+            await self._live.drop_live(app.name, env)
+        metrics.ROLLOUTS.labels("removed").inc()
+        told = False
+        for follower in self._followers:
+            try:
+                told = await follower.on_removed(app=app.name, env=env) or told
+            except Exception:  # told on its own rather than not at all
+                reraise_if_cancelling()
+                log.exception("a follower failed on a removed workload", workload=snapshot.key)
+        if told:
+            return
+        text, blocks = self._views.removed(snapshot, app=app.name, env=env)
+        version = int(snapshot.resource_version) if snapshot.resource_version.isdigit() else None
+        await self._outbox.send(
+            OutgoingMessage(
+                key=f"removed:{snapshot.key}:{snapshot.uid or snapshot.resource_version}",
+                channel=catalog.channel_for_app(app),
+                text=text,
+                blocks=blocks,
+            ),
+            version=version,
+        )
 
     async def tick(self) -> None:
         """Read the new pods of every rollout in progress or failed."""

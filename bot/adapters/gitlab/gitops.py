@@ -4,6 +4,9 @@ autopilot sees them (``AppTags``, ``IssueTracker``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
 from bot.domain.released import Reference
@@ -18,7 +21,7 @@ from bot.domain.releases import (
 from bot.domain.versions import VersionTag
 from bot.services.catalog import CatalogUnavailable
 from bot.services.inventory import FileChange
-from bot.services.releases import ManifestFile, MergeRequestState
+from bot.services.releases import FileEdit, ManifestFile, MergeRequestState
 
 
 class GitOpsFilesFromGitLab:
@@ -121,27 +124,35 @@ class GitOpsReleasesFromGitLab:
             else None,
         )
 
-    async def open_merge_request(
+    async def open_change(
         self,
         *,
         branch: str,
-        path: str,
-        content: str,
-        revision: str,
+        edits: Sequence[FileEdit],
         message: str,
         title: str,
         description: str,
     ) -> MergeRequestState:
-        mr = await self._repository.open_merge_request(
+        actions: list[dict[str, Any]] = []
+        for edit in edits:
+            action: dict[str, Any] = {"action": edit.action, "file_path": edit.path}
+            if edit.content is not None:
+                action["content"] = edit.content
+            if edit.revision:
+                action["last_commit_id"] = edit.revision
+            actions.append(action)
+        mr = await self._repository.open_change(
             branch=branch,
-            path=path,
-            content=content,
-            last_commit_id=revision or None,
+            actions=actions,
             commit_message=message,
             title=title,
             description=description,
         )
         return _state(mr)
+
+    async def merge_request_of_branch(self, branch: str) -> MergeRequestState | None:
+        found = await self._repository.merge_request_of_branch(branch)
+        return _state(found) if found is not None else None
 
     async def merge_request(self, iid: int) -> MergeRequestState:
         return _state(await self._repository.merge_request(iid))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -399,22 +399,42 @@ class GitLabRepository:
         description: str,
     ) -> MergeRequestInfo:
         """One commit rewriting ``path`` on a new ``branch`` off the GitOps branch, and its merge
-        request (the branch removed on merge).
-
-        ``last_commit_id`` (from ``read_file``) makes GitLab refuse the commit if ``path`` has
-        changed since it was read. Neither write is retried. When the commit or the merge
-        request fails, the branch is deleted again (and a merge request a lost answer may have
-        opened is closed) before the one-line error is raised."""
-        target = await self.branch()
-        name = self.gitops_project
+        request (the branch removed on merge): ``open_change`` with one update."""
         action: dict[str, Any] = {"action": "update", "file_path": path, "content": content}
         if last_commit_id is not None:
             action["last_commit_id"] = last_commit_id
+        return await self.open_change(
+            branch=branch,
+            actions=[action],
+            commit_message=commit_message,
+            title=title,
+            description=description,
+        )
+
+    async def open_change(
+        self,
+        *,
+        branch: str,
+        actions: Sequence[Mapping[str, Any]],
+        commit_message: str,
+        title: str,
+        description: str,
+    ) -> MergeRequestInfo:
+        """One commit of ``actions`` (the Commits API's: ``create``, ``update``, ``delete``,
+        each with its ``file_path``) on a new ``branch`` off the GitOps branch, and its merge
+        request (the branch removed on merge).
+
+        An action's ``last_commit_id`` (from ``read_file``) makes GitLab refuse the commit if
+        its file has changed since it was read. Neither write is retried. When the commit or
+        the merge request fails, the branch is deleted again (and a merge request a lost answer
+        may have opened is closed) before the one-line error is raised."""
+        target = await self.branch()
+        name = self.gitops_project
         commit_data = {
             "branch": branch,
             "start_branch": target,
             "commit_message": commit_message,
-            "actions": [action],
+            "actions": [dict(action) for action in actions],
         }
         mr_data = {
             "source_branch": branch,
@@ -450,6 +470,18 @@ class GitLabRepository:
         except (GitLabUnavailable, GitLabRefused) as exc:
             await self._discard(branch, made_by=None, merge_requests=_maybe_applied(exc))
             raise
+
+    async def merge_request_of_branch(self, branch: str) -> MergeRequestInfo | None:
+        """The newest merge request from ``branch`` of the GitOps repo (any state), if any."""
+        name = self.gitops_project
+
+        def get() -> MergeRequestInfo | None:
+            found = self._project(name).mergerequests.list(
+                source_branch=branch, order_by="created_at", sort="desc", per_page=1
+            )
+            return _merge_request_info(found[0].attributes) if found else None
+
+        return await self._call(f"the merge requests of branch {branch} of {name}", get)
 
     async def merge(
         self, iid: int, *, sha: str, when_pipeline_succeeds: bool = True

@@ -62,6 +62,13 @@ class RedisInventoryCache:
             pipe.incr(_VERSION)
             await pipe.execute()
 
+    async def drop_live(self, app: str, env: str) -> None:
+        """The app's workload was deleted from ``env``: no live state to show any more."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(_LIVE, f"{app}\0{env}")
+            pipe.incr(_VERSION)
+            await pipe.execute()
+
     async def save(self, entries: Iterable[Deployed], *, refreshed_at: datetime) -> None:
         mapping = {f"{e.app}\0{e.env}": _deployed.dump_json(e) for e in entries}
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,11 +1,13 @@
-"""Releases: ``/deploy``, promotions and ``/rollback`` as merge requests on the GitOps repo.
+"""Releases: ``/deploy``, promotions, ``/rollback`` and ``/undeploy`` as merge requests on the
+GitOps repo.
 
 A release is one record in the store, replaced by compare-and-set, and one Slack message (in the
 team's channel, mirrored in the env's) rendered from it, with a thread that tells its story. How
 it moves is pure domain (``bot.domain.release_flow``); this package feeds it events and carries
 out what it decides, one module per job around one shared engine:
 
-- ``opening``: the commands, their checks, precedence, and the MR;
+- ``opening``: the commands (``/deploy``, ``/rollback``, ``/undeploy``), their checks,
+  precedence, and the MR;
 - ``approvals``: Approve and Reject, judged at each click;
 - ``progress``: GitLab's webhooks, the rollout watcher and unlocks;
 - ``sweep``: the deadlines that make every release end, and the backstop for lost webhooks;
@@ -28,6 +30,7 @@ from bot.services.releases.approvals import Approvals
 from bot.services.releases.engine import ReleaseEngine
 from bot.services.releases.opening import Opening, Outcome
 from bot.services.releases.ports import (
+    FileEdit,
     LockReader,
     ManifestFile,
     ManifestValidator,
@@ -45,6 +48,7 @@ from bot.services.releases.sweep import Sweep
 
 __all__ = [
     "DEFAULT_DEADLINES",
+    "FileEdit",
     "LockReader",
     "ManifestFile",
     "ManifestValidator",
@@ -231,6 +235,9 @@ class ReleaseService:
 
     async def on_rollout(self, *, app: str, env: str, rollout: Rollout, what: Happening) -> bool:
         return await self._progress.on_rollout(app=app, env=env, rollout=rollout, what=what)
+
+    async def on_removed(self, *, app: str, env: str) -> bool:
+        return await self._progress.on_removed(app=app, env=env)
 
     async def on_unlocked(self, env: str) -> None:
         await self._progress.on_unlocked(env)

@@ -1,4 +1,4 @@
-"""Opening a release: ``/deploy``, promotions and ``/rollback`` as merge requests.
+"""Opening a release: ``/deploy``, promotions, ``/rollback`` and ``/undeploy`` as merge requests.
 
 Nothing is written to GitLab before every check passed (the tag exists, the version differs, the
 edited manifest passes its schema and the ground rules): a refused release leaves no branch.
@@ -11,6 +11,10 @@ what needs a person differs: nobody is asked to "Deploy anyway" (a release to a 
 and is held there, as any release is), a release in the way is not offered for rejection, and a
 refusal is handed back to the autopilot (``Outcome``) to be told in the team's channel.
 
+An undeploy's commit deletes the app's manifest of the env and takes it out of every
+kustomization above it that lists it (``bot.domain.kustomize``), each edited kustomization
+checked like a manifest; it always needs an approval (``releases.approval_rule``).
+
 Precedence (``release_flow.precedence``) is decided against the latest release of the app and
 env, and the new release is stored as the latest only if that is still the one judged: of two
 commands racing, the second is judged again against the first. A rollback supersedes whatever
@@ -20,6 +24,7 @@ rollback that GitLab refuses leaves the old release as it was.
 
 from __future__ import annotations
 
+import posixpath
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -30,6 +35,7 @@ from bot import logs, metrics
 from bot.domain.catalog import App, Environment
 from bot.domain.errors import CommandError, PitcrewError, Refused, Unavailable
 from bot.domain.ground_rules import check_ground_rules
+from bot.domain.kustomize import kustomizations_above, listed_entries, remove_entries
 from bot.domain.manifests import ManifestError, read_version, set_version
 from bot.domain.release_flow import (
     Blocked,
@@ -51,12 +57,16 @@ from bot.domain.releases import (
     ReleaseKind,
     RollbackOffer,
     RollbackRequest,
+    UndeployRequest,
+    approval_rule,
     merge_request_description,
     parse_deploy,
     parse_rollback,
+    parse_undeploy,
 )
 from bot.services.releases.engine import MAX_RACES, ReleaseEngine
 from bot.services.releases.ports import (
+    FileEdit,
     ManifestFile,
     ManifestValidator,
     PendingRequest,
@@ -93,7 +103,10 @@ class _Plan:
     to_version: str
     from_tag: str | None
     to_tag: str
-    content: str
+    edits: tuple[FileEdit, ...]
+    """The commit: the edited manifest; for an undeploy, its deletion and the kustomizations."""
+    unlisted: tuple[str, ...] = ()
+    """Kustomizations an undeploy takes the manifest out of."""
 
 
 class Opening:
@@ -111,15 +124,18 @@ class Opening:
     async def command(
         self, *, kind: ReleaseKind, user: str, text: str, reply: Reply, origin: str
     ) -> None:
-        """``/deploy`` or ``/rollback``: check, then open the MR (or ask about the lock)."""
+        """``/deploy``, ``/rollback`` or ``/undeploy``: check, then open the MR (or ask about the
+        lock)."""
         engine = self._engine
         catalog = engine.catalog.current
+        request: DeployRequest | PromoteRequest | RollbackRequest | UndeployRequest | ReleaseHelp
         try:
-            request = (
-                parse_deploy(text, catalog=catalog)
-                if kind == "deploy"
-                else parse_rollback(text, catalog=catalog)
-            )
+            if kind == "deploy":
+                request = parse_deploy(text, catalog=catalog)
+            elif kind == "rollback":
+                request = parse_rollback(text, catalog=catalog)
+            else:
+                request = parse_undeploy(text, catalog=catalog)
         except CommandError as exc:
             await reply(engine.views.error(exc))
             return
@@ -265,6 +281,8 @@ class Opening:
         catalog = self._engine.catalog.current
         if request.app not in catalog.app_names or request.env not in catalog.env_names:
             raise Refusal(f"{request.app} or {request.env} is no longer in the catalog")
+        if request.kind == "undeploy":
+            return await self._plan_undeploy(request)
         app, env = catalog.app(request.app), catalog.environment(request.env)
         path = catalog.manifest_path(app, env)
         manifest = await self._read(path)
@@ -321,7 +339,60 @@ class Opening:
             to_version=target,
             from_tag=from_tag,
             to_tag=to_tag,
-            content=content,
+            edits=(
+                FileEdit(path=path, action="update", content=content, revision=manifest.revision),
+            ),
+        )
+
+    async def _plan_undeploy(self, request: PendingRequest) -> _Plan:
+        """The manifest's deletion, and its entry out of each kustomization that lists it."""
+        catalog = self._engine.catalog.current
+        app, env = catalog.app(request.app), catalog.environment(request.env)
+        path = catalog.manifest_path(app, env)
+        manifest = await self._read(path)
+        if manifest is None:
+            raise Refusal(
+                f"{app.name} has no manifest for {env.name} in the GitOps repo (`{path}`):"
+                " there is nothing to undeploy"
+            )
+        try:
+            current: str | None = read_version(manifest.text, app=app).version
+        except ManifestError:
+            current = None  # an unreadable manifest can still be removed
+        edits = [FileEdit(path=path, action="delete", revision=manifest.revision)]
+        unlisted: list[str] = []
+        for candidate in kustomizations_above(path):
+            found = await self._read(candidate)
+            if found is None:
+                continue
+            try:
+                entries = listed_entries(found.text, kustomization=candidate, path=path)
+                if not entries:
+                    continue
+                content = remove_entries(found.text, entries)
+            except ManifestError as exc:
+                raise Refusal(f"`{candidate}` lists `{path}` but {exc}") from exc
+            problems = self._validator.problems(content)
+            if posixpath.dirname(candidate) == posixpath.dirname(path):  # the app's own
+                problems += check_ground_rules(content, app=app, kind="kustomization")
+            if problems:
+                raise Refusal(f"the edited `{candidate}` would break the rules: {problems[0]}")
+            edits.append(
+                FileEdit(path=candidate, action="update", content=content, revision=found.revision)
+            )
+            unlisted.append(candidate)
+        return _Plan(
+            kind="undeploy",
+            app=app,
+            env=env,
+            path=path,
+            manifest=manifest,
+            from_version=current,
+            to_version="",
+            from_tag=None,
+            to_tag="",
+            edits=tuple(edits),
+            unlisted=tuple(unlisted),
         )
 
     async def _read(self, path: str) -> ManifestFile | None:
@@ -341,6 +412,8 @@ class Opening:
         )
 
     async def _changelog(self, plan: _Plan) -> Changelog:
+        if plan.kind == "undeploy":
+            return Changelog()  # nothing comes in: the app leaves
         if plan.from_tag is None:
             current = plan.from_version or "the current version"
             return Changelog(unavailable=f"{plan.app.source} has no tag for {current}")
@@ -369,14 +442,15 @@ class Opening:
         engine = self._engine
         catalog = engine.catalog.current
         app, env = plan.app, plan.env
+        rule = approval_rule(plan.kind, env)
         release = Release(
             id=new_id(),
             kind=plan.kind,
             app=app.name,
             team=app.team,
             env=env.name,
-            policy=env.policy,
-            approvals_needed=env.approvals if env.policy == "manual" else 0,
+            policy="manual" if rule.required else "auto",
+            approvals_needed=rule.needed if rule.required else 0,
             from_version=plan.from_version,
             to_version=plan.to_version,
             requester=requester,
@@ -397,14 +471,14 @@ class Opening:
             else await engine.people.display_name(requester),
             approvers=", ".join(catalog.approvers_for(app, env)) or "nobody",
             lock=await self._lock_line(override),
+            removed=plan.path if plan.kind == "undeploy" else None,
+            unlisted_from=plan.unlisted,
         )
         branch = f"pitcrew/{app.name}-{env.name}-{release.id}"
         try:
-            mr = await engine.repo.open_merge_request(
+            mr = await engine.repo.open_change(
                 branch=branch,
-                path=plan.path,
-                content=plan.content,
-                revision=plan.manifest.revision,
+                edits=plan.edits,
                 message=f"{release.title}\n\n"
                 + (
                     f"Opened by Pitcrew's autopilot ({release.id})."
@@ -532,8 +606,18 @@ def _version_in(text: str, *, app: App, path: str) -> str:
 
 
 def _pending(
-    request: DeployRequest | PromoteRequest | RollbackRequest, *, requester: str
+    request: DeployRequest | PromoteRequest | RollbackRequest | UndeployRequest, *, requester: str
 ) -> PendingRequest:
+    if isinstance(request, UndeployRequest):
+        return PendingRequest(
+            id=new_id(),
+            kind="undeploy",
+            app=request.app,
+            env=request.env,
+            version=None,
+            source_env=None,
+            requester=requester,
+        )
     return PendingRequest(
         id=new_id(),
         kind="rollback" if isinstance(request, RollbackRequest) else "deploy",
@@ -561,6 +645,8 @@ def _nothing_to_roll_back(release: Release) -> str:
 
 
 def _asking(request: PendingRequest) -> str:
+    if request.kind == "undeploy":
+        return f"undeploy {request.app} from {request.env}"
     if request.kind == "rollback":
         to = f" to {request.version}" if request.version else ""
         return f"roll back {request.app} in {request.env}{to}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.domain.errors import CommandError, PitcrewError
 from bot.domain.locks import Lock
@@ -32,6 +32,19 @@ class ManifestFile:
     text: str
     revision: str
     """The last commit that changed it: an edit based on an older one is refused by GitLab."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEdit:
+    """One file of a merge request's commit."""
+
+    path: str
+    action: Literal["create", "update", "delete"]
+    content: str | None = None
+    """The new text (``create``, ``update``)."""
+    revision: str | None = None
+    """The last commit that changed it when it was read (``update``, ``delete``): GitLab refuses
+    the commit if the file changed since."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,17 +82,22 @@ class ReleaseRepository(Protocol):
 
     async def changelog(self, project: str, *, from_tag: str, to_tag: str) -> Changelog: ...
 
-    async def open_merge_request(
+    async def open_change(
         self,
         *,
         branch: str,
-        path: str,
-        content: str,
-        revision: str,
+        edits: Sequence[FileEdit],
         message: str,
         title: str,
         description: str,
-    ) -> MergeRequestState: ...
+    ) -> MergeRequestState:
+        """One commit of ``edits`` on a new ``branch``, and its MR; nothing is left behind when
+        either cannot be made."""
+        ...
+
+    async def merge_request_of_branch(self, branch: str) -> MergeRequestState | None:
+        """The newest MR from ``branch``: finds the one a lost answer opened."""
+        ...
 
     async def merge_request(self, iid: int) -> MergeRequestState: ...
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from bot import logs
 from bot.domain.errors import PitcrewError
-from bot.domain.release_flow import Closed, DeployPipeline, Merged, MrPipeline, RolloutSeen
+from bot.domain.release_flow import (
+    Closed,
+    DeployPipeline,
+    Merged,
+    MrPipeline,
+    RolloutSeen,
+    WorkloadGone,
+)
 from bot.domain.releases import PipelineLink
 from bot.domain.rollouts import Happening, Rollout
 from bot.services.releases.engine import ReleaseEngine
@@ -136,6 +143,17 @@ class Progress:
             release, _ = await engine.store.load(release_id)
             if release is not None and release.env == env and release.state == "merging":
                 await engine.hold_if_locked(release_id)
+
+    async def on_removed(self, *, app: str, env: str) -> bool:
+        """The watcher saw ``app``'s workload deleted from ``env``: the end of an undeploy past
+        its merge. ``True`` when that undeploy tells it."""
+        engine = self._engine
+        release_id = await engine.store.latest(app, env)
+        if release_id is None:
+            return False
+        await engine.drive(release_id, WorkloadGone(at=engine.clock()))
+        release, _ = await engine.store.load(release_id)
+        return release is not None and release.kind == "undeploy" and release.state == "removed"
 
     async def on_unlocked(self, env: str) -> None:
         """Held ``auto`` releases of ``env`` go on as soon as it is unlocked."""

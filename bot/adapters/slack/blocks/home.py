@@ -56,6 +56,8 @@ def _release_title(release: Release) -> str:
 
 def _versions(release: Release) -> str:
     before = f"`{plain(release.from_version, MAX_TITLE)}`" if release.from_version else "nothing"
+    if release.kind == "undeploy":
+        return f"{before} → removed"
     return f"{before} → `{plain(release.to_version, MAX_TITLE)}`"
 
 

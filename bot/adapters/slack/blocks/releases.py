@@ -9,6 +9,10 @@ where, and its second line says where the release stands right now, with one voc
     :heavy_check_mark: deployed, not verified in a cluster   :grey_question: never seen running
     :rotating_light: merged with changes nobody approved   :fast_forward: superseded
     :no_entry_sign: rejected   :zzz: expired   :no_entry: refused
+    :wastebasket: undeploy: removed from the environment
+
+An undeploy's message says what leaves (the version git has there) instead of a changelog, and
+ends when the watcher sees the workload gone (or, unwatched, when it is out of git).
 
 Buttons carry the release id and nothing else; Approve and Reject are only shown while an
 approval is useful, and ``Roll back to <version>`` on the failure reply of a release that
@@ -102,6 +106,8 @@ def _version(version: str) -> str:
 
 def _versions(release: Release) -> str:
     before = _version(release.from_version) if release.from_version else "nothing"
+    if release.kind == "undeploy":
+        return f"{before} → removed"
     return f"{before} → {_version(release.to_version)}"
 
 
@@ -139,7 +145,10 @@ def _failure_reply(text: str, release: Release) -> Rendered:
     if release.failed_step == "rollout" and release.state == "failed":
         lines.append(format_problems(release.problems))
     button = _roll_back(release)
-    if button is None and (release.merged_at or release.merge_sha):
+    if release.kind == "undeploy":
+        if release.merged_at or release.merge_sha:
+            lines.append(f"To bring it back, revert {_mr(release)}.")
+    elif button is None and (release.merged_at or release.merge_sha):
         if release.kind == "rollback":
             lines.append(
                 "Go to a version you name with"
@@ -173,9 +182,15 @@ def stage(release: Release, *, approvers: str) -> str:
     if state in ("approved", "merging"):
         return ":twisted_rightwards_arrows: Merging when the MR pipeline passes"
     if state == "merged":
+        if release.watched and release.kind == "undeploy":
+            return ":twisted_rightwards_arrows: Merged — waiting for the workload to leave"
         if release.watched:
             return ":twisted_rightwards_arrows: Merged — waiting for the rollout"
         return ":twisted_rightwards_arrows: Merged — waiting for the GitOps pipeline"
+    if state == "removed":
+        return f":wastebasket: Removed from {env}{_took(release)} — its workload is gone"
+    if state == "deployed" and release.kind == "undeploy":
+        return f":heavy_check_mark: Out of {env}'s git — its cluster is not watched"
     if state == "deployed":
         pipeline = release.deploy_pipeline
         if pipeline is not None:
@@ -193,11 +208,14 @@ def stage(release: Release, *, approvers: str) -> str:
     if state == "healthy":
         return f":large_green_circle: Healthy in {env}{_took(release)}"
     if state == "failed":
-        hint = f" — {_rollback_hint(release)}" if release.merged_at or release.merge_sha else ""
+        merged = release.merged_at or release.merge_sha
+        hint = f" — {_rollback_hint(release)}" if merged and release.kind != "undeploy" else ""
         if release.failed_step == "unreviewed_merge":
             return f":rotating_light: Merged unreviewed: {_failure(release)}{hint}"
         pods = _pods(release) if release.failed_step == "rollout" else ""
         return f":red_circle: Failed: {_failure(release)}{pods}{hint}"
+    if state == "not_seen" and release.kind == "undeploy":
+        return f":grey_question: Not seen: {_failure(release)}"
     if state == "not_seen":
         return f":grey_question: Not seen: {_failure(release)} — {_rollback_hint(release)}"
     if state == "superseded":
@@ -311,11 +329,14 @@ def _policy(release: Release, *, approvers: str) -> str:
     if release.policy == "auto":
         return "auto: merges when the MR pipeline passes"
     count = release.approvals_needed
-    return f"manual: {count} approval{'s' if count != 1 else ''} from {approvers}"
+    needs = f"{count} approval{'s' if count != 1 else ''} from {approvers}"
+    if release.kind == "undeploy":
+        return f"{needs} (an undeploy always needs approval)"
+    return f"manual: {needs}"
 
 
 def render_release(release: Release, *, approvers: str) -> Rendered:
-    verb = ":rewind:" if release.kind == "rollback" else ":rocket:"
+    verb = {"rollback": ":rewind:", "undeploy": ":wastebasket:"}.get(release.kind, ":rocket:")
     title = f"{verb} *{_title(release)}* · {_mr(release)}"
     status = stage(release, approvers=approvers)
     details = [
@@ -336,8 +357,9 @@ def render_release(release: Release, *, approvers: str) -> Rendered:
     blocks: list[dict[str, Any]] = [
         section(clip(f"{title}\n{status}", MAX_SECTION)),
         section(clip("\n".join(details), MAX_SECTION)),
-        section(clip(_changelog(release), MAX_SECTION)),
     ]
+    if release.kind != "undeploy":
+        blocks.append(section(clip(_changelog(release), MAX_SECTION)))
     if release.state == "awaiting_approval":
         blocks.append(
             {
@@ -406,11 +428,12 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
         return _one(f":twisted_rightwards_arrows: Merging {_mr(release)} when its pipeline passes")
     if kind == "merged":
         outside = f" in GitLab by {plain(by, MAX_NAME)}, outside Pitcrew" if by else ""
-        follow = (
-            " Waiting for the rollout."
-            if release.watched
-            else f" Waiting for the GitOps pipeline ({env}'s cluster is not watched)."
-        )
+        if release.watched and release.kind == "undeploy":
+            follow = f" Waiting for the workload to leave {env}."
+        elif release.watched:
+            follow = " Waiting for the rollout."
+        else:
+            follow = f" Waiting for the GitOps pipeline ({env}'s cluster is not watched)."
         return _one(f":twisted_rightwards_arrows: Merged {_mr(release)}{outside}.{follow}")
     if kind == "deploy_pipeline":
         p = release.deploy_pipeline
@@ -453,11 +476,23 @@ def render_note(release: Release, kind: NoteKind, *, by: str | None = None) -> R
             " roll back if in doubt.",
             release,
         )
+    if kind == "removed":
+        return _one(
+            f":wastebasket: *{plain(release.app, MAX_NAME)} is gone from"
+            f" {plain(release.env, MAX_NAME)}*: its workload was deleted from the cluster."
+        )
+    if kind == "deployed" and release.kind == "undeploy":
+        return _one(
+            f":heavy_check_mark: {plain(release.app, MAX_NAME)} is out of {env}'s git. Its"
+            " cluster is not watched, so Pitcrew cannot verify that the workload is gone."
+        )
     if kind == "deployed":
         return _one(
             f":heavy_check_mark: No GitOps pipeline ran for the merge: {env} counts as deployed."
             " Its cluster is not watched, so Pitcrew cannot verify it."
         )
+    if kind == "not_seen" and release.kind == "undeploy":
+        return _one(f":grey_question: {mention(release.requester)} {_failure(release)}")
     if kind == "not_seen":
         return _failure_reply(
             f":grey_question: {mention(release.requester)} {_failure(release)}"

@@ -9,6 +9,10 @@ Durations are written with spaces ("3 min 12 s") because they sit inside a sente
 says what a person on call asks, "new pods 0/1 ready · old pods 3/3 serving", not the
 workload's counters.
 
+A workload deleted from the cluster, when no undeploy explains it, gets a message of its own:
+":wastebasket: *orders* removed from *production*: Deployment orders/orders was deleted (it ran
+1.4.1)".
+
 A failure gets one reply: the new pods' problems, and a ``Roll back to <version>`` button when
 the version the rollout replaced is known (its value is a server-side record's id).
 
@@ -41,6 +45,7 @@ from bot.domain.rollouts import (
     Progress,
     Rollout,
     RolloutPhase,
+    WorkloadSnapshot,
     summarize_problems,
 )
 
@@ -56,6 +61,7 @@ __all__ = [
     "render_failure",
     "render_problems",
     "render_recovered",
+    "render_removed",
     "render_rollout",
 ]
 
@@ -263,6 +269,32 @@ def render_recovered(rollout: Rollout, *, app: str, env: str) -> Rendered:
     return Rendered(text=text, blocks=[section(text)])
 
 
+REMOVED_EMOJI: Final = ":wastebasket:"
+
+
+def render_removed(snapshot: WorkloadSnapshot, *, app: str, env: str) -> Rendered:
+    """A workload deleted from the cluster that no undeploy explains: by hand, by another tool,
+    or a GitOps controller pruning what git no longer has."""
+    images = ", ".join(
+        dict.fromkeys(c.image.rsplit("/", 1)[-1] for c in snapshot.containers if c.image)
+    )
+    ran = f" (it ran {plain(images, MAX_TITLE)})" if images else ""
+    text = clip(
+        f"{REMOVED_EMOJI} *{plain(app, MAX_NAME)}* removed from {_env(env)}:"
+        f" {snapshot.kind} {plain(snapshot.namespace, MAX_NAME)}/"
+        f"{plain(snapshot.name, 2 * MAX_NAME)} was deleted{ran}",
+        MAX_SECTION,
+    )
+    context = f"context {plain(snapshot.context, MAX_NAME)}"
+    return Rendered(
+        text=text,
+        blocks=[
+            section(text),
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+        ],
+    )
+
+
 class RolloutBlocks:
     """The renderers, for a rollout service's views port."""
 
@@ -276,3 +308,6 @@ class RolloutBlocks:
 
     def recovered(self, rollout: Rollout, *, app: str, env: str) -> Rendered:
         return render_recovered(rollout, app=app, env=env)
+
+    def removed(self, snapshot: WorkloadSnapshot, *, app: str, env: str) -> Rendered:
+        return render_removed(snapshot, app=app, env=env)
