@@ -29,11 +29,13 @@ from bot.adapters.gitlab.gitops import (
 )
 from bot.adapters.gitlab.intake import GitLabIntake
 from bot.adapters.gitlab.repository import GitLabRepository
+from bot.adapters.kube.bindings import RoleBindingReader
 from bot.adapters.kube.mapping import to_snapshot
 from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.schema import KubeSchemaValidator
 from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.actions import Actions
+from bot.adapters.slack.blocks.access import AccessBlocks
 from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
 from bot.adapters.slack.blocks.home import HomeBlocks
 from bot.adapters.slack.blocks.locks import LockBlocks
@@ -46,6 +48,7 @@ from bot.adapters.slack.home import SlackHome
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
 from bot.adapters.slack.whatsinprod import WhatsInProd
+from bot.adapters.store.access import RedisGrantStore
 from bot.adapters.store.audit import RedisAuditLog
 from bot.adapters.store.autopilot import RedisAutopilotStore
 from bot.adapters.store.connection import Store, open_store
@@ -62,6 +65,7 @@ from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.domain.release_flow import Deadlines
+from bot.services.access import AccessService
 from bot.services.autopilot import TICK_EVERY, Autopilot
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
@@ -136,6 +140,7 @@ class Pitcrew:
         self.gitlab: GitLabRepository | None = None
         self.inventory: InventoryService | None = None
         self.releases: ReleaseService | None = None
+        self.access: AccessService | None = None
         self.home: HomeService | None = None
         self.autopilot: Autopilot | None = None
 
@@ -247,6 +252,33 @@ class Pitcrew:
             ),
         )
         self.locks.when_unlocked(self.releases.on_unlocked)
+        self.access = AccessService(
+            catalog=self.catalog,
+            store=RedisGrantStore(self.store.redis),
+            repo=GitOpsReleasesFromGitLab(self.gitlab),
+            validator=validator,
+            outbox=self.outbox,
+            people=people,
+            audit=audit,
+            views=AccessBlocks(),
+            deadlines=Deadlines(
+                expiry=timedelta(hours=settings.release_expiry_hours),
+                pipeline_wait=timedelta(seconds=settings.release_pipeline_wait),
+                rollout_wait=timedelta(seconds=settings.release_rollout_wait),
+            ),
+            watched_envs=frozenset(settings.kube_contexts),
+            bindings=RoleBindingReader(
+                contexts=settings.kube_contexts, kubeconfig=settings.kubeconfig
+            )
+            if settings.kube_contexts
+            else None,
+            clock=self._clock,
+            **(
+                {"sweep_every": self._release_sweep_every}
+                if self._release_sweep_every is not None
+                else {}
+            ),
+        )
         whatsinprod = WhatsInProd(
             inventory=self.inventory,
             catalog=self.catalog,
@@ -278,6 +310,7 @@ class Pitcrew:
             locks=self.locks,
             whatsinprod=whatsinprod,
             releases=self.releases,
+            access=self.access,
         ).register(bolt)
         home_tab = SlackHome(self.slack)
         self.home = HomeService(
@@ -297,6 +330,7 @@ class Pitcrew:
             audit=audit,
             once=throttle,
             releases=self.releases,
+            access=self.access,
             whatsinprod=whatsinprod,
             home=self.home.refresh,
         ).register(bolt)
@@ -323,6 +357,10 @@ class Pitcrew:
             self.store.redis, name="autopilot", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(autopilot_lease, self.autopilot.run), "autopilot")
+        access_lease = Lease(
+            self.store.redis, name="access", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(access_lease, self.access.run_sweeper), "access-sweeper")
         pipelines = PipelineNotifier(
             catalog=self.catalog,
             store=RedisPipelineStore(self.store.redis),
@@ -339,6 +377,7 @@ class Pitcrew:
             gitops_pushes=[self.catalog, self.inventory],  # the catalog first: it names the apps
             releases=self.releases,
             tags=self.autopilot,
+            access=self.access,
         )
         inventory_lease = Lease(
             self.store.redis, name="inventory", owner=self.instance, ttl=self._lease_ttl

@@ -84,3 +84,15 @@ ROLLOUT_DURATION = Histogram(
     ["outcome"],
     buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
 )
+ACCESS_GRANTS = Counter(
+    "pitcrew_access_grants_total",
+    "Break-glass access grants by environment and the state they reached (awaiting_approval,"
+    " active, revoking, revoked, revoke_failed, rejected, expired, ...)",
+    ["env", "state"],
+)
+ACCESS_HELD = Gauge(
+    "pitcrew_access_held",
+    "Break-glass access grants whose RoleBinding is in git now (active, being revoked, or"
+    " failing to be revoked), per environment",
+    ["env"],
+)

@@ -330,6 +330,8 @@ class Grant:
     """Slack user id of who ended it early."""
     revoke_asked_at: datetime | None = None
     """When Pitcrew last tried to open the MR that removes the file (the sweep tries again)."""
+    revoke_round: int = 0
+    """How many times taking it back was started again (after a revoke MR that failed)."""
     revoke_iid: int | None = None
     revoke_url: str | None = None
     revoke_branch: str | None = None
@@ -360,6 +362,12 @@ class Grant:
             f"Revoke {self.role} on {self.app} in {self.env} from {self.user}"
             f" ({why.get(self.revoke_reason or 'revoked', 'revoked')})"
         )
+
+    @property
+    def revoke_branch_name(self) -> str:
+        """One branch per attempt: a second try after a lost answer finds the first one's MR."""
+        suffix = f"-{self.revoke_round}" if self.revoke_round else ""
+        return f"pitcrew/access-{self.id}-revoke{suffix}"
 
     def left(self, now: datetime) -> timedelta:
         return max(self.expires_at - now, timedelta(0))

@@ -456,6 +456,7 @@ def _revoke(g: Grant, e: Revoke) -> GrantStep | None:
     revoking = replace(
         g,
         state="revoking",
+        revoke_round=g.revoke_round + (1 if g.state == "revoke_failed" else 0),
         revoke_reason="revoked",
         revoked_by=e.by,
         revoke_asked_at=e.at,

@@ -19,8 +19,8 @@ Nothing moves unless :meth:`~GitOpsController.sync` is called: by the test, as i
 ``kube.step()`` and ``gitlab.run_pipelines()``, or every ``interval`` seconds by the polling task
 :meth:`~GitOpsController.start` runs (``async with`` does both), for ``pitcrew demo``.
 
-What is applied, to workloads that already exist in the cluster (nothing is created, deleted or
-pruned; a workload or container the cluster does not have is noted in ``missing``):
+What is applied, to workloads that already exist in the cluster (no workload is created; a
+workload or container the cluster does not have is noted in ``missing``):
 
 * a Deployment, StatefulSet or DaemonSet manifest (any ``*.yaml``/``*.yml`` document of those
   kinds): each container's image, by container name, on the workload of that kind, namespace
@@ -33,15 +33,26 @@ pruned; a workload or container the cluster does not have is noted in ``missing`
 * a Helm values file (``values*.yaml``) with ``image.repository`` and ``image.tag``: the same,
   as Argo CD rendering the chart would.
 
+Two more things follow git, as Argo CD with pruning or Flux (``prune: true``, its default) do:
+
+* a ``RoleBinding`` document added or changed is applied (``kube.apply_rolebinding``), and one
+  whose file is deleted is removed (``kube.delete_rolebinding``): break-glass access;
+* with ``prune=True`` (the default), a deleted file's workloads are deleted from the cluster
+  (``kube.delete``): the Deployment, StatefulSet or DaemonSet it named, or for a kustomization
+  or Helm values file, the workload named like its image. ``prune=False`` leaves them running.
+
+What it did to RoleBindings and pruned workloads is noted, oldest first, in ``changes``
+(``"applied RoleBinding orders/pitcrew-access-bob"``, ``"deleted Deployment orders/orders"``).
+
 Each image change is one ``kube.set_image`` (a new generation): the rollout then follows in the
 cluster with ``kube.step()`` like any other. ``paths`` are globs of the repo's directories this
 controller syncs (an Argo CD Application's ``path``): ``("apps/*/production",)`` keeps a
 production cluster from applying staging's manifests; the default ``("",)`` is the whole repo.
 
 Deliberately not simulated: rendering (kustomize bases, overlays' ``resources``, patches, Helm
-charts), fields other than container images (replicas, env, labels...), creating and pruning
-objects, self-heal (a change made in the cluster by hand stays until git changes that file
-again), health checks and sync waves, several clusters per controller.
+charts), fields other than container images (replicas, env, labels...), creating workloads,
+kinds other than these, self-heal (a change made in the cluster by hand stays until git changes
+that file again), health checks and sync waves, several clusters per controller.
 """
 
 from __future__ import annotations
@@ -154,6 +165,7 @@ class GitOpsController:
         lag: float = 0.0,
         namespace: str | None = None,
         clock: Callable[[], float] | None = None,
+        prune: bool = True,
     ) -> None:
         """The cluster is taken to run what ``branch`` holds now (``synced``); every later push
         is heard. ``lag`` is in seconds of ``clock`` (default: ``kube.now``)."""
@@ -169,6 +181,8 @@ class GitOpsController:
         self.mode: Mode = mode
         self.lag = lag
         self.namespace = namespace
+        self.prune = prune
+        self.changes: list[str] = []  # RoleBindings applied or removed, workloads pruned
         self.synced: str | None = gitlab.head(project, branch)
         self.applied: list[Applied] = []  # everything set in the cluster, oldest first
         self.missing: list[str] = []  # what git asked for that the cluster does not have
@@ -227,7 +241,10 @@ class GitOpsController:
         changed = sorted(
             path
             for path, blob in after.items()
-            if before.get(path) != blob and path.endswith((".yaml", ".yml")) and self._ours(path)
+            if before.get(path) != blob and _manifest(path) and self._ours(path)
+        )
+        deleted = sorted(
+            path for path in before if path not in after and _manifest(path) and self._ours(path)
         )
         applied: list[Applied] = []
         for path in changed:
@@ -236,7 +253,36 @@ class GitOpsController:
                 continue
             for want in self._wanted(path, data):
                 applied.extend(self._set(want, path=path, commit=head))
+            for binding in _rolebindings(data):
+                self.kube.apply_rolebinding(binding)
+                self.changes.append(f"applied RoleBinding {_where(binding)}")
+        for path in deleted:
+            data = self.gitlab.blob(self.project, before[path])
+            if data is None:
+                continue
+            for binding in _rolebindings(data):
+                meta = binding.get("metadata") or {}
+                namespace = str(meta.get("namespace") or self.namespace or "default")
+                if self.kube.delete_rolebinding(namespace, str(meta.get("name"))):
+                    self.changes.append(f"deleted RoleBinding {_where(binding)}")
+            if self.prune:
+                for want in self._wanted(path, data):
+                    self._prune(want)
         return applied
+
+    def _prune(self, want: _Want) -> None:
+        """A deleted file's workload leaves the cluster (and its pods with it)."""
+        if isinstance(want, _Containers):
+            targets = [(want.kind, want.namespace or "default", want.name)]
+        else:
+            targets = [
+                (kind, obj["metadata"]["namespace"], want.workload)
+                for kind, obj in self._named(want.workload, want.namespace)
+            ]
+        for kind, namespace, name in targets:
+            if self.kube.get(kind, namespace, name) is not None:
+                self.kube.delete(kind, namespace, name)
+                self.changes.append(f"deleted {kind} {namespace}/{name}")
 
     def _ours(self, path: str) -> bool:
         parts = path.split("/")[:-1]
@@ -358,6 +404,30 @@ class GitOpsController:
 
 
 # ---------------------------------------------------------------------- reading manifests
+
+
+def _manifest(path: str) -> bool:
+    return path.endswith((".yaml", ".yml")) or posixpath.basename(path) == "Kustomization"
+
+
+def _rolebindings(data: bytes) -> list[dict[str, Any]]:
+    try:
+        documents = list(YAML(typ="safe", pure=True).load_all(data))
+    except YAMLError:
+        return []
+    return [
+        d
+        for d in documents
+        if isinstance(d, dict)
+        and d.get("kind") == "RoleBinding"
+        and isinstance(d.get("metadata"), dict)
+        and d["metadata"].get("name")
+    ]
+
+
+def _where(binding: dict[str, Any]) -> str:
+    meta = binding.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
 
 
 def _workload(document: dict[str, Any], namespace: str | None) -> list[_Want]:

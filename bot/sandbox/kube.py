@@ -7,7 +7,10 @@ deserialisation into ``V1Deployment`` & co. and error handling as production.
 Simulated, as the API server of Kubernetes 1.33 answers (no TLS, bearer token checked):
 
 * ``GET /version``; ``GET`` list, namespaced list and single object for ``apps/v1``
-  deployments, statefulsets, daemonsets, replicasets and ``v1`` pods, events, namespaces.
+  deployments, statefulsets, daemonsets, replicasets, ``v1`` pods, events, namespaces, and
+  ``rbac.authorization.k8s.io/v1`` rolebindings (made and removed with
+  :meth:`KubeSandbox.apply_rolebinding` and :meth:`KubeSandbox.delete_rolebinding`, as a GitOps
+  controller applying git would).
   Lists are ``{"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {...}, "items"}``
   with items lacking ``kind``/``apiVersion``, sorted by namespace/name like etcd keys.
   ``labelSelector`` (``=``, ``==``, ``!=``, ``in``, ``notin``, ``key``, ``!key``) and
@@ -297,6 +300,7 @@ _RESOURCES: dict[str, _Resource] = {
         _Resource("pods", "Pod", "", "v1", fields=_POD_FIELDS),
         _Resource("events", "Event", "", "v1", fields=_EVENT_FIELDS),
         _Resource("namespaces", "Namespace", "", "v1", False, frozenset({"status.phase"})),
+        _Resource("rolebindings", "RoleBinding", "rbac.authorization.k8s.io", "v1"),
     )
 }
 _ALIASES: dict[str, str] = {
@@ -307,6 +311,7 @@ _ALIASES: dict[str, str] = {
     "po": "pods",
     "ev": "events",
     "ns": "namespaces",
+    "rb": "rolebindings",
 }
 _WORKLOADS: dict[str, WorkloadKind] = {
     "deployments": "Deployment",
@@ -852,6 +857,51 @@ class KubeSandbox:
             }
             self._put("namespaces", obj)
             return copy.deepcopy(self._objects["namespaces"][name])
+
+    def apply_rolebinding(self, manifest: Mapping[str, Any]) -> JsonDict:
+        """Create or replace a RoleBinding from its manifest (``metadata.name``/``namespace``,
+        labels, annotations, ``roleRef``, ``subjects``), as ``kubectl apply`` would."""
+        meta = manifest.get("metadata") or {}
+        name, namespace = str(meta["name"]), str(meta.get("namespace") or "default")
+        with self._mutating():
+            existing = self._objects["rolebindings"].get(_key(namespace, name))
+            if existing is not None:
+                uid = existing["metadata"]["uid"]
+                created_text = existing["metadata"]["creationTimestamp"]
+            else:
+                uid, created_text = self._uid(), _ts(self._now())
+            metadata: JsonDict = {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+                "resourceVersion": "",
+                "creationTimestamp": created_text,
+            }
+            for field_name in ("labels", "annotations"):
+                if meta.get(field_name):
+                    metadata[field_name] = {
+                        str(k): str(v) for k, v in dict(meta[field_name]).items()
+                    }
+            obj: JsonDict = {
+                "kind": "RoleBinding",
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "metadata": metadata,
+                "roleRef": copy.deepcopy(dict(manifest.get("roleRef") or {})),
+            }
+            subjects = manifest.get("subjects")
+            if subjects:
+                obj["subjects"] = copy.deepcopy(list(subjects))
+            self._put("rolebindings", obj)
+            return copy.deepcopy(self._objects["rolebindings"][_key(namespace, name)])
+
+    def delete_rolebinding(self, namespace: str, name: str) -> bool:
+        """Delete a RoleBinding; ``False`` when there was none."""
+        with self._mutating():
+            key = _key(namespace, name)
+            if key not in self._objects["rolebindings"]:
+                return False
+            self._remove("rolebindings", key)
+            return True
 
     def add_deployment(
         self,

@@ -59,7 +59,16 @@ READ_ONLY_RULES = {
     ("", "pods"),
     ("", "events"),
 }
-COMMANDS = {"/whatsinprod", "/deploy", "/rollback", "/lock", "/unlock", "/pitcrew"}
+COMMANDS = {
+    "/whatsinprod",
+    "/deploy",
+    "/rollback",
+    "/undeploy",
+    "/access",
+    "/lock",
+    "/unlock",
+    "/pitcrew",
+}
 BOT_SCOPES = {
     "commands",
     "chat:write",

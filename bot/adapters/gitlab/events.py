@@ -68,10 +68,12 @@ class GitLabEvents:
         gitops_pushes: Sequence[PushObserver] = (),
         releases: ReleaseObserver | None = None,
         tags: TagObserver | None = None,
+        access: ReleaseObserver | None = None,
     ) -> None:
         self._pipelines = pipelines
         self._releases = releases
         self._tags = tags
+        self._access = access
         self._gitops_project = gitops_project.lower()
         self._gitops_pushes = gitops_pushes
 
@@ -97,6 +99,8 @@ class GitLabEvents:
                 return
             if self._releases is not None and self._is_gitops(event):
                 await self._to_releases(self._releases, event, observation)
+                if self._access is not None:  # break-glass grants' MRs are GitOps MRs too
+                    await self._to_releases(self._access, event, observation)
                 return  # the GitOps repo's pipelines belong to the releases they deploy
             if observation is None:
                 return  # pushes of app repos, merge requests of app repos

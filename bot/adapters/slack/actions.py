@@ -24,6 +24,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs
+from bot.adapters.slack.blocks.access import APPROVE as ACCESS_APPROVE
+from bot.adapters.slack.blocks.access import REJECT as ACCESS_REJECT
 from bot.adapters.slack.blocks.releases import APPROVE, DEPLOY_ANYWAY, REJECT
 from bot.adapters.slack.blocks.releases import ROLL_BACK as ROLL_BACK_RELEASE
 from bot.adapters.slack.blocks.rollouts import ROLL_BACK as ROLL_BACK_ROLLOUT
@@ -31,6 +33,7 @@ from bot.adapters.slack.blocks.whatsinprod import SHARE
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
+from bot.services.access import AccessService
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
 from bot.services.releases import ReleaseService
 
@@ -62,6 +65,7 @@ class Actions:
         audit: AuditLog,
         once: Throttle,
         releases: ReleaseService,
+        access: AccessService | None = None,
         whatsinprod: WhatsInProd | None = None,
         home: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
@@ -69,6 +73,7 @@ class Actions:
         self._audit = audit
         self._once = once
         self._releases = releases
+        self._access = access
         self._whatsinprod = whatsinprod
         self._home = home
         """Redraws a person's App Home after their click in it."""
@@ -80,6 +85,8 @@ class Actions:
         app.action(ROLL_BACK_RELEASE)(self._listener(ROLL_BACK_RELEASE, self._roll_back_release))
         app.action(ROLL_BACK_ROLLOUT)(self._listener(ROLL_BACK_ROLLOUT, self._roll_back_rollout))
         app.action(SHARE)(self._listener(SHARE, self._share))
+        app.action(ACCESS_APPROVE)(self._listener(ACCESS_APPROVE, self._access_approve))
+        app.action(ACCESS_REJECT)(self._listener(ACCESS_REJECT, self._access_reject))
 
     def _listener(
         self,
@@ -176,3 +183,19 @@ class Actions:
             )
             return
         await answer(shared, in_channel=True)
+
+    async def _access_approve(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        if self._access is None:
+            await answer(("Break-glass access is not set up here.", ()))
+            return
+        await self._access.approve(grant_id=value, user=user, answer=answer, origin=origin)
+
+    async def _access_reject(
+        self, value: str, user: str, answer: Callable[[Rendered], Awaitable[None]], origin: str
+    ) -> None:
+        if self._access is None:
+            await answer(("Break-glass access is not set up here.", ()))
+            return
+        await self._access.reject(grant_id=value, user=user, answer=answer, origin=origin)

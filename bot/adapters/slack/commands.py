@@ -25,6 +25,7 @@ from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
+from bot.services.access import AccessService
 from bot.services.locks import LockService
 from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
 from bot.services.releases import ReleaseService
@@ -50,6 +51,7 @@ class Commands:
         locks: LockService,
         whatsinprod: WhatsInProd,
         releases: ReleaseService,
+        access: AccessService,
     ) -> None:
         self._outbox = outbox
         self._people = people
@@ -58,6 +60,7 @@ class Commands:
         self._locks = locks
         self._whatsinprod_answers = whatsinprod
         self._releases = releases
+        self._access = access
 
     def handlers(self) -> dict[str, Work]:
         """Every command Pitcrew answers (``/pitcrew help`` lists the same ones)."""
@@ -65,6 +68,8 @@ class Commands:
             "/whatsinprod": self._whatsinprod,
             "/deploy": self._deploy,
             "/rollback": self._rollback,
+            "/undeploy": self._undeploy,
+            "/access": self._access_command,
             "/lock": self._lock,
             "/unlock": self._unlock,
             "/pitcrew": self._pitcrew,
@@ -176,4 +181,22 @@ class Commands:
             text=command["text"],
             reply=reply,
             origin=_origin(command),
+        )
+
+    async def _undeploy(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await self._releases.command(
+            kind="undeploy",
+            user=str(command["user_id"]),
+            text=command["text"],
+            reply=reply,
+            origin=_origin(command),
+        )
+
+    async def _access_command(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        await self._access.command(
+            user=str(command["user_id"]), text=command["text"], reply=reply, origin=_origin(command)
         )

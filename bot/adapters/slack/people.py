@@ -140,6 +140,28 @@ class SlackPeople:
         await self._redis.set(key, shown, ex=24 * 3600)
         return shown
 
+    async def email(self, user: str) -> str | None:
+        """The person's email from their Slack profile (``users.info``; Slack leaves it out
+        without the ``users:read.email`` scope), cached for an hour: it names them to
+        Kubernetes for break-glass access, so a change in Slack is seen soon."""
+        key = f"slack:email:{user}"
+        cached = await self._redis.get(key)
+        if cached is not None:
+            return cached.decode() or None
+        try:
+            answer = await self._client.users_info(user=user)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            metrics.SLACK_CALLS.labels("users.info", "error").inc()
+            log.warning("slack user lookup failed", user=user, error=repr(exc))
+            return None
+        metrics.SLACK_CALLS.labels("users.info", "ok").inc()
+        person = answer.get("user") or {}
+        email = str((person.get("profile") or {}).get("email") or "")
+        if person.get("deleted") or person.get("is_bot"):
+            email = ""
+        await self._redis.set(key, email, ex=MISS_TTL)
+        return email or None
+
     async def slack_user_for_email(self, email: str) -> str | None:
         key = f"slack:people:{email.lower()}"
         cached = await self._redis.get(key)

@@ -51,6 +51,8 @@ redis.call('HSET', KEYS[1], 'v', current + 1, 'data', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return current + 1
 """
+SAVE_IF_VERSION = _SAVE
+"""Compare-and-set of a ``{v, data}`` hash: the releases' and the grants' records alike."""
 _CREATE = """
 local latest = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[3])
     or redis.call('GET', KEYS[4]) or ''

@@ -26,7 +26,7 @@ from bot.domain.releases import (
     decide_approval,
 )
 from bot.services.releases.engine import MAX_RACES, ReleaseEngine, approvers_named, overridden
-from bot.services.releases.ports import Reply
+from bot.services.releases.ports import ReleaseRepository, Reply
 
 log = logs.get(__name__)
 
@@ -147,23 +147,9 @@ class Approvals:
         """Re-read the MR at click time: still open, unchanged since it was opened, mergeable."""
         if release.mr_iid is None:
             return "This release has no merge request yet."
-        try:
-            mr = await self._engine.repo.merge_request(release.mr_iid)
-        except PitcrewError as exc:
-            return f"GitLab could not be asked about !{release.mr_iid}: {exc}. Try again."
-        if mr.state != "opened":
-            return f"!{mr.iid} is {mr.state} in GitLab: there is nothing to approve."
-        if mr.head_sha != release.head_sha:
-            return (
-                f"!{mr.iid} changed since it was opened (its head is now `{mr.head_sha[:8]}`):"
-                " approvals are refused. Reject it and run the command again."
-            )
-        if not mr.mergeable:
-            return (
-                f"!{mr.iid} cannot be merged as it stands (a conflict or a draft):"
-                " fix it in GitLab first."
-            )
-        return None
+        return await mergeable_problem(
+            self._engine.repo, mr_iid=release.mr_iid, head_sha=release.head_sha
+        )
 
     async def _lock_problem(self, release: Release) -> str | None:
         lock = await self._engine.locks.lock_of(release.env)
@@ -175,6 +161,30 @@ class Approvals:
             f"{release.env} is locked by {holder}{reason}. Approvals wait until"
             f" `/unlock {release.env}`."
         )
+
+
+async def mergeable_problem(
+    repo: ReleaseRepository, *, mr_iid: int, head_sha: str | None
+) -> str | None:
+    """Why an approval of ``!mr_iid`` cannot count now, read from GitLab at click time: it is
+    no longer open, its head moved since it was reviewed, or it cannot merge as it stands."""
+    try:
+        mr = await repo.merge_request(mr_iid)
+    except PitcrewError as exc:
+        return f"GitLab could not be asked about !{mr_iid}: {exc}. Try again."
+    if mr.state != "opened":
+        return f"!{mr.iid} is {mr.state} in GitLab: there is nothing to approve."
+    if mr.head_sha != head_sha:
+        return (
+            f"!{mr.iid} changed since it was opened (its head is now `{mr.head_sha[:8]}`):"
+            " approvals are refused. Reject it and run the command again."
+        )
+    if not mr.mergeable:
+        return (
+            f"!{mr.iid} cannot be merged as it stands (a conflict or a draft):"
+            " fix it in GitLab first."
+        )
+    return None
 
 
 def _refusal(decision: ApprovalDecision, *, release: Release) -> str | None:

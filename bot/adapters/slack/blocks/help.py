@@ -51,6 +51,24 @@ COMMANDS: Final = (
         examples=("/rollback orders production", "/rollback orders production to 1.4.0"),
     ),
     CommandHelp(
+        name="/undeploy",
+        usage="<app> <env>",
+        what="remove an app from an environment: a merge request deleting its manifest there,"
+        " always approved by someone, followed until its workload is gone",
+        examples=("/undeploy search-api staging",),
+    ),
+    CommandHelp(
+        name="/access",
+        usage="[<env> <app> for <duration> [reason…] | revoke <env> <app>]",
+        what="break-glass access to an app's namespace, by merge request: approved by someone"
+        " else, taken back by Pitcrew when it expires; alone, lists who holds what",
+        examples=(
+            "/access production orders for 2h db is locked up",
+            "/access revoke production orders",
+            "/access",
+        ),
+    ),
+    CommandHelp(
         name="/lock",
         usage="[<env> [for <duration> | until <time>] [reason…]]",
         what="freeze an environment, visibly, with an end; alone, lists every lock",
@@ -71,12 +89,14 @@ COMMANDS: Final = (
 )
 _HELP_WORDS: Final = frozenset({"", "help", "-h", "--help", "?"})
 _ELSEWHERE: Final = (
-    "*Buttons:* *Approve* / *Reject* on a release waiting for approval · *Roll back to"
+    "*Buttons:* *Approve* / *Reject* on a release or an access request waiting for approval"
+    " · *Roll back to"
     " <version>* on a failure (it runs `/rollback` as you, with the same checks and approvals)"
     " · *Share in channel* on a `/whatsinprod` answer.\n"
     "*Home tab:* open Pitcrew in Slack's sidebar for what waits for your approval, your"
     " releases, the locks and your teams' failures of the last 24 h.\n"
-    "`/deploy help`, `/rollback help`, `/lock help`, `/whatsinprod help`: one command in detail."
+    "`/deploy help`, `/rollback help`, `/undeploy help`, `/access help`, `/lock help`,"
+    " `/whatsinprod help`: one command in detail."
 )
 
 
