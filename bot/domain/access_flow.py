@@ -337,8 +337,8 @@ def _merged(g: Grant, e: Merged) -> GrantStep | None:
             grant=late,
             says=(GrantSay(kind="revoking", broadcast=True),),
             effects=(
-                OpenRevoke(),
                 Audit(action="access-merged-late", detail=f"!{g.mr_iid} merged after {g.state}"),
+                OpenRevoke(),
             ),
         )
     if g.state not in _MR_OPEN:
@@ -362,7 +362,7 @@ def _merged(g: Grant, e: Merged) -> GrantStep | None:
                 GrantSay(kind="unreviewed_merge", by=e.by, broadcast=True),
                 GrantSay(kind="revoking"),
             ),
-            effects=(OpenRevoke(), Audit(action="access-merge-unreviewed", detail=reason)),
+            effects=(Audit(action="access-merge-unreviewed", detail=reason), OpenRevoke()),
         )
     effects: tuple[GrantEffect, ...] = ()
     if outside is not None:
@@ -430,7 +430,7 @@ def _tick(g: Grant, e: Tick) -> GrantStep | None:
             return GrantStep(
                 grant=revoking,
                 says=(GrantSay(kind="revoking"),),
-                effects=(OpenRevoke(), Audit(action="access-expired", detail=g.path)),
+                effects=(Audit(action="access-expired", detail=g.path), OpenRevoke()),
             )
         since = now - (g.merged_at or g.created_at)
         if g.watched and g.seen_at is None and not g.not_seen and since >= wait.rollout_wait:
@@ -507,7 +507,7 @@ def _revoked(g: Grant, *, at: datetime, by: str | None) -> GrantStep | None:
     return GrantStep(
         grant=revoked,
         says=(GrantSay(kind="revoked", broadcast=True),),
-        effects=(TellHolder(), Audit(action="access-revoked", detail=detail)),
+        effects=(Audit(action="access-revoked", detail=detail), TellHolder()),
     )
 
 

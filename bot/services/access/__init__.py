@@ -178,6 +178,10 @@ class AccessService:
         app, env = catalog.app(request.app), catalog.environment(request.env)
         slug = access_user(email)
         now = engine.clock()
+        held = await self._held(app=app.name, env=env.name, requester=user)
+        if held is not None:
+            await reply(engine.views.already(held, now=now))
+            return
         grant = Grant(
             id=new_id(),
             app=app.name,
@@ -277,6 +281,14 @@ class AccessService:
                 approvers=engine.approvers(catalog, opened),
             )
         )
+
+    async def _held(self, *, app: str, env: str, requester: str) -> Grant | None:
+        store = self._engine.store
+        grant_id = await store.current(app=app, env=env, requester=requester)
+        if grant_id is None:
+            return None
+        grant, _ = await store.load(grant_id)
+        return grant if grant is not None and grant.state in OPEN_STATES else None
 
     async def _claim(self, grant: Grant) -> Grant | None:
         """Store ``grant`` as the requester's one grant of its app and env; the one held there

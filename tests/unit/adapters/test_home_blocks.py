@@ -171,8 +171,10 @@ def test_help_lists_every_command_with_an_example() -> None:
         in (text)
     )
     assert "*Roll back to &lt;version&gt;* on a failure" in text
+    assert "e.g. `/access production orders for 2h db is locked up`" in text
     assert rendered.text == (
-        "Pitcrew's commands: /whatsinprod, /deploy, /rollback, /lock, /unlock, /pitcrew"
+        "Pitcrew's commands: /whatsinprod, /deploy, /rollback, /undeploy, /access, /lock,"
+        " /unlock, /pitcrew"
     )
     assert render_help("") == rendered
 

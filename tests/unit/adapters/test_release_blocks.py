@@ -95,6 +95,7 @@ ROLLBACK = ReleaseRef(
     mr_url=ROLLBACK_URL,
 )
 STAGING = release(env="staging", policy="auto", approvals_needed=0)
+UNDEPLOY = release(kind="undeploy", to_version="", from_version="1.4.1", watched=True)
 HEADER = f":rocket: *Deploy orders 1.4.2 to production* · {MR}"
 
 
@@ -275,6 +276,36 @@ STAGES: list[tuple[Release, str]] = [
         release(state="refused", mr_iid=None, mr_url=None, failure="the manifest is invalid"),
         ":no_entry: Refused: the manifest is invalid",
     ),
+    # an undeploy
+    (
+        replace(UNDEPLOY, state="merged", merged_at=T0, merge_sha="f00dfeed" * 5),
+        ":twisted_rightwards_arrows: Merged — waiting for the workload to leave",
+    ),
+    (
+        replace(
+            UNDEPLOY,
+            state="removed",
+            merged_at=T0,
+            rollout_started_at=T0,
+            finished_at=T0 + timedelta(seconds=4),
+        ),
+        ":wastebasket: Removed from *production* after 4 s — its workload is gone",
+    ),
+    (
+        replace(UNDEPLOY, state="deployed", env="staging", watched=False, merged_at=T0),
+        ":heavy_check_mark: Out of *staging*'s git — its cluster is not watched",
+    ),
+    (
+        replace(
+            UNDEPLOY,
+            state="not_seen",
+            merged_at=T0,
+            failure="merged, but orders was not seen leaving production within 30 min of the"
+            " merge — is the GitOps controller pruning?",
+        ),
+        ":grey_question: Not seen: merged, but orders was not seen leaving production within"
+        " 30 min of the merge — is the GitOps controller pruning?",
+    ),
 ]
 
 
@@ -289,6 +320,8 @@ def test_the_message_says_where_the_release_stands(rel: Release, line: str) -> N
     rendered = render_release(rel, approvers=APPROVERS)
     assert stage(rel, approvers=APPROVERS) == line
     title = HEADER if rel.mr_iid else ":rocket: *Deploy orders 1.4.2 to production* · no MR"
+    if rel.kind == "undeploy":
+        title = f":wastebasket: *Undeploy orders from production* · {MR}"
     if rel.env == "staging":
         title = title.replace("production", "staging")
     assert rendered.blocks[0] == {
@@ -297,6 +330,27 @@ def test_the_message_says_where_the_release_stands(rel: Release, line: str) -> N
     }
     assert rendered.text == f"{rel.title} — {line}"
     assert_within_limits(rendered)
+
+
+def test_an_undeploy_says_what_leaves_and_has_no_changelog() -> None:
+    rendered = render_release(UNDEPLOY, approvers=APPROVERS)
+    assert texts(rendered)[:2] == [
+        f":wastebasket: *Undeploy orders from production* · {MR}\n"
+        ":hourglass_flowing_sand: Waiting for approval — 0/1 from @sre-oncall",
+        "`1.4.1` → removed · requested by <@UREQ>\n"
+        "Policy: 1 approval from @sre-oncall (an undeploy always needs approval)",
+    ]
+    assert not any("Changelog" in text for text in texts(rendered))
+    gone = replace(UNDEPLOY, state="removed", merged_at=T0)
+    assert one_line(render_note(gone, "removed")) == (
+        ":wastebasket: *orders is gone from production*: its workload was deleted from the"
+        " cluster."
+    )
+    failed = replace(
+        UNDEPLOY, state="failed", merged_at=T0, failed_step="deploy_pipeline", failure="x"
+    )
+    assert "revert <" in render_note(failed, "failed").text
+    assert "/rollback" not in render_note(failed, "failed").text
 
 
 def test_a_rollback_says_so_in_its_title() -> None:
@@ -859,6 +913,27 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         None,
         f":fast_forward: Superseded by *<{ROLLBACK_URL}|Roll back orders to 1.4.1 in"
         " production>* (requested by <@UCAROL>).",
+    ),
+    (
+        replace(UNDEPLOY, state="removed", merged_at=T0),
+        "removed",
+        None,
+        ":wastebasket: *orders is gone from production*: its workload was deleted from the"
+        " cluster.",
+    ),
+    (
+        replace(UNDEPLOY, state="merged", merged_at=T0),
+        "merged",
+        None,
+        f":twisted_rightwards_arrows: Merged {MR}. Waiting for the workload to leave"
+        " *production*.",
+    ),
+    (
+        replace(UNDEPLOY, state="deployed", env="staging", watched=False, merged_at=T0),
+        "deployed",
+        None,
+        ":heavy_check_mark: orders is out of *staging*'s git. Its cluster is not watched, so"
+        " Pitcrew cannot verify that the workload is gone.",
     ),
 ]
 

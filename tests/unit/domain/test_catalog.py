@@ -107,7 +107,7 @@ BAD_CATALOGS = [
     ),
     pytest.param(
         edit(append="extras: 1\n"),
-        'catalog.yaml:16: extras: unknown key "extras" (keys: teams, environments, apps)',
+        'catalog.yaml:16: extras: unknown key "extras" (keys: teams, environments, apps, access)',
         id="unknown-top-level-key",
     ),
     pytest.param(

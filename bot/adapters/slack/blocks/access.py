@@ -83,6 +83,11 @@ def _until(grant: Grant) -> str:
     return slack_date(grant.expires_at)
 
 
+def _lower(text: str) -> str:
+    """A sentence's start in the middle of one: its first letter only (mentions keep theirs)."""
+    return text[:1].lower() + text[1:]
+
+
 def _why(grant: Grant) -> str:
     """Why the access is being (or was) taken back, as a sentence's start."""
     if grant.revoke_reason == "expired":
@@ -143,7 +148,7 @@ def stage(grant: Grant, *, approvers: str) -> str:
         )
     if state == "revoked":
         when = slack_date(grant.revoked_at) if grant.revoked_at else "now"
-        line = f":lock: Access ended {when} ({_why(grant).lower()})"
+        line = f":lock: Access ended {when} ({_lower(_why(grant))})"
         if grant.revoke_iid:
             line += f" — {_revoke_mr(grant)} merged"
         if grant.watched and grant.gone_at is not None:
@@ -287,7 +292,7 @@ def render_grant_note(grant: Grant, kind: GrantNote, *, by: str | None = None) -
         follow = f" Waiting for the RoleBinding to leave {env}." if grant.watched else ""
         return _one(
             f":lock: *{mention(grant.requester)}'s access to {plain(grant.app, MAX_NAME)} in"
-            f" {plain(grant.env, MAX_NAME)} has ended* ({_why(grant).lower()}): {how}.{follow}"
+            f" {plain(grant.env, MAX_NAME)} has ended* ({_lower(_why(grant))}): {how}.{follow}"
         )
     if kind == "gone":
         return _one(
@@ -357,7 +362,7 @@ class AccessBlocks:
         )
         return _one(
             f":lock: Your break-glass access to {_app(grant)} in {_env(grant)} has ended"
-            f" ({_why(grant).lower()}): {how}. If you still need it, ask again with"
+            f" ({_lower(_why(grant))}): {how}. If you still need it, ask again with"
             f" `/access {plain(grant.env, MAX_NAME)} {plain(grant.app, MAX_NAME)} for <duration>`."
         )
 
