@@ -202,7 +202,8 @@ def stage(release: Release, *, approvers: str) -> str:
         status = pipeline.status if pipeline else "running"
         word = "passed" if status == "success" else plain(status, MAX_NAME)
         label = f"GitOps pipeline #{pipeline.id}" if pipeline else "GitOps pipeline"
-        return f":gear: Deploying — {link(pipeline.url if pipeline else None, label)} {word}"
+        doing = "Removing" if release.kind == "undeploy" else "Deploying"
+        return f":gear: {doing} — {link(pipeline.url if pipeline else None, label)} {word}"
     if state == "rolling_out":
         return f":arrows_counterclockwise: Rolling out in {env}{_pods(release)}"
     if state == "healthy":
