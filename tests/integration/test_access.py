@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from ruamel.yaml import YAML
 
 from bot.adapters.kube.schema import KubeSchemaValidator
@@ -180,7 +179,8 @@ async def test_access_is_granted_by_a_merge_request_that_someone_else_approved(
         " *production* (as `oidc:bob@example.com`) — the RoleBinding is in the cluster.",
     ]
     granted = access_message(world).replies[-1]
-    assert DATE in granted.text and granted.reply_broadcast  # each reader sees their own zone
+    assert DATE in granted.text  # each reader sees their own zone
+    assert granted.reply_broadcast
     assert (binding(world) or {})["subjects"][0]["name"] == "oidc:bob@example.com"
 
     assert await world.slash("/access", "") == (

@@ -100,8 +100,7 @@ async def test_an_approved_undeploy_removes_the_app_and_the_watcher_sees_it_go(
     await world.quiet()
     assert world.header() == ":wastebasket: Removed from *production* — its workload is gone"
     assert world.thread()[-1] == (
-        ":wastebasket: *orders is gone from production*: its workload was deleted from the"
-        " cluster."
+        ":wastebasket: *orders is gone from production*: its workload was deleted from the cluster."
     )
     gone = world.release_message().replies[-1]
     assert gone.reply_broadcast  # in the app's channel, not only in the thread

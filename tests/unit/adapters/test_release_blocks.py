@@ -343,8 +343,7 @@ def test_an_undeploy_says_what_leaves_and_has_no_changelog() -> None:
     assert not any("Changelog" in text for text in texts(rendered))
     gone = replace(UNDEPLOY, state="removed", merged_at=T0)
     assert one_line(render_note(gone, "removed")) == (
-        ":wastebasket: *orders is gone from production*: its workload was deleted from the"
-        " cluster."
+        ":wastebasket: *orders is gone from production*: its workload was deleted from the cluster."
     )
     failed = replace(
         UNDEPLOY, state="failed", merged_at=T0, failed_step="deploy_pipeline", failure="x"
@@ -925,8 +924,7 @@ NOTES: list[tuple[Release, NoteKind, str | None, str]] = [
         replace(UNDEPLOY, state="merged", merged_at=T0),
         "merged",
         None,
-        f":twisted_rightwards_arrows: Merged {MR}. Waiting for the workload to leave"
-        " *production*.",
+        f":twisted_rightwards_arrows: Merged {MR}. Waiting for the workload to leave *production*.",
     ),
     (
         replace(UNDEPLOY, state="deployed", env="staging", watched=False, merged_at=T0),

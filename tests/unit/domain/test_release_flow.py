@@ -36,6 +36,7 @@ from bot.domain.release_flow import (
     Supersede,
     Superseded,
     Tick,
+    WorkloadGone,
     apply,
     precedence,
 )
@@ -113,6 +114,14 @@ def rollout(
         progress=progress,
         problems=problems,
     )
+
+
+GONE = WorkloadGone(at=MERGED_AT + timedelta(minutes=2))
+
+
+def undeploy(state: ReleaseState = "awaiting_approval", **changes: Any) -> Release:
+    """orders out of production: an MR deleting its manifest, one approval (always)."""
+    return release(state, kind="undeploy", to_version="", **changes)
 
 
 HALFWAY = Progress(replicas=3, updated=2, ready=3, available=3, total=4)
@@ -587,6 +596,67 @@ CASES: list[tuple[str, Release, Event, tuple[str, tuple[str, ...], tuple[str, ..
         Superseded(by=ROLLBACK, at=MERGED_AT),
         None,
     ),
+    # ---- an undeploy: no rollout to follow, the workload gone is its end
+    (
+        "an undeploy merged in a watched env waits for the workload to go",
+        undeploy("merged", watched=True),
+        GONE,
+        ("removed", ("removed",), ()),
+    ),
+    (
+        "an undeploy whose pipeline passed is removed when the workload goes",
+        undeploy("deploying", watched=True, deploy_pipeline=pipeline(5, "success")),
+        GONE,
+        ("removed", ("removed",), ()),
+    ),
+    (
+        "the controller prunes before the merge's webhook comes",
+        undeploy("merging", watched=True),
+        GONE,
+        ("removed", ("removed",), ()),
+    ),
+    (
+        "a workload deleted before the undeploy is approved is not its doing",
+        undeploy(),
+        GONE,
+        None,
+    ),
+    (
+        "a removed undeploy is removed once",
+        undeploy("removed"),
+        GONE,
+        None,
+    ),
+    (
+        "a deploy ignores a workload gone",
+        release("merged", watched=True),
+        GONE,
+        None,
+    ),
+    (
+        "an undeploy follows no rollout",
+        undeploy("merged", watched=True),
+        rollout("succeeded", ""),
+        None,
+    ),
+    (
+        "an undeploy never seen leaving ends not_seen, asking about pruning",
+        undeploy("merged", watched=True),
+        tick(timedelta(minutes=30), since=MERGED_AT),
+        ("not_seen", ("not_seen",), ()),
+    ),
+    (
+        "an undeploy in an unwatched env ends deployed: out of git, not verified",
+        undeploy("merged", watched=False),
+        tick(timedelta(minutes=10), since=MERGED_AT),
+        ("deployed", ("deployed",), ()),
+    ),
+    (
+        "an undeploy needs its approval whatever the env: opened, it waits for it",
+        undeploy("requested", env="staging"),
+        Opened(mr_iid=7, mr_url="u", branch="b", head_sha=HEAD),
+        ("awaiting_approval", (), ()),
+    ),
 ]
 
 
@@ -616,14 +686,19 @@ def test_nothing_moves_a_final_release(state: ReleaseState) -> None:
         rollout("failed"),
         tick(timedelta(days=30)),
         Superseded(by=ROLLBACK, at=MERGED_AT),
+        GONE,
     ]
     assert [apply(final, event) for event in events] == [None] * len(events)
+    assert [apply(replace(final, kind="undeploy"), event) for event in events] == [None] * len(
+        events
+    )
 
 
 def test_the_state_sets_cover_every_state() -> None:
     states = set(get_args(ReleaseState))
     assert FINAL_STATES < END_STATES < states
     assert {"failed", "not_seen"} == END_STATES - FINAL_STATES
+    assert "removed" in FINAL_STATES
     assert BEFORE_MERGE.isdisjoint(END_STATES)
 
 

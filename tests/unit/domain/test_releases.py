@@ -14,10 +14,12 @@ from bot.domain.locks import CommandError
 from bot.domain.releases import (
     DEPLOY_USAGE,
     ROLLBACK_USAGE,
+    UNDEPLOY_USAGE,
     AlreadyApproved,
     AlreadyComplete,
     ApprovalDecision,
     ApprovalNotRequired,
+    ApprovalRule,
     Approved,
     Changelog,
     ChangelogEntry,
@@ -31,11 +33,14 @@ from bot.domain.releases import (
     ReleaseSnapshot,
     RollbackRequest,
     SelfApprovalForbidden,
+    UndeployRequest,
+    approval_rule,
     approvers_label,
     decide_approval,
     merge_request_description,
     parse_deploy,
     parse_rollback,
+    parse_undeploy,
     referenced_issues,
     release_title,
     split_issue_references,
@@ -257,6 +262,43 @@ def test_wrong_rollback_commands_say_what_is_wrong(text: str, problem: str) -> N
 
 
 # --------------------------------------------------------------------------------------------
+# /undeploy
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("orders staging", UndeployRequest(app="orders", env="staging")),
+        ("Orders from PRODUCTION", UndeployRequest(app="orders", env="production")),
+        ("orders in dev", UndeployRequest(app="orders", env="dev")),
+        ("help", ReleaseHelp(usage=UNDEPLOY_USAGE)),
+    ],
+)
+def test_undeploy_commands_are_understood(text: str, expected: Any) -> None:
+    assert parse_undeploy(text, catalog=CATALOG) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "Name the app and the environment."),
+        ("orders", "Name the environment to remove orders from: `/undeploy orders <env>`."),
+        ("ordres staging", "No app “ordres” — did you mean orders?"),
+        (
+            "orders prod",
+            "No environment “prod” — environments are dev, staging, production",
+        ),
+        ("orders staging now", "Unexpected “now” at the end."),
+    ],
+)
+def test_wrong_undeploy_commands_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ReleaseCommandError) as caught:
+        parse_undeploy(text, catalog=CATALOG)
+    assert caught.value.problem == problem
+    assert caught.value.usage == UNDEPLOY_USAGE
+
+
+# --------------------------------------------------------------------------------------------
 # Approvals
 
 REQUESTER = "UREQ"
@@ -325,6 +367,43 @@ def test_approval_policy(release: ReleaseSnapshot, user: str, expected: Approval
     )
 
 
+# An undeploy always needs an approval: the env's rule where it has one, else one by someone else.
+AUTO = Environment(name="staging", policy="auto")
+MANUAL = Environment(name="production", policy="manual", approvals=2, self_approval=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "env", "rule"),
+    [
+        ("deploy", AUTO, ApprovalRule(required=False, needed=1, self_approval=False)),
+        ("deploy", MANUAL, ApprovalRule(required=True, needed=2, self_approval=True)),
+        ("rollback", MANUAL, ApprovalRule(required=True, needed=2, self_approval=True)),
+        ("undeploy", AUTO, ApprovalRule(required=True, needed=1, self_approval=False)),
+        ("undeploy", MANUAL, ApprovalRule(required=True, needed=2, self_approval=True)),
+    ],
+)
+def test_approval_rules(kind: ReleaseKind, env: Environment, rule: ApprovalRule) -> None:
+    assert approval_rule(kind, env) == rule
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        (ALICE, Approved(approvals=(ALICE,), count=1, needed=1, complete=True)),
+        (REQUESTER, SelfApprovalForbidden()),
+        (MALLORY, NotAnApprover(approvers_label="@payments-oncall")),
+    ],
+)
+def test_an_undeploy_from_an_auto_env_needs_one_approval_by_someone_else(
+    user: str, expected: ApprovalDecision
+) -> None:
+    undeploy = sample_release(kind="undeploy", env="staging", requester=REQUESTER)
+    decision = decide_approval(
+        undeploy.snapshot(AUTO), user=user, approvers=APPROVERS, named=("@payments-oncall",)
+    )
+    assert decision == expected
+
+
 def test_a_requester_who_is_no_approver_is_told_so_first() -> None:
     decision = decide_approval(_release(), user=REQUESTER, approvers=frozenset({ALICE}))
     assert decision == NotAnApprover(approvers_label="nobody is configured")
@@ -358,6 +437,7 @@ def test_approvers_are_labelled_as_slack_shows_them(named: tuple[str, ...], labe
         ("deploy", "1.4.2", "production", "Deploy orders 1.4.2 to production"),
         ("deploy", "v2", "staging", "Deploy orders v2 to staging"),
         ("rollback", "1.4.1", "production", "Roll back orders to 1.4.1 in production"),
+        ("undeploy", "", "staging", "Undeploy orders from staging"),
     ],
 )
 def test_release_titles(kind: ReleaseKind, version: str, env: str, title: str) -> None:

@@ -27,6 +27,7 @@ from bot.adapters.slack.blocks.common import (
     MAX_TITLE,
     Rendered,
     clip,
+    escape,
     link,
     mention,
     plain,
@@ -332,7 +333,7 @@ def render_listing(grants: Sequence[Grant], *, now: datetime) -> Rendered:
     if not grants:
         text = (
             ":key: Nobody holds break-glass access right now. Ask with"
-            " `/access <env> <app> for <duration> [reason]`."
+            f" `{escape('/access <env> <app> for <duration> [reason]')}`."
         )
         return _one(text)
     held = sum(1 for g in grants if g.state not in ("requested", "awaiting_approval", "merging"))
@@ -363,7 +364,8 @@ class AccessBlocks:
         return _one(
             f":lock: Your break-glass access to {_app(grant)} in {_env(grant)} has ended"
             f" ({_lower(_why(grant))}): {how}. If you still need it, ask again with"
-            f" `/access {plain(grant.env, MAX_NAME)} {plain(grant.app, MAX_NAME)} for <duration>`."
+            f" `/access {plain(grant.env, MAX_NAME)} {plain(grant.app, MAX_NAME)} for"
+            f" {escape('<duration>')}`."
         )
 
     def listing(self, grants: Sequence[Grant], *, now: datetime) -> Rendered:
@@ -412,7 +414,7 @@ class AccessBlocks:
             "Break-glass access is a merge request adding a RoleBinding for you in the app's"
             " namespace. One approver of the environment other than you approves it in Slack;"
             " Pitcrew merges it, and takes it back by itself when it expires. You, or an"
-            " approver, can end it sooner with `/access revoke <env> <app>`."
+            f" approver, can end it sooner with `{escape('/access revoke <env> <app>')}`."
         )
         return _one(text)
 
