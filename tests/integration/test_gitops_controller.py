@@ -297,3 +297,86 @@ def test_modes_and_lag_are_checked() -> None:
         GitOpsController(None, None, project=GITOPS, mode="later")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lag"):
         GitOpsController(None, None, project=GITOPS, lag=-1)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# RoleBindings and pruning
+
+BINDING_FILE = "access/production/orders-bob.yaml"
+BINDING = """apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: pitcrew-access-bob
+  namespace: orders
+  labels: {appId: orders}
+  annotations: {pitcrew.io/expires: "2026-03-02T11:00:00Z"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "oidc:bob@example.com"}
+"""
+
+
+def rbac(kube: KubeSandbox, tmp_path: Path) -> client.RbacAuthorizationV1Api:
+    path = kube.kubeconfig(tmp_path / "rbac-kubeconfig", context="prod")
+    return client.RbacAuthorizationV1Api(
+        config.new_client_from_config(config_file=str(path), context="prod")
+    )
+
+
+async def test_a_rolebinding_file_is_applied_and_its_deletion_removes_it(
+    gitlab_sandbox: GitLabSandbox, kube: KubeSandbox, tmp_path: Path
+) -> None:
+    controller = GitOpsController(
+        gitlab_sandbox, kube, project=GITOPS, paths=("access/production", "apps/*/production")
+    )
+    api = rbac(kube, tmp_path)
+    await asyncio.to_thread(
+        gitlab_sandbox.commit, GITOPS, {BINDING_FILE: BINDING}, message="access", author="alice"
+    )
+    await asyncio.to_thread(controller.sync)
+    found = await asyncio.to_thread(
+        api.read_namespaced_role_binding, "pitcrew-access-bob", "orders"
+    )
+    assert found.role_ref.name == "admin"
+    assert [s.name for s in found.subjects] == ["oidc:bob@example.com"]
+    assert found.metadata.annotations == {"pitcrew.io/expires": "2026-03-02T11:00:00Z"}
+    listed = await asyncio.to_thread(api.list_namespaced_role_binding, "orders")
+    assert [b.metadata.name for b in listed.items] == ["pitcrew-access-bob"]
+
+    await asyncio.to_thread(
+        gitlab_sandbox.commit, GITOPS, {BINDING_FILE: None}, message="revoke", author="alice"
+    )
+    await asyncio.to_thread(controller.sync)
+    assert controller.changes == [
+        "applied RoleBinding orders/pitcrew-access-bob",
+        "deleted RoleBinding orders/pitcrew-access-bob",
+    ]
+    with pytest.raises(client.ApiException) as missing:
+        await asyncio.to_thread(api.read_namespaced_role_binding, "pitcrew-access-bob", "orders")
+    assert missing.value.status == 404
+    assert kube.get("Deployment", "orders", "orders") is not None  # nothing else moved
+
+
+async def test_a_deleted_manifest_prunes_its_workload_unless_pruning_is_off(
+    gitlab_sandbox: GitLabSandbox, kube: KubeSandbox
+) -> None:
+    keeper = production(gitlab_sandbox, kube, prune=False)
+    pruner = production(gitlab_sandbox, kube)
+    await asyncio.to_thread(
+        gitlab_sandbox.commit,
+        GITOPS,
+        {PRODUCTION: None, INVOICES: None, STAGING: None},
+        message="undeploy",
+        author="alice",
+    )
+    await asyncio.to_thread(keeper.sync)
+    assert keeper.changes == []
+    assert kube.get("Deployment", "orders", "orders") is not None
+    await asyncio.to_thread(pruner.sync)
+    # the Deployment it named, the workload named like a kustomization's image; not staging's
+    assert pruner.changes == [
+        "deleted Deployment invoices/invoices",
+        "deleted Deployment orders/orders",
+    ]
+    assert kube.get("Deployment", "orders", "orders") is None
+    assert kube.objects("Pod", "orders") == []

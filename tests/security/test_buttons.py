@@ -343,3 +343,57 @@ async def test_roll_back_and_share_buttons_trust_nothing_but_a_known_id(
     await unchanged(world, release_id)
     assert len(world.mrs()) == 1
     assert world.slack.messages("releases")[1:] == []  # nothing was shared
+
+
+async def test_access_buttons_trust_nothing_but_a_known_grant_id(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    assert "Opened !1" in await world.slash("/access", "production orders for 1h")
+    [message] = [
+        m
+        for m in world.slack.messages("payments-deploys")
+        if m.metadata and m.metadata["event_payload"]["key"].startswith("access:")
+    ]
+    grant_id = button_value(message.blocks, "access_approve")
+    await world.slash("/deploy", "orders 1.4.2 to production")
+    release_id = button_value(world.release_message().blocks, APPROVE)
+
+    for action, value, user, answer in [
+        # a grant's id is no release, a release's id no grant
+        (APPROVE, grant_id, "carol", UNKNOWN),
+        ("access_approve", release_id, "carol", "This access request is not known to Pitcrew."),
+        ("access_reject", release_id, "bob", "This access request is not known to Pitcrew."),
+        ("access_approve", "../../etc", "carol", NOT_OURS),
+        # a copy of the buttons elsewhere gives a non-approver nothing
+        (
+            "access_approve",
+            grant_id,
+            "alice",
+            "You are not an approver for production (approvers: @sre-oncall).",
+        ),
+        (
+            "access_reject",
+            grant_id,
+            "alice",
+            "Only the requester or an approver for production can reject (approvers:"
+            " @sre-oncall).",
+        ),
+        # and the requester approves nothing of their own
+        (
+            "access_approve",
+            grant_id,
+            "bob",
+            "You are not an approver for production (approvers: @sre-oncall).",
+        ),
+    ]:
+        click = copied_click(world, action, value=value, user=user, channel="general")
+        assert await world.send_click(click, user=user) == answer, (action, value, user)
+    await world.quiet()
+    assert [mr["state"] for mr in world.mrs()] == ["opened", "opened"]
+    assert world.gitlab.read_file(GITOPS, "access/production/orders-bob.yaml") is None
+    assert world.slack.read(message).splitlines()[1].startswith(
+        ":hourglass_flowing_sand: Waiting for approval — 0/1"
+    )
+    refused = [e["action"] for e in await audit(world) if e["action"].endswith("-refused")]
+    assert refused == ["access-approve-refused", "access-reject-refused", "access-approve-refused"]
