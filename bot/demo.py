@@ -31,6 +31,7 @@ from bot.app import Pitcrew
 from bot.domain.errors import PitcrewError
 from bot.domain.schedules import Schedule, next_slot
 from bot.sandbox.gitlab import GitLabSandbox
+from bot.sandbox.gitops import GitOpsController
 from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.slack import DEFAULT_USERS, Ephemeral, Message, SandboxUser, SlackSandbox
 from bot.services.ports import OutgoingMessage
@@ -41,6 +42,9 @@ CHANNELS = ("payments-deploys", "search-deploys", "releases")
 WEBHOOK_SECRET = "demo-webhook-secret"
 DEMO_PACING = 0.1
 """Seconds between two messages to one channel (1.0 in production, as Slack asks)."""
+DEMO_SWEEP = 1.0
+"""Seconds between two sweeps of releases and grants (15 in production): the story skips
+hours ("two hours later") and should not then wait on the clock of the room."""
 USERGROUPS = {"payments-oncall": ["U0ALICE"], "sre-oncall": ["U0CAROL"]}
 NEWCOMER = SandboxUser(id="U0DAVE", name="dave", real_name="Dave Roy", email="dave@example.com")
 _USER_IDS = {user.name: user.id for user in (*DEFAULT_USERS, NEWCOMER)}
@@ -579,11 +583,76 @@ async def _until(stage: Stage, done: Callable[[], bool], *, within: float = 30.0
     await stage.settle()
 
 
-def _release_message(stage: Stage) -> Message:
-    """The newest release message in the team's channel."""
+async def access(stage: Stage) -> None:
+    """Break-glass access: bob asks for admin on orders in production; too long is refused;
+    his own click approves nothing; carol approves; Argo CD applies the RoleBinding; two hours
+    later Pitcrew takes it back by itself and tells bob."""
+    gitops = "platform/deployments"
+    channel = "payments-deploys"
+    argo = GitOpsController(stage.gitlab, stage.kube, project=gitops, paths=("access/production",))
+    try:
+        await stage.slash("bob", "/access", "production orders for 12h", channel=channel)
+        await stage.slash(
+            "bob", "/access", "production orders for 2h checkout is stuck", channel=channel
+        )
+        await stage.settle()
+        message = _access_message(stage)
+        await stage.click("bob", "access_approve", message)
+        await stage.click("carol", "access_approve", message)
+        await _pipelines(stage, gitops)
+        stage.say("Argo CD applies the RoleBinding to production")
+        await asyncio.to_thread(argo.sync)
+        await _until(stage, lambda: "Access granted" in stage.slack.read(_access_message(stage)))
+        await stage.slash("carol", "/access", "", channel="releases")
+        stage.say("… two hours later: the access expires …")
+        stage.clock.skipped += timedelta(hours=2, minutes=1)
+        await _until(stage, lambda: len(stage.gitlab.merge_requests(gitops)) >= 2)
+        await _pipelines(stage, gitops)
+        stage.say("Argo CD removes the RoleBinding from production")
+        await asyncio.to_thread(argo.sync)
+        await _until(stage, lambda: "is gone" in stage.slack.read(_access_message(stage)))
+    finally:
+        argo.close()
+
+
+async def undeploy(stage: Stage) -> None:
+    """search-api leaves production: an undeploy, approved by someone else, pruned by Argo CD;
+    the watcher sees its workload go."""
+    gitops = "platform/deployments"
+    argo = GitOpsController(stage.gitlab, stage.kube, project=gitops, paths=("apps/*/production",))
+    try:
+        await stage.slash("bob", "/undeploy", "search-api production", channel="search-deploys")
+        await stage.settle()
+        await stage.click("carol", "release_approve", _release_message(stage, "search-deploys"))
+        await _pipelines(stage, gitops)
+        stage.say("Argo CD prunes what git no longer has: search-api's Deployment")
+        await asyncio.to_thread(argo.sync)
+        await _until(
+            stage, lambda: stage.kube.get("Deployment", "search-api", "search-api") is None
+        )
+        await _until(
+            stage,
+            lambda: "Removed from" in stage.slack.read(_release_message(stage, "search-deploys")),
+        )
+        await stage.slash("bob", "/whatsinprod", "search-api", channel="search-deploys")
+    finally:
+        argo.close()
+
+
+def _access_message(stage: Stage) -> Message:
+    """The newest break-glass access message in the team's channel."""
     return [
         m
         for m in stage.slack.messages("payments-deploys")
+        if m.metadata and str(m.metadata["event_payload"]["key"]).startswith("access:")
+    ][-1]
+
+
+def _release_message(stage: Stage, channel: str = "payments-deploys") -> Message:
+    """The newest release message in a team's channel, as it reads now."""
+    return [
+        m
+        for m in stage.slack.messages(channel)
         if m.metadata and str(m.metadata["event_payload"]["key"]).startswith("release:")
     ][-1]
 
@@ -604,6 +673,8 @@ SCENES: dict[str, Scene] = {
     "rollouts": rollouts,
     "releases": releases,
     "autopilot": autopilot,
+    "access": access,
+    "undeploy": undeploy,
 }
 
 
@@ -747,6 +818,7 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
                 clock=clock,
                 outbox_pacing=DEMO_PACING,
                 autopilot_tick=0.2,
+                release_sweep_every=DEMO_SWEEP,
             )
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
@@ -1082,7 +1154,6 @@ async def run_interactive(
 ) -> int:
     """The sandbox and the bot stay up after ``scenes`` (none by default), with a prompt:
     ``read_line`` gives the person's next line ("" at the end), ``ask`` shows the prompt."""
-    from bot.sandbox.gitops import GitOpsController
 
     unknown = [s for s in scenes if s not in SCENES]
     if unknown:
@@ -1108,7 +1179,12 @@ async def run_interactive(
             clock = DemoClock()
             settings = _settings(slack, gitlab, kubeconfig, Path(tmp) / "var")
             bot = Pitcrew(
-                settings, host="127.0.0.1", port=0, clock=clock, outbox_pacing=DEMO_PACING
+                settings,
+                host="127.0.0.1",
+                port=0,
+                clock=clock,
+                outbox_pacing=DEMO_PACING,
+                release_sweep_every=DEMO_SWEEP,
             )
             await bot.start()
             gitops = GitOpsController(

@@ -73,7 +73,11 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     assert "(only dave sees) */deploy* `<app> <version> to <env>" in text
     assert "(everyone in the channel sees) Shared by @carol · `/whatsinprod search-api`" in text
     assert re.search(r'in Paris, reads "until \w+ \d\d:\d\d"; notifications show the UTC', text)
-    played = re.search(r"\(played 8 scene\(s\) in ([0-9.]+) s\)", text)
+    # break-glass access, then an undeploy
+    assert "*Access granted until " in text
+    assert "@bob (direct messages)\npitcrew: :lock: Your break-glass access to *orders*" in text
+    assert ":wastebasket: Removed from *production* — its workload is gone" in text
+    played = re.search(r"\(played 10 scene\(s\) in ([0-9.]+) s\)", text)
     assert played is not None
 
 
@@ -132,11 +136,39 @@ async def test_the_whatsinprod_scene_flags_the_drifting_app() -> None:
     ) in text
 
 
+async def test_the_access_and_undeploy_scenes_grant_take_back_and_remove() -> None:
+    lines: list[str] = []
+    assert await run_demo(scenes=["access", "undeploy"], out=lines.append) == 0
+    text = "\n".join(lines)
+    assert (
+        "(only bob sees) :warning: “12h” is longer than break-glass access may last: at most 8 h"
+        in text
+    )
+    assert "(only bob sees) You are not an approver for production (approvers: @sre-oncall)." in (
+        text
+    )
+    assert "(only carol sees) • :key: @bob: `admin` on *orders* in *production* until " in text
+    assert (
+        "  ↳ pitcrew: :white_check_mark: The RoleBinding `pitcrew-access-bob` is gone from"
+        " *production*."
+    ) in text
+    assert re.search(
+        r":lock: Access ended .* \(the access expired\) — !2 merged, the RoleBinding is gone from"
+        r" \*production\*",
+        text,
+    )
+    assert (
+        "  ↳ pitcrew: :wastebasket: *search-api is gone from production*: its workload was deleted"
+        " from the cluster. (also sent to the channel)"
+    ) in text
+    assert "(only bob sees) *production* not deployed" in text
+
+
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
         PitcrewError,
         match="no scene 'nope'; scenes are: foundation, help, pipelines, whatsinprod, locks,"
-        " rollouts, releases",
+        " rollouts, releases, autopilot, access, undeploy",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
 

@@ -376,8 +376,7 @@ async def test_access_buttons_trust_nothing_but_a_known_grant_id(
             "access_reject",
             grant_id,
             "alice",
-            "Only the requester or an approver for production can reject (approvers:"
-            " @sre-oncall).",
+            "Only the requester or an approver for production can reject (approvers: @sre-oncall).",
         ),
         # and the requester approves nothing of their own
         (
@@ -392,8 +391,10 @@ async def test_access_buttons_trust_nothing_but_a_known_grant_id(
     await world.quiet()
     assert [mr["state"] for mr in world.mrs()] == ["opened", "opened"]
     assert world.gitlab.read_file(GITOPS, "access/production/orders-bob.yaml") is None
-    assert world.slack.read(message).splitlines()[1].startswith(
-        ":hourglass_flowing_sand: Waiting for approval — 0/1"
+    assert (
+        world.slack.read(message)
+        .splitlines()[1]
+        .startswith(":hourglass_flowing_sand: Waiting for approval — 0/1")
     )
     refused = [e["action"] for e in await audit(world) if e["action"].endswith("-refused")]
     assert refused == ["access-approve-refused", "access-reject-refused", "access-approve-refused"]

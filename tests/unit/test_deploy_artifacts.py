@@ -58,6 +58,7 @@ READ_ONLY_RULES = {
     ("apps", "replicasets"),
     ("", "pods"),
     ("", "events"),
+    ("rbac.authorization.k8s.io", "rolebindings"),  # break-glass access, confirmed
 }
 COMMANDS = {
     "/whatsinprod",
@@ -170,7 +171,7 @@ def test_kustomization_lists_every_resource_file_but_the_secret_example() -> Non
     assert set(listed) == on_disk - {"secret.example.yaml"}
 
 
-def test_rbac_is_read_only_on_workloads_pods_and_events() -> None:
+def test_rbac_is_read_only_on_workloads_pods_events_and_rolebindings() -> None:
     role = only("ClusterRole")
     granted = set()
     for rule in role["rules"]:
