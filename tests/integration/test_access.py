@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -370,3 +371,54 @@ async def test_a_duration_over_the_limit_is_refused_with_the_limit(
     assert world.branches() == ["main"]
     audit = await RedisAuditLog(world.bot.store.redis).query(actor="U0BOB")  # type: ignore[union-attr]
     assert [e.action for e in audit][-1] == "access-refused"
+
+
+async def test_a_revoke_gitlab_could_not_open_is_said_loudly_and_tried_again(
+    start: Callable[..., Any],
+) -> None:
+    clock = Clock()
+    world: World = await start(clock=clock)
+    argo = controller(world)
+    await granted_in_production(world, argo)
+
+    # GitLab makes the revoke's commit but its answer is lost: Pitcrew removes the branch again
+    world.gitlab.fail("POST /projects/*/repository/commits", status=502, applied=True)
+    clock.advance(timedelta(hours=2, seconds=1))
+    stuck = ":warning: The merge request removing the access could not be opened: GitLab: "
+    await eventually(lambda: any(r.startswith(stuck) for r in thread(world)))
+    await world.quiet()
+    assert header(world).startswith(
+        ":hourglass_flowing_sand: The access expired: taking it back, opening the merge request —"
+        " GitLab: "
+    )
+    assert header(world).endswith("; trying again")
+    assert [mr["iid"] for mr in world.mrs()] == [1]
+    assert world.branches() == ["main"]
+    assert binding(world) is not None  # still granted: said in the channel too
+    assert access_message(world).replies[-1].reply_broadcast
+
+    # A minute later the sweep tries again, and this time it goes through.
+    clock.advance(timedelta(minutes=1))
+    await eventually(lambda: len(world.mrs()) == 2)
+    await merged(world, 2)
+    await eventually(lambda: ended(world))
+    await synced(world, argo)
+    assert binding(world) is None
+    assert mr_titles(world) == [
+        "Grant admin on orders in production to bob for 2 h",
+        "Revoke admin on orders in production from bob (expired)",
+    ]
+
+
+async def test_without_access_in_the_catalog_the_command_says_so(
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
+    text = EXAMPLE_CATALOG.read_text()
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(text[: text.index("\naccess:")] + text[text.index("\napps:") :])
+    world: World = await start(CATALOG_PATH=str(catalog))
+    assert await world.slash("/access", "production orders for 1h") == (
+        ":no_entry: Break-glass access is not set up here: the platform team adds an `access`"
+        " section to the catalog (docs/catalog.md) to offer it"
+    )
+    assert world.mrs() == []
