@@ -43,7 +43,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from bot.domain.durations import format_duration, parse_duration
+from bot.domain import durations
 from bot.domain.errors import PitcrewError
 from bot.domain.pipelines import PipelineStatus
 from bot.domain.schedules import (
@@ -520,16 +520,16 @@ def _placeholders(value: str) -> set[str]:
 
 
 def _duration(value: object) -> object:
-    """``8h`` as the one grammar of durations (``bot.domain.durations``); a bare number would
-    be read as seconds by pydantic, so only words are durations."""
+    """``8h``, written as the catalog writes every duration (a freeze's too); a bare number
+    would be read as seconds by pydantic, so only words are durations."""
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
         raise _invalid(f'expected a duration like "8h" or "1h30m", got {_describe(value)}')
-    parsed = parse_duration(value)
-    if parsed is None:
-        raise _invalid(f'"{value}" is not a duration: use "30m", "8h", "1h30m" or "1d"')
-    return parsed
+    try:
+        return parse_duration(value)
+    except ScheduleError as exc:
+        raise _invalid(str(exc)) from None
 
 
 class Access(_Model):
@@ -608,7 +608,8 @@ class Access(_Model):
             raise _invalid("must be at least a minute")
         if value > MAX_ACCESS:
             raise _invalid(
-                f"{format_duration(value)} is too long for break-glass access: at most 30 days"
+                f"{durations.format_duration(value)} is too long for break-glass access: at most"
+                " 30 days"
             )
         return value
 

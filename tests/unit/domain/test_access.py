@@ -116,7 +116,8 @@ BASE_LINES = len(without_access().splitlines())
         ),
         (
             'access:\n  subject: "oidc:{email}"\n  max: "a while"\n',
-            ['+2: access.max: "a while" is not a duration: use "30m", "8h", "1h30m" or "1d"'],
+            ['+2: access.max: "a while" is not a duration: write it like "63h", "2d", "90m"'
+             ' or "1h30m"'],
         ),
         (
             'access:\n  subject: "oidc:{email}"\n  rol: edit\n',
