@@ -161,7 +161,8 @@ async def test_an_auto_release_whose_mr_pipeline_hangs_expires(
     assert world.header() == (
         ":zzz: Expired: its merge request's pipeline did not finish within 2 s — !1 closed"
     )
-    assert world.mrs()[0]["state"] == "closed"
+    # the message is said before GitLab is asked to close the MR: wait for GitLab too
+    await eventually(lambda: world.mrs()[0]["state"] == "closed")
     note = (
         "Pitcrew closed this merge request: its merge request's pipeline did not finish within 2 s."
     )
