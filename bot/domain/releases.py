@@ -519,6 +519,7 @@ class ChangelogEntry:
     url: str
     issues: tuple[str, ...] = ()
     """Issue numbers the commit message references (``#12`` → ``"12"``)."""
+    committed_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -537,6 +538,9 @@ class Changelog:
     references: tuple[str, ...] = ()
     """Every issue and merge request the commits reference, once each, as GitLab writes them
     (``#12``, ``group/project#12``, ``!45``): who gets a note when the release ships."""
+    commit_times: tuple[datetime, ...] = ()
+    """When each commit was committed, all of them (``entries`` shows the newest only): the
+    lead time for changes counts from these."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -636,6 +640,8 @@ class Release:
     supersedes: ReleaseRef | None = None
     autopilot: AutopilotCause | None = None
     """Asked for by the autopilot (``requester`` is ``AUTOPILOT``), and why."""
+    promoted_from: str | None = None
+    """A promotion: the environment whose version it takes (``/deploy <app> from <env>``)."""
 
     @property
     def title(self) -> str:

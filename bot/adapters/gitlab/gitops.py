@@ -76,6 +76,9 @@ class GitOpsReleasesFromGitLab:
     HISTORY = 15
     """Commits of a manifest read to find the version an env ran before."""
     CHANGELOG_ENTRIES = 20
+    COMMIT_TIMES = 250
+    """Commit times kept per release (the newest): the lead time of a release bringing more
+    is counted on these."""
 
     def __init__(self, repository: GitLabRepository) -> None:
         self._repository = repository
@@ -114,10 +117,14 @@ class GitOpsReleasesFromGitLab:
                     author=c.author_name,
                     url=c.web_url,
                     issues=referenced_issues(c.message or c.title),
+                    committed_at=c.committed_at,
                 )
                 for c in newest_first[: self.CHANGELOG_ENTRIES]
             ),
             total=len(newest_first),
+            commit_times=tuple(c.committed_at for c in newest_first if c.committed_at)[
+                : self.COMMIT_TIMES
+            ],
             compare_url=comparison.web_url or None,
             issues_url=f"{comparison.project_url.rstrip('/')}/-/issues"
             if comparison.project_url

@@ -143,6 +143,7 @@ class CommitSummary:
     message: str
     author_name: str
     web_url: str
+    committed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -802,6 +803,7 @@ def _commit_summary(data: Mapping[str, Any], *, project_url: str) -> CommitSumma
         message=str(data.get("message", "")),
         author_name=str(data.get("author_name", "")),
         web_url=str(data.get("web_url") or f"{project_url}/-/commit/{sha}"),
+        committed_at=_when(data.get("committed_date")) or _when(data.get("created_at")),
     )
 
 

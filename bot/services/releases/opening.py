@@ -107,6 +107,8 @@ class _Plan:
     """The commit: the edited manifest; for an undeploy, its deletion and the kustomizations."""
     unlisted: tuple[str, ...] = ()
     """Kustomizations an undeploy takes the manifest out of."""
+    source_env: str | None = None
+    """A promotion's source environment."""
 
 
 class Opening:
@@ -342,6 +344,7 @@ class Opening:
             edits=(
                 FileEdit(path=path, action="update", content=content, revision=manifest.revision),
             ),
+            source_env=request.source_env,
         )
 
     async def _plan_undeploy(self, request: PendingRequest) -> _Plan:
@@ -459,6 +462,7 @@ class Opening:
             watched=env.name in self._watched,
             override=override,
             autopilot=autopilot,
+            promoted_from=plan.source_env,
         )
         claimed = await self._claim(release, reply=reply, user=requester)
         if claimed is None:
