@@ -96,3 +96,38 @@ ACCESS_HELD = Gauge(
     " failing to be revoked), per environment",
     ["env"],
 )
+
+# Delivery insights (DORA): counted once per record, on the replica that wrote it; historical
+# records written by ``pitcrew dora backfill`` are not counted (they are not news).
+DORA_DEPLOYMENTS = Counter(
+    "pitcrew_dora_deployments_total",
+    "Deployments recorded (releases that ended healthy or deployed, rollouts no release"
+    " explains), by app, env and kind (deploy, promotion, rollback, autopilot, outside)",
+    ["app", "env", "kind"],
+)
+DORA_LEAD_TIME = Histogram(
+    "pitcrew_dora_lead_time_seconds",
+    "Lead time for changes: from each commit of a deployed change's changelog to the deployment",
+    ["env"],
+    buckets=(
+        600, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400, 14 * 86400,
+        30 * 86400, 90 * 86400,
+    ),
+)  # fmt: skip
+DORA_FAILED_CHANGES = Counter(
+    "pitcrew_dora_failed_changes_total",
+    "Changes that failed (failed, not_seen), were superseded by a rollback, or undone by one",
+    ["app", "env"],
+)
+DORA_RESTORE = Histogram(
+    "pitcrew_dora_restore_seconds",
+    "Time to restore: from a failed change (or the rollback request that undid it) to the next"
+    " deployment of that app and env",
+    ["env"],
+    buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+)
+DORA_DIGESTS = Counter(
+    "pitcrew_dora_digests_total",
+    "Weekly digests sent, by whether their chart was uploaded (chart) or not (text)",
+    ["outcome"],
+)

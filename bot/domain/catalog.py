@@ -65,6 +65,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "CatalogProblem",
+    "Digest",
     "Environment",
     "Freeze",
     "ManifestKind",
@@ -318,12 +319,35 @@ class NotifyFilter(_Model):
         return False
 
 
+class Digest(_Model):
+    """When the team's weekly delivery digest (DORA figures, the week's deployments, a chart)
+    is posted in its channel: a cron schedule in a time zone."""
+
+    schedule: CronText = "0 9 * * 1"
+    timezone: TimeZoneName = "UTC"
+
+    @property
+    def slots(self) -> Schedule:
+        return Schedule(cron=self.schedule, timezone=self.timezone)
+
+
+def _digest_off(value: object) -> object:
+    """``digest: off`` (or ``false``, as YAML 1.1 reads ``off``) turns the digest off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return None
+    if value is None:
+        raise _invalid('write "off" to turn the digest off, or give it a schedule')
+    return value
+
+
 class Team(_Model):
     name: Name
     channel: Channel
     oncall: People | None = None
     """Mentioned when things break, and the approvers of environments that name none."""
     notify: NotifyFilter = Field(default_factory=NotifyFilter)
+    digest: Annotated[Digest | None, BeforeValidator(_digest_off)] = Field(default_factory=Digest)
+    """``None``: ``digest: off``."""
 
 
 def _require_manual(info: ValidationInfo) -> None:

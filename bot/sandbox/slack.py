@@ -24,6 +24,13 @@ Simulated, as Slack documents it:
 * Slash commands, button clicks (on messages and on the App Home) and the ``app_home_opened``
   event signed with the signing secret exactly as Slack sends them; ``views.publish`` for the
   App Home (``home``, ``read_home``).
+* Files, by the external upload flow (the only one Slack keeps): ``files.getUploadURLExternal``
+  (``filename``, ``length``) answers an ``upload_url`` on this server; a ``POST`` there (raw
+  bytes, or a multipart ``file``) stores the bytes, which must be ``length`` long;
+  ``files.completeUploadExternal`` (``files`` as JSON, ``channel_id``, ``thread_ts``,
+  ``initial_comment``) shares them as a message of the bot in that channel or thread. The bytes
+  are kept (``files()``, ``file_bytes``) and, with ``files_dir``, written there so that a person
+  can open them.
 
 Deliberately stricter than Slack, to catch bugs early: a ``thread_ts`` that names no message is
 ``thread_not_found`` (Slack would accept it); ``chat.update``/``chat.delete`` and the
@@ -33,11 +40,13 @@ Deliberately stricter than Slack, to catch bugs early: a ``thread_ts`` that name
 show it as raw text). People read a date token as its fallback.
 
 Scopes: every answer carries the token's scopes in ``X-OAuth-Scopes``, as Slack's do; only the
-history and join scopes are enforced (``scopes=``: ``conversations.history``/``replies`` without
-``channels:history``, ``conversations.join`` without ``channels:join`` answer ``missing_scope``).
+history, join and file scopes are enforced (``scopes=``: ``conversations.history``/``replies``
+without ``channels:history``, ``conversations.join`` without ``channels:join``, the ``files.*``
+methods without ``files:write`` answer ``missing_scope``).
 
 Deliberately not simulated: the other scopes (the bot has them), private channels and membership
-changes, attachments (accepted, not rendered), files, reactions, modals, Events API deliveries
+changes, attachments (accepted, not rendered), other file methods (``files.info``, the legacy
+``files.upload``), reactions, modals, Events API deliveries
 other than ``app_home_opened``, Enterprise Grid, the per-method tier limits other than the one
 above.
 """
@@ -61,6 +70,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -77,13 +87,15 @@ VERIFICATION_TOKEN = "sandbox-verification-token"
 BOT_SCOPES = (
     "chat:write,chat:write.public,commands,channels:read,channels:history,groups:read,"
     "groups:history,channels:join,metadata.message:read,im:write,users:read,users:read.email,"
-    "usergroups:read"
+    "usergroups:read,files:write"
 )
 
 _NEEDED_SCOPES = {
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
     "conversations.join": "channels:join",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 
 PACING_BURST = 3
@@ -151,6 +163,30 @@ class Message:
     replies: list[Message] = field(default_factory=list)
     seq: int = 0  # arrival order across the workspace, for transcripts
     edited_ts: str | None = None
+    files: list[SandboxFile] = field(default_factory=list)
+
+
+@dataclass
+class SandboxFile:
+    """A file uploaded by the external flow: its bytes, and where it was shared."""
+
+    id: str
+    name: str
+    length: int
+    alt_txt: str = ""
+    title: str = ""
+    content: bytes | None = None
+    """``None`` until the bytes are posted to the upload URL."""
+    channel: str | None = None
+    thread_ts: str | None = None
+    path: Path | None = None
+    """Where the bytes were written (``files_dir``), once shared."""
+
+    @property
+    def mimetype(self) -> str:
+        if self.content is not None and self.content.startswith(b"\x89PNG\r\n\x1a\n"):
+            return "image/png"
+        return "application/octet-stream"
 
 
 @dataclass
@@ -321,8 +357,11 @@ class SlackSandbox:
         clock: Callable[[], float] = time.monotonic,
         app_token: str = "xapp-sandbox-token",
         scopes: Iterable[str] | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.bot_token = bot_token
+        self.files_dir = files_dir
+        self._files: dict[str, SandboxFile] = {}
         self.scopes = tuple(BOT_SCOPES.split(",") if scopes is None else scopes)
         self.app_token = app_token
         self._sockets: list[web.WebSocketResponse] = []
@@ -373,6 +412,8 @@ class SlackSandbox:
             "usergroups.users.list": self._usergroups_users_list,
             "apps.connections.open": self._apps_connections_open,
             "views.publish": self._views_publish,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -383,6 +424,7 @@ class SlackSandbox:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{token}", self._response)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket-mode", self._socket_mode)
         app.router.add_get("/_sandbox/transcript", self._control_transcript)
         app.router.add_get("/_sandbox/messages", self._control_messages)
@@ -548,6 +590,21 @@ class SlackSandbox:
             m for c in self._channels.values() for top in c.messages for m in (top, *top.replies)
         ]
         return copy.deepcopy(sorted(found, key=lambda m: m.seq))
+
+    def files(self, channel: str | None = None) -> list[SandboxFile]:
+        """Files shared so far (in ``channel``, a name or ID), in the order they were shared."""
+        wanted = self.channel_id(channel) if channel is not None else None
+        return [
+            f
+            for f in self._files.values()
+            if f.channel is not None and (wanted is None or f.channel == wanted)
+        ]
+
+    def file_bytes(self, file_id: str) -> bytes:
+        found = self._files.get(file_id)
+        if found is None or found.content is None:
+            raise KeyError(f"no uploaded file {file_id!r} in the Slack sandbox")
+        return found.content
 
     def ephemerals(self, channel: str | None = None) -> list[Ephemeral]:
         wanted = None if channel is None else self.channel_id(channel)
@@ -926,6 +983,95 @@ class SlackSandbox:
         )
         self._ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.message_ts}
+
+    def _files_get_upload_url_external(self, params: _Params) -> JsonDict:
+        filename = params.required("filename")
+        length = params.integer("length", default=-1, low=-1, high=1 << 30)
+        if length < 1:
+            raise _SlackError("invalid_arguments")
+        file = SandboxFile(
+            id=self._new_id("F0"),
+            name=filename,
+            length=length,
+            alt_txt=params.text("alt_txt") or "",
+        )
+        self._files[file.id] = file
+        return {"upload_url": f"{self.base_url}/upload/{file.id}", "file_id": file.id}
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: raw bytes, or a multipart form's ``file`` (Slack takes both)."""
+        file = self._files.get(request.match_info["file_id"])
+        if file is None or file.content is not None:
+            return web.Response(status=404, text="Not Found")
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = form.get("file")
+            if isinstance(part, web.FileField):
+                data = part.file.read()
+            else:
+                data = part.encode() if isinstance(part, str) else bytes(part or b"")
+        else:
+            data = await request.read()
+        if len(data) != file.length:
+            return web.Response(status=400, text=f"length mismatch: {len(data)} != {file.length}")
+        file.content = data
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
+    def _files_complete_upload_external(self, params: _Params) -> JsonDict:
+        wanted = params.structured("files", error="invalid_arguments")
+        if not isinstance(wanted, list) or not wanted:
+            raise _SlackError("invalid_arguments")
+        found: list[tuple[SandboxFile, str]] = []
+        for item in wanted:
+            file = self._files.get(str(item.get("id"))) if isinstance(item, dict) else None
+            if file is None or file.content is None or file.channel is not None:
+                raise _SlackError("file_not_found")
+            found.append((file, str(item.get("title") or file.name)))
+        channel_ref = params.text("channel_id")
+        channel = self._find_channel(channel_ref, names=False) if channel_ref else None
+        if channel_ref and channel is None:
+            raise _SlackError("channel_not_found")
+        parent: Message | None = None
+        thread_ts = params.text("thread_ts")
+        if thread_ts:
+            if channel is None:
+                raise _SlackError("invalid_arguments")
+            parent = self._index.get((channel.id, thread_ts))
+            if parent is None:
+                raise _SlackError("thread_not_found")
+        shared = []
+        for file, title in found:
+            file.title = title
+            if channel is not None:
+                file.channel, file.thread_ts = channel.id, thread_ts
+                if self.files_dir is not None:
+                    self.files_dir.mkdir(parents=True, exist_ok=True)
+                    file.path = self.files_dir / f"{file.id}-{Path(file.name).name}"
+                    file.path.write_bytes(file.content or b"")
+            shared.append(file)
+        if channel is not None:
+            message = self._post(
+                channel,
+                user=BOT_USER_ID,
+                text=params.text("initial_comment") or "",
+                blocks=[],
+                metadata=None,
+                parent=parent,
+                broadcast=False,
+            )
+            message.files = shared
+        return {"files": [self._file_json(f) for f in shared]}
+
+    def _file_json(self, file: SandboxFile) -> JsonDict:
+        return {
+            "id": file.id,
+            "name": file.name,
+            "title": file.title,
+            "mimetype": file.mimetype,
+            "size": file.length,
+            "user": BOT_USER_ID,
+            "channels": [file.channel] if file.channel else [],
+        }
 
     def _apps_connections_open(self, params: _Params) -> JsonDict:
         return {"url": f"ws://{self._host}:{self._port}/socket-mode?ticket={uuid.uuid4().hex}"}
@@ -1498,6 +1644,8 @@ class SlackSandbox:
                 "is_locked": False,
                 "subscribed": False,
             }
+        if message.files:
+            body["files"] = [self._file_json(f) for f in message.files]
         if message.edited_ts is not None:
             body["edited"] = {"user": message.user, "ts": message.edited_ts}
         if metadata and message.metadata is not None:
@@ -1602,6 +1750,11 @@ class SlackSandbox:
 
     def _render_entry(self, entry: Message | Ephemeral, *, lead: str, times: bool) -> list[str]:
         body = [self._readable(line) for line in _plain_lines(entry.text, entry.blocks)] or [""]
+        if isinstance(entry, Message) and entry.files:
+            shown = [
+                f"[file: {f.title or f.name} ({f.mimetype}, {f.length} bytes)]" for f in entry.files
+            ]
+            body = [*(line for line in body if line), *shown]
         marks = []
         if entry.edits:
             marks.append(f"(edited {entry.edits}{_TIMES})")

@@ -1,0 +1,91 @@
+"""Delivery insights (the four DORA metrics) from what Pitcrew sees.
+
+What is measured is pure domain (``bot.domain.dora``); this package gathers and keeps the facts
+and tells the figures:
+
+- ``recorder``: a deployment record per app and env as releases end and as rollouts no release
+  explains finish, written once, counted in Prometheus;
+- ``reports``: ``/dora`` — the records read at once, the report worked out;
+- ``digests``: each team's weekly digest, once per slot, with its chart in the thread;
+- ``backfill``: ``pitcrew dora backfill``, deployments from before Pitcrew out of the GitOps
+  repo's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.services.catalog import CatalogHolder
+from bot.services.insights.digests import Digests
+from bot.services.insights.ports import (
+    ChartRenderer,
+    DeploymentStore,
+    DoraViews,
+    FileUploads,
+    GitOpsHistory,
+    ManifestCommit,
+    Markers,
+    MergedRequest,
+    ReleaseLookup,
+)
+from bot.services.insights.recorder import DeploymentRecorder
+from bot.services.insights.reports import DoraReports
+from bot.services.periodic import every
+from bot.services.ports import AuditLog, Outbox
+
+__all__ = [
+    "TICK_EVERY",
+    "ChartRenderer",
+    "DeploymentRecorder",
+    "DeploymentStore",
+    "DoraReports",
+    "DoraViews",
+    "FileUploads",
+    "GitOpsHistory",
+    "Insights",
+    "ManifestCommit",
+    "Markers",
+    "MergedRequest",
+    "ReleaseLookup",
+]
+
+TICK_EVERY = 15.0
+"""Seconds between two looks at the digest schedules: a digest is posted within this of its
+slot."""
+
+
+class Insights:
+    def __init__(
+        self,
+        *,
+        catalog: CatalogHolder,
+        store: DeploymentStore,
+        releases: ReleaseLookup,
+        markers: Markers,
+        outbox: Outbox,
+        views: DoraViews,
+        charts: ChartRenderer,
+        uploads: FileUploads,
+        audit: AuditLog,
+        tick_every: float = TICK_EVERY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.recorder = DeploymentRecorder(store=store, releases=releases, clock=clock)
+        self.reports = DoraReports(catalog=catalog, store=store, clock=clock)
+        self.digests = Digests(
+            catalog=catalog,
+            store=store,
+            markers=markers,
+            outbox=outbox,
+            views=views,
+            charts=charts,
+            uploads=uploads,
+            audit=audit,
+            clock=clock,
+        )
+        self._tick_every = tick_every
+
+    async def run(self) -> None:
+        """The digests' schedules, looked at every few seconds (under a lease)."""
+        await every(self._tick_every, self.digests.tick, what="weekly digests")
