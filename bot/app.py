@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
+from bot.adapters.charts.dora import DoraCharts
 from bot.adapters.gitlab.events import GitLabEvents
 from bot.adapters.gitlab.gitops import (
     AppTagsFromGitLab,
@@ -37,6 +38,7 @@ from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
 from bot.adapters.slack.actions import Actions
 from bot.adapters.slack.blocks.access import AccessBlocks
 from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
+from bot.adapters.slack.blocks.dora import DoraBlocks
 from bot.adapters.slack.blocks.home import HomeBlocks
 from bot.adapters.slack.blocks.locks import LockBlocks
 from bot.adapters.slack.blocks.pipelines import PipelineBlocks
@@ -44,6 +46,8 @@ from bot.adapters.slack.blocks.releases import ReleaseBlocks
 from bot.adapters.slack.blocks.rollouts import RolloutBlocks
 from bot.adapters.slack.bolt_app import aiohttp_handler, build_bolt_app, register_fallbacks
 from bot.adapters.slack.commands import Commands
+from bot.adapters.slack.dora import DoraAnswers
+from bot.adapters.slack.files import WAIT_FOR_MESSAGE, SlackFiles
 from bot.adapters.slack.home import SlackHome
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
@@ -52,6 +56,7 @@ from bot.adapters.store.access import RedisGrantStore
 from bot.adapters.store.audit import RedisAuditLog
 from bot.adapters.store.autopilot import RedisAutopilotStore
 from bot.adapters.store.connection import Store, open_store
+from bot.adapters.store.dora import RedisDeploymentStore
 from bot.adapters.store.failures import RedisFailureLog
 from bot.adapters.store.inbox import RedisInbox, stream_name
 from bot.adapters.store.inventory import RedisInventoryCache
@@ -70,6 +75,8 @@ from bot.services.autopilot import TICK_EVERY, Autopilot
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.home import HomeService
+from bot.services.insights import TICK_EVERY as INSIGHTS_TICK
+from bot.services.insights import Insights
 from bot.services.inventory import InventoryService
 from bot.services.locks import LockService
 from bot.services.periodic import every
@@ -111,6 +118,8 @@ class Pitcrew:
         catalog_source: CatalogSource | None = None,
         release_sweep_every: float | None = None,
         autopilot_tick: float = TICK_EVERY,
+        insights_tick: float = INSIGHTS_TICK,
+        upload_wait: float = WAIT_FOR_MESSAGE,
         claim_idle: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -123,6 +132,8 @@ class Pitcrew:
         self._catalog_source = catalog_source
         self._release_sweep_every = release_sweep_every
         self._autopilot_tick = autopilot_tick
+        self._insights_tick = insights_tick
+        self._upload_wait = upload_wait
         self._claim_idle = claim_idle
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,6 +154,7 @@ class Pitcrew:
         self.access: AccessService | None = None
         self.home: HomeService | None = None
         self.autopilot: Autopilot | None = None
+        self.insights: Insights | None = None
 
     @property
     def url(self) -> str:
@@ -302,6 +314,25 @@ class Pitcrew:
             clock=self._clock,
         )
         self.releases.when_ended(self.autopilot.on_release_ended)
+        self.insights = Insights(
+            catalog=self.catalog,
+            store=RedisDeploymentStore(self.store.redis),
+            releases=self.releases,
+            markers=RedisAutopilotStore(self.store.redis),
+            outbox=self.outbox,
+            views=DoraBlocks(),
+            charts=DoraCharts(),
+            uploads=SlackFiles(self.slack, self.outbox, wait_for_message=self._upload_wait),
+            audit=audit,
+            tick_every=self._insights_tick,
+            clock=self._clock,
+        )
+        self.releases.when_ended(self.insights.recorder.on_release_ended)
+        dora = DoraAnswers(
+            reports=self.insights.reports,
+            shares=RedisShares(self.store.redis, namespace="dora"),
+            views=DoraBlocks(),
+        )
         Commands(
             outbox=self.outbox,
             people=people,
@@ -311,6 +342,7 @@ class Pitcrew:
             whatsinprod=whatsinprod,
             releases=self.releases,
             access=self.access,
+            dora=dora,
         ).register(bolt)
         home_tab = SlackHome(self.slack)
         self.home = HomeService(
@@ -333,6 +365,7 @@ class Pitcrew:
             access=self.access,
             whatsinprod=whatsinprod,
             home=self.home.refresh,
+            dora=dora,
         ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
@@ -361,6 +394,10 @@ class Pitcrew:
             self.store.redis, name="access", owner=self.instance, ttl=self._lease_ttl
         )
         self._spawn(lead(access_lease, self.access.run_sweeper), "access-sweeper")
+        insights_lease = Lease(
+            self.store.redis, name="insights", owner=self.instance, ttl=self._lease_ttl
+        )
+        self._spawn(lead(insights_lease, self.insights.run), "insights")
         pipelines = PipelineNotifier(
             catalog=self.catalog,
             store=RedisPipelineStore(self.store.redis),
@@ -461,6 +498,7 @@ class Pitcrew:
             followers=[self.releases] if self.releases is not None else [],
             offers=self.releases,
             failures=self._failures,
+            outside=self.insights.recorder if self.insights is not None else None,
             pods={
                 context: PodReader(context=context, kubeconfig=settings.kubeconfig)
                 for context in contexts.values()

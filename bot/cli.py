@@ -348,6 +348,81 @@ def audit(*, env: str | None, user: str | None, since: str | None) -> int:
     return 0
 
 
+async def run_backfill(settings: Settings, *, days: int) -> tuple[str, list[str]]:
+    """Record the GitOps repo's deployments of the last ``days`` days: the summary line and
+    the problems (one line per app and env that could not be read)."""
+    from bot.adapters.catalog_file import FileCatalogSource
+    from bot.adapters.gitlab.gitops import GitLabCatalogSource, GitOpsHistoryFromGitLab
+    from bot.adapters.gitlab.repository import GitLabRepository
+    from bot.adapters.store.connection import open_store
+    from bot.adapters.store.dora import RedisDeploymentStore
+    from bot.services.catalog import CatalogHolder, CatalogSource
+    from bot.services.insights import DeploymentRecorder
+    from bot.services.insights.backfill import Backfill
+
+    gitlab = GitLabRepository(
+        url=str(settings.gitlab_url),
+        token=settings.gitlab_token.get_secret_value(),
+        gitops_project=settings.gitops_project,
+        branch=settings.gitops_branch,
+    )
+    source: CatalogSource = (
+        GitLabCatalogSource(gitlab, project=settings.gitops_project)
+        if settings.catalog_path is None
+        else FileCatalogSource(settings.catalog_path)
+    )
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    store = None
+    try:
+        holder = CatalogHolder(source)
+        await holder.reload()
+        store = await asyncio.to_thread(
+            open_store, redis_url=redis_url, state_dir=settings.state_dir
+        )
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        recorder = DeploymentRecorder(
+            store=RedisDeploymentStore(store.redis), releases=None, clock=clock
+        )
+        result = await Backfill(
+            catalog=holder,
+            history=GitOpsHistoryFromGitLab(gitlab),
+            recorder=recorder,
+            clock=clock,
+        ).run(days=days)
+    finally:
+        gitlab.close()
+        if store is not None:
+            await store.close()
+    per_env = ", ".join(f"{env} {n}" for env, n in result.by_env.items())
+    summary = (
+        f"recorded {result.recorded} deployment{'s' if result.recorded != 1 else ''}"
+        f" of the last {days} days"
+        + (f" ({per_env})" if per_env else "")
+        + f"; {result.already} already recorded"
+        + f"; {result.pitcrew} made through Pitcrew (recorded as they ended)"
+    )
+    return summary, result.problems
+
+
+def dora_backfill(*, days: int) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail_all(exc.problems)
+    if not 1 <= days <= 400:
+        return _fail(f"--days {days}: between 1 and 400 (records are kept 400 days)")
+    logs.configure(level="error", fmt=settings.log_format, secrets=settings.secrets)
+    _quiet_libraries()
+    try:
+        summary, problems = asyncio.run(run_backfill(settings, days=days))
+    except PitcrewError as exc:
+        return _fail(str(exc))
+    print(summary)
+    for problem in problems:
+        print(f"pitcrew: not backfilled: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pitcrew", description="ChatOps for GitOps teams on GitLab and Kubernetes."
@@ -368,7 +443,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit_parser.add_argument("--env", help="only this environment")
     audit_parser.add_argument("--user", help="only this Slack user id (U…)")
     audit_parser.add_argument("--since", help="7d, 12h, 30m, or a date like 2026-11-01")
+    dora_parser = commands.add_parser("dora", help="delivery insights (DORA)")
+    dora_commands = dora_parser.add_subparsers(dest="dora_command", metavar="command")
+    backfill_parser = dora_commands.add_parser(
+        "backfill",
+        help="record deployments from before Pitcrew, out of the GitOps repo's history",
+    )
+    backfill_parser.add_argument(
+        "--days", type=int, default=90, help="how far back (default 90, at most 400)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "dora":
+        if args.dora_command != "backfill":
+            dora_parser.print_usage(sys.stderr)
+            return _fail("dora: say what to do: pitcrew dora backfill [--days 90]")
+        return dora_backfill(days=args.days)
     if args.command == "audit":
         return audit(env=args.env, user=args.user, since=args.since)
     if args.command == "check":

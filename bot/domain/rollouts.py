@@ -748,6 +748,24 @@ def rollback_version(rollout: Rollout, *, image: str) -> str | None:
     return olds.pop() if len(olds) == 1 else None
 
 
+def version_change(rollout: Rollout, *, image: str) -> tuple[str | None, str] | None:
+    """``(old, new)``: the versions of the app's own image this rollout went between; ``None``
+    when it changed no container of that image (a sidecar, a config change, a restart) or
+    changed them to several versions at once."""
+    found: set[tuple[str | None, str]] = set()
+    for change in rollout.changes:
+        try:
+            if not ImageRef.parse(change.new).matches(image):
+                continue
+        except ImageRefError:
+            continue
+        found.add((change.old_version, change.new_version))
+    if len(found) != 1:
+        return None
+    old, new = found.pop()
+    return (old, new) if old != new else None
+
+
 def _newer(candidate: str, known: str) -> bool:
     if candidate.isdigit() and known.isdigit():
         return int(candidate) > int(known)

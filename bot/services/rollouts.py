@@ -50,6 +50,7 @@ from bot.domain.rollouts import (
     observe_pods,
     owner,
     rollback_version,
+    version_change,
     with_problems,
 )
 from bot.services.cancellation import reraise_if_cancelling
@@ -110,6 +111,24 @@ class RollbackOffers(Protocol):
         ...
 
 
+class OutsideRollouts(Protocol):
+    """Hears of rollouts of a new version that no release explains, once they end: the
+    deployment records (they count as deployments, or failed changes)."""
+
+    async def on_outside_rollout(
+        self,
+        *,
+        rollout_id: str,
+        app: str,
+        env: str,
+        version: str,
+        previous: str | None,
+        started: datetime | None,
+        ended: datetime,
+        succeeded: bool,
+    ) -> None: ...
+
+
 class RolloutViews(Protocol):
     def rollout(self, rollout: Rollout, *, app: str, env: str) -> Rendered: ...
 
@@ -140,9 +159,11 @@ class RolloutNotifier:
         followers: Sequence[RolloutFollower] = (),
         offers: RollbackOffers | None = None,
         failures: FailureLog | None = None,
+        outside: OutsideRollouts | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._catalog = catalog
+        self._outside = outside
         self._store = store
         self._outbox = outbox
         self._views = views
@@ -319,9 +340,12 @@ class RolloutNotifier:
                 metrics.ROLLOUT_DURATION.labels(announcement.what).observe(
                     (rollout.finished_at - rollout.started_at).total_seconds()
                 )
-            if await self._told_by_a_release(
+            told, explained = await self._told_by_a_release(
                 rollout, app=app.name, env=env, what=announcement.what
-            ):
+            )
+            if not explained and announcement.what in ("succeeded", "failed", "recovered"):
+                await self._record_outside(rollout, app=app, env=env, what=announcement.what)
+            if told:
                 continue
             text, blocks = self._views.rollout(rollout, app=app.name, env=env)
             await self._outbox.send(
@@ -359,9 +383,9 @@ class RolloutNotifier:
 
     async def _told_by_a_release(
         self, rollout: Rollout, *, app: str, env: str, what: Happening
-    ) -> bool:
-        """Feed the followers; ``True`` when a release tells this rollout and it has no
-        message of its own yet (else it gets one, and keeps it)."""
+    ) -> tuple[bool, bool]:
+        """Feed the followers; ``(told, explained)``: a release explains this rollout, and
+        tells it when it has no message of its own yet (else it gets one, and keeps it)."""
         explained = False
         for follower in self._followers:
             try:
@@ -373,9 +397,33 @@ class RolloutNotifier:
                 reraise_if_cancelling()
                 log.exception("a rollout follower failed", rollout=rollout.id)
         if explained and not await self._store.has_own_message(rollout.id):
-            return True
+            return True, True
         await self._store.keep_own_message(rollout.id)
-        return False
+        return False, explained
+
+    async def _record_outside(
+        self, rollout: Rollout, *, app: App, env: str, what: Happening
+    ) -> None:
+        """A rollout no release explains ended: a deployment of its new version (or a failed
+        change) done outside Pitcrew. A restart or a sidecar's change is no deployment."""
+        change = version_change(rollout, image=app.image)
+        if self._outside is None or change is None:
+            return
+        previous, version = change
+        try:
+            await self._outside.on_outside_rollout(
+                rollout_id=rollout.id,
+                app=app.name,
+                env=env,
+                version=version,
+                previous=previous,
+                started=rollout.started_at,
+                ended=rollout.finished_at or self._clock(),
+                succeeded=what != "failed",
+            )
+        except Exception:  # the notification goes on whatever the record makes of it
+            reraise_if_cancelling()
+            log.exception("an outside rollout was not recorded", rollout=rollout.id)
 
     async def _record_failure(self, rollout: Rollout, *, app: App, env: str) -> None:
         """For the App Home of the team's people; never holds the notification up."""

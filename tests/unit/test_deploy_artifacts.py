@@ -68,6 +68,7 @@ COMMANDS = {
     "/access",
     "/lock",
     "/unlock",
+    "/dora",
     "/pitcrew",
 }
 BOT_SCOPES = {
@@ -80,6 +81,7 @@ BOT_SCOPES = {
     "users:read.email",
     "usergroups:read",
     "im:write",
+    "files:write",  # the weekly digest's chart
 }
 HISTORY_SCOPES = {
     # Optional, commented out in the manifest: the outbox's look-up of a post whose answer was

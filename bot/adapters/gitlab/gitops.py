@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from datetime import datetime
 
 from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo
@@ -20,6 +21,7 @@ from bot.domain.releases import (
 )
 from bot.domain.versions import VersionTag
 from bot.services.catalog import CatalogUnavailable
+from bot.services.insights import GitOpsHistory, ManifestCommit, MergedRequest
 from bot.services.inventory import FileChange
 from bot.services.releases import FileEdit, ManifestFile, MergeRequestState
 
@@ -185,6 +187,48 @@ class GitOpsReleasesFromGitLab:
             return None
         newest = found[0]
         return PipelineLink(id=newest.id, status=newest.status, url=newest.web_url)
+
+
+class GitOpsHistoryFromGitLab(GitOpsHistory):
+    """The ``GitOpsHistory`` port: what ``pitcrew dora backfill`` reads."""
+
+    def __init__(self, repository: GitLabRepository) -> None:
+        self._repository = repository
+
+    async def manifest_commits(self, path: str, *, since: datetime) -> list[ManifestCommit]:
+        window = await self._repository.commits_touching(path, since=since)
+        before = await self._repository.commits_touching(path, until=since, limit=1)
+        found = []
+        for commit in reversed([*window, *before[:1]]):
+            try:
+                text: str | None = (await self._repository.read_file(path, ref=commit.sha)).text
+            except NotFoundInGitLab:
+                text = None  # the commit deleted the file
+            found.append(
+                ManifestCommit(sha=commit.sha, committed_at=commit.committed_at, text=text)
+            )
+        return sorted(found, key=lambda c: c.committed_at)
+
+    async def merged_requests(self, *, since: datetime) -> list[MergedRequest]:
+        return [
+            MergedRequest(
+                iid=mr.iid,
+                title=mr.title,
+                description=mr.description,
+                created_at=mr.created_at,
+                merged_at=mr.merged_at,
+                shas=mr.shas,
+            )
+            for mr in await self._repository.merged_merge_requests(since=since)
+        ]
+
+    async def commit_times(self, project: str, *, older: str, newer: str) -> tuple[datetime, ...]:
+        older_tag = await self._repository.resolve_tag(project, older)
+        newer_tag = await self._repository.resolve_tag(project, newer)
+        if older_tag is None or newer_tag is None:
+            return ()
+        comparison = await self._repository.compare(project, from_ref=older_tag, to_ref=newer_tag)
+        return tuple(c.committed_at for c in comparison.commits if c.committed_at is not None)
 
 
 class AppTagsFromGitLab:

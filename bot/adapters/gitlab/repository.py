@@ -103,6 +103,24 @@ class Change:
 
 
 @dataclass(frozen=True)
+class CommitRef:
+    sha: str
+    committed_at: datetime
+
+
+@dataclass(frozen=True)
+class MergedMergeRequest:
+    """A merged merge request of the GitOps repo, as the backfill reads it."""
+
+    iid: int
+    title: str
+    description: str
+    created_at: datetime
+    merged_at: datetime
+    shas: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Tag:
     """A tag of an app's repo; ``created_at``: the tag's date if annotated, else its commit's."""
 
@@ -272,6 +290,74 @@ class GitLabRepository:
         found = await self._call(f"the history of {path} in {name}", commits)
         mrs = await asyncio.gather(*(self._merge_request_of(c, branch=branch) for c in found))
         return [_change(c.attributes, mr) for c, mr in zip(found, mrs, strict=True)]
+
+    async def commits_touching(
+        self,
+        path: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 5000,
+    ) -> list[CommitRef]:
+        """Commits touching ``path`` on the GitOps branch in ``[since, until]``, newest first,
+        every page (at most ``limit``)."""
+        branch = await self.branch()
+        name = self.gitops_project
+        query: dict[str, Any] = {"path": path, "ref_name": branch}
+        if since is not None:
+            query["since"] = since.isoformat()
+        if until is not None:
+            query["until"] = until.isoformat()
+
+        def commits() -> list[CommitRef]:
+            found = []
+            for c in self._project(name).commits.list(
+                query_parameters=query, per_page=100, iterator=True
+            ):
+                when = _when(c.attributes.get("committed_date")) or _when(
+                    c.attributes.get("created_at")
+                )
+                if when is not None:
+                    found.append(CommitRef(sha=str(c.attributes["id"]), committed_at=when))
+                if len(found) >= limit:
+                    break
+            return found
+
+        return await self._call(f"the history of {path} in {name}", commits)
+
+    async def merged_merge_requests(self, *, since: datetime) -> list[MergedMergeRequest]:
+        """The GitOps repo's merge requests merged into its branch since ``since``."""
+        branch = await self.branch()
+        name = self.gitops_project
+
+        def get() -> list[MergedMergeRequest]:
+            found = []
+            for mr in self._project(name).mergerequests.list(
+                state="merged",
+                target_branch=branch,
+                updated_after=since.isoformat(),
+                per_page=100,
+                iterator=True,
+            ):
+                data = mr.attributes
+                merged = _when(data.get("merged_at"))
+                created = _when(data.get("created_at"))
+                if merged is None or created is None or merged < since:
+                    continue
+                shas = {data.get(k) for k in ("sha", "merge_commit_sha", "squash_commit_sha")}
+                found.append(
+                    MergedMergeRequest(
+                        iid=int(data["iid"]),
+                        title=str(data.get("title") or ""),
+                        description=str(data.get("description") or ""),
+                        created_at=created,
+                        merged_at=merged,
+                        shas=frozenset(str(s) for s in shas if s),
+                    )
+                )
+            return found
+
+        return await self._call(f"the merged merge requests of {name}", get)
 
     async def tags(self, project: str, *, search: str | None = None) -> list[Tag]:
         """Tags of ``project``, newest first; ``search`` as GitLab takes it (``^v1.4`` etc.)."""

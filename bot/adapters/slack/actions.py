@@ -26,10 +26,12 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from bot import logs
 from bot.adapters.slack.blocks.access import APPROVE as ACCESS_APPROVE
 from bot.adapters.slack.blocks.access import REJECT as ACCESS_REJECT
+from bot.adapters.slack.blocks.dora import SHARE as SHARE_DORA
 from bot.adapters.slack.blocks.releases import APPROVE, DEPLOY_ANYWAY, REJECT
 from bot.adapters.slack.blocks.releases import ROLL_BACK as ROLL_BACK_RELEASE
 from bot.adapters.slack.blocks.rollouts import ROLL_BACK as ROLL_BACK_ROLLOUT
 from bot.adapters.slack.blocks.whatsinprod import SHARE
+from bot.adapters.slack.dora import DoraAnswers
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
@@ -68,7 +70,9 @@ class Actions:
         access: AccessService | None = None,
         whatsinprod: WhatsInProd | None = None,
         home: Callable[[str], Awaitable[None]] | None = None,
+        dora: DoraAnswers | None = None,
     ) -> None:
+        self._dora = dora
         self._outbox = outbox
         self._audit = audit
         self._once = once
@@ -87,6 +91,7 @@ class Actions:
         app.action(SHARE)(self._listener(SHARE, self._share))
         app.action(ACCESS_APPROVE)(self._listener(ACCESS_APPROVE, self._access_approve))
         app.action(ACCESS_REJECT)(self._listener(ACCESS_REJECT, self._access_reject))
+        app.action(SHARE_DORA)(self._listener(SHARE_DORA, self._share_dora))
 
     def _listener(
         self,
@@ -199,3 +204,18 @@ class Actions:
             await answer(("Break-glass access is not set up here.", ()))
             return
         await self._access.reject(grant_id=value, user=user, answer=answer, origin=origin)
+    async def _share_dora(
+        self, value: str, user: str, answer: Callable[..., Awaitable[None]], origin: str
+    ) -> None:
+        """ "Share in channel" on a ``/dora`` answer: the figures as they stand now, for all."""
+        shared = await self._dora.shared(value, by=user) if self._dora else None
+        if shared is None:
+            await answer(
+                (
+                    "This answer can no longer be shared (it was asked over a day ago, or the"
+                    " catalog changed): ask `/dora` again.",
+                    (),
+                )
+            )
+            return
+        await answer(shared, in_channel=True)

@@ -21,6 +21,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import logs, metrics
 from bot.adapters.slack.blocks.help import COMMANDS, render_help
+from bot.adapters.slack.dora import DoraAnswers
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
 from bot.adapters.slack.whatsinprod import WhatsInProd
@@ -52,8 +53,10 @@ class Commands:
         whatsinprod: WhatsInProd,
         releases: ReleaseService,
         access: AccessService,
+        dora: DoraAnswers,
     ) -> None:
         self._outbox = outbox
+        self._dora = dora
         self._people = people
         self._audit = audit
         self._once = once
@@ -72,6 +75,7 @@ class Commands:
             "/access": self._access_command,
             "/lock": self._lock,
             "/unlock": self._unlock,
+            "/dora": self._dora_command,
             "/pitcrew": self._pitcrew,
         }
 
@@ -145,6 +149,12 @@ class Commands:
     ) -> None:
         """Answered from the inventory cache: never waits on GitLab."""
         await reply(await self._whatsinprod_answers.answer(command["text"]))
+
+    async def _dora_command(
+        self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]
+    ) -> None:
+        """Read from the deployment records at once: never waits on GitLab."""
+        await reply(await self._dora.answer(command["text"]))
 
     async def _pitcrew(
         self, command: dict[str, Any], reply: Callable[[Rendered], Awaitable[None]]

@@ -275,6 +275,12 @@ class SlackOutbox:
                 raise SlackUnavailable(f"could not {doing} in Slack: {exc}") from exc
         raise SlackUnavailable(f"could not {doing} in Slack: still failing after retries")
 
+    async def posted(self, key: str) -> tuple[str, str] | None:
+        """``(channel_id, ts)`` of the message ``key`` once Slack has it; ``None`` before."""
+        sent = await self._redis.hgetall(_sent(key))
+        ts, channel_id = _text(sent, "ts"), _text(sent, "channel_id")
+        return (channel_id, ts) if ts and channel_id else None
+
     @property
     def reads_history(self) -> bool:
         """Whether a lost post is looked up in the channel: the token has a history scope (or

@@ -30,7 +30,7 @@ class DeploymentRecorder:
         self,
         *,
         store: DeploymentStore,
-        releases: ReleaseLookup,
+        releases: ReleaseLookup | None,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
@@ -126,6 +126,8 @@ class DeploymentRecorder:
 
     async def _superseded_by_rollback(self, release: Release) -> bool:
         if release.state != "superseded" or release.superseded_by is None:
+            return False
+        if self._releases is None:
             return False
         other = await self._releases.release(release.superseded_by.id)
         return other is not None and other.kind == "rollback"

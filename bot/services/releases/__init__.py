@@ -157,6 +157,10 @@ class ReleaseService:
         """Releases not yet at an end (approvals are awaited among them)."""
         return await self._load(await self._store.open_ids())
 
+    async def release(self, release_id: str) -> Release | None:
+        """One release by id (the ``ReleaseLookup`` port of the deployment records)."""
+        return (await self._store.load(release_id))[0]
+
     async def requested_by(self, user: str) -> list[Release]:
         """The latest releases ``user`` asked for, newest first."""
         return await self._load(await self._store.of_requester(user))

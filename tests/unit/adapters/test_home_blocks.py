@@ -174,8 +174,10 @@ def test_help_lists_every_command_with_an_example() -> None:
     assert "e.g. `/access production orders for 2h db is locked up`" in text
     assert rendered.text == (
         "Pitcrew's commands: /whatsinprod, /deploy, /rollback, /undeploy, /access, /lock,"
-        " /unlock, /pitcrew"
+        " /unlock, /dora, /pitcrew"
     )
+    assert "e.g. `/dora` · `/dora payments 30d` · `/dora orders 90d staging`" in text
+    assert "*Share in channel* on a `/whatsinprod` or `/dora` answer" in text
     assert render_help("") == rendered
 
 

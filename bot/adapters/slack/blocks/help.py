@@ -81,6 +81,14 @@ COMMANDS: Final = (
         examples=("/unlock production",),
     ),
     CommandHelp(
+        name="/dora",
+        usage="[app|team|all] [7d|30d|90d] [env]",
+        what="delivery performance: deployments, lead time, change failure rate and time to"
+        " restore, with their DORA bands, against the period before, and the apps that weigh"
+        " most",
+        examples=("/dora", "/dora payments 30d", "/dora orders 90d staging"),
+    ),
+    CommandHelp(
         name="/pitcrew",
         usage="[help]",
         what="this list",
@@ -92,11 +100,13 @@ _ELSEWHERE: Final = (
     "*Buttons:* *Approve* / *Reject* on a release or an access request waiting for approval"
     " · *Roll back to"
     " <version>* on a failure (it runs `/rollback` as you, with the same checks and approvals)"
-    " · *Share in channel* on a `/whatsinprod` answer.\n"
+    " · *Share in channel* on a `/whatsinprod` or `/dora` answer.\n"
     "*Home tab:* open Pitcrew in Slack's sidebar for what waits for your approval, your"
     " releases, the locks and your teams' failures of the last 24 h.\n"
+    "*Weekly digest:* each team's channel gets its delivery figures and a chart, Mondays at"
+    " 09:00 UTC unless the catalog says otherwise.\n"
     "`/deploy help`, `/rollback help`, `/undeploy help`, `/access help`, `/lock help`,"
-    " `/whatsinprod help`: one command in detail."
+    " `/whatsinprod help`, `/dora help`: one command in detail."
 )
 
 

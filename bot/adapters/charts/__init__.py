@@ -1,0 +1,1 @@
+"""Charts drawn for Slack: PNG images rendered with matplotlib's Agg backend (no display)."""
