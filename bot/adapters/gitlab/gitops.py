@@ -207,7 +207,7 @@ class GitOpsHistoryFromGitLab(GitOpsHistory):
             found.append(
                 ManifestCommit(sha=commit.sha, committed_at=commit.committed_at, text=text)
             )
-        return sorted(found, key=lambda c: c.committed_at)
+        return found
 
     async def merged_requests(self, *, since: datetime) -> list[MergedRequest]:
         return [

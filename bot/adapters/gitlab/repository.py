@@ -299,11 +299,12 @@ class GitLabRepository:
         until: datetime | None = None,
         limit: int = 5000,
     ) -> list[CommitRef]:
-        """Commits touching ``path`` on the GitOps branch in ``[since, until]``, newest first,
-        every page (at most ``limit``)."""
+        """Commits touching ``path`` on the GitOps branch in ``[since, until]``, newest first
+        in topological order (a child before its parent, whatever their dates say), every
+        page (at most ``limit``)."""
         branch = await self.branch()
         name = self.gitops_project
-        query: dict[str, Any] = {"path": path, "ref_name": branch}
+        query: dict[str, Any] = {"path": path, "ref_name": branch, "order": "topo"}
         if since is not None:
             query["since"] = since.isoformat()
         if until is not None:
