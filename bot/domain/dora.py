@@ -485,45 +485,79 @@ def report(
     now = end if now is None else now
     length = end - start
     before = start - length
-    active = {
-        app
-        for (app, _), history in histories.items()
-        if any(before <= d.landed < end for d in history)
-    }
+    active: set[str] = set()
     per_app_current: dict[str, _Tally] = {}
     per_app_previous: dict[str, _Tally] = {}
     for (app, _), history in histories.items():
         if not history:
             continue
+        # One pass over every record: this runs over tens of thousands of them, so the
+        # properties (``change``, ``landed``) are spelled out inline.
         undone = undone_by(history) if any(d.kind == "rollback" for d in history) else {}
-        failures = failure_starts(history) if _may_fail(history, undone) else []
+        current, previous = _Tally(), _Tally()
         for d in history:
-            if d.deployed is not None:
-                if start <= d.deployed < end:
-                    _tally(per_app_current, app).deployment(d)
-                elif before <= d.deployed < start:
-                    _tally(per_app_previous, app).deployment(d)
-            if d.change:
-                landed = d.landed
-                failed = d.failed is not None or d.id in undone
+            deployed, failed_at = d.deployed, d.failed
+            change = d.kind != "rollback"
+            if deployed is not None:
+                if start <= deployed < end:
+                    current.deployments += 1
+                    if change and d.commits:
+                        current.leads.extend(
+                            deployed - c if deployed > c else 0.0 for c in d.commits
+                        )
+                elif before <= deployed < start:
+                    previous.deployments += 1
+                    if change and d.commits:
+                        previous.leads.extend(
+                            deployed - c if deployed > c else 0.0 for c in d.commits
+                        )
+            if failed_at is None:
+                landed = deployed if deployed is not None else d.requested
+            elif deployed is None or failed_at < deployed:
+                landed = failed_at
+            else:
+                landed = deployed
+            if before <= landed < end:
+                active.add(app)
+            if change:
+                failed = failed_at is not None or d.id in undone
                 if start <= landed < end:
-                    _tally(per_app_current, app).changed(failed)
+                    current.changes += 1
+                    current.failed += failed
                 elif before <= landed < start:
-                    _tally(per_app_previous, app).changed(failed)
-        for failure in failures:
-            restored = failure.restored if failure.restored is not None else math.inf
-            duration = failure.duration if restored <= now else None
-            if start <= failure.start < end:
-                _tally(per_app_current, app).failure(duration)
-            elif before <= failure.start < start:
-                _tally(per_app_previous, app).failure(duration)
-    current = _figures(per_app_current, start=start, end=end, active=len(active))
-    previous = _figures(per_app_previous, start=before, end=start, active=len(active))
-    return Report(current=current, previous=previous, weighing=_weigh(current))
+                    previous.changes += 1
+                    previous.failed += failed
+        if undone or any(d.failed is not None for d in history):
+            for failure in failure_starts(history):
+                restored = failure.restored if failure.restored is not None else math.inf
+                duration = failure.duration if restored <= now else None
+                if start <= failure.start < end:
+                    current.failure(duration)
+                elif before <= failure.start < start:
+                    previous.failure(duration)
+        if current.touched:
+            _add(per_app_current, app, current)
+        if previous.touched:
+            _add(per_app_previous, app, previous)
+    current_figures = _figures(per_app_current, start=start, end=end, active=len(active))
+    previous_figures = _figures(per_app_previous, start=before, end=start, active=len(active))
+    return Report(
+        current=current_figures, previous=previous_figures, weighing=_weigh(current_figures)
+    )
 
 
-def _may_fail(history: Sequence[Deployment], undone: Mapping[str, float]) -> bool:
-    return bool(undone) or any(d.failed is not None for d in history)
+def _add(tallies: dict[str, _Tally], app: str, tally: _Tally) -> None:
+    """One app's tally (an app may be in several histories: never, with one env asked)."""
+    known = tallies.get(app)
+    if known is None:
+        tallies[app] = tally
+        return
+    known.deployments += tally.deployments
+    known.leads += tally.leads
+    known.changes += tally.changes
+    known.failed += tally.failed
+    known.restores += tally.restores
+    known.unrestored += tally.unrestored
 
 
 class _Tally:
@@ -537,28 +571,15 @@ class _Tally:
         self.restores: list[float] = []
         self.unrestored = 0
 
-    def deployment(self, d: Deployment) -> None:
-        self.deployments += 1
-        if d.change and d.commits and d.deployed is not None:
-            at = d.deployed
-            self.leads.extend(at - c if at > c else 0.0 for c in d.commits)
-
-    def changed(self, failed: bool) -> None:
-        self.changes += 1
-        self.failed += failed
+    @property
+    def touched(self) -> bool:
+        return bool(self.deployments or self.changes or self.restores or self.unrestored)
 
     def failure(self, duration: float | None) -> None:
         if duration is None:
             self.unrestored += 1
         else:
             self.restores.append(duration)
-
-
-def _tally(tallies: dict[str, _Tally], app: str) -> _Tally:
-    found = tallies.get(app)
-    if found is None:
-        found = tallies[app] = _Tally()
-    return found
 
 
 def _figures(tallies: Mapping[str, _Tally], *, start: float, end: float, active: int) -> Figures:
