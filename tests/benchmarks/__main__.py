@@ -6,7 +6,7 @@ Markdown table and the conditions, writes ``bench-results.json``. Targets are th
 for this 2-core machine.
 
     python -m tests.benchmarks                  # everything (make bench)
-    BENCH=rollouts python -m tests.benchmarks   # some: intake, commands, rollouts (comma list)
+    BENCH=rollouts python -m tests.benchmarks   # some: intake, commands, rollouts, dora
     BENCH_SCALE=0.1 ...                         # smaller sizes, while developing
 
 Looking closer: ``BENCH_PROFILE=dir`` runs the bot under cProfile (``dir/<bench>.prof``), or
@@ -29,13 +29,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import commands, intake, rollouts
+from tests.benchmarks import commands, dora, intake, rollouts
 from tests.benchmarks.common import SCALE, Result, Section, machine, prepare_bytecode
 
 BENCHES: dict[str, Callable[[], Coroutine[Any, Any, Section]]] = {
     "intake": intake.run,
     "commands": commands.run,
     "rollouts": rollouts.run,
+    "dora": dora.run,
 }
 
 

@@ -371,21 +371,41 @@ async def test_backfill_records_90_days_of_gitops_history_once(
         commit(SOURCE, {"VERSION": "1.4.1\n"}, "Release 1.4.1", now - timedelta(days=130))
         gitlab.tag(SOURCE, "1.4.1")
         for version, ago in zip(versions, days, strict=True):
-            commit(SOURCE, {"VERSION": f"{version}\n"}, f"Release {version}",
-                   now - timedelta(days=ago + 1))  # fmt: skip
+            commit(
+                SOURCE,
+                {"VERSION": f"{version}\n"},
+                f"Release {version}",
+                now - timedelta(days=ago + 1),
+            )
             gitlab.tag(SOURCE, version)
         # the GitOps repo's history, oldest first: production and staging before the window,
         # then one deployment of each version to production, a rollback by hand from 2.5.0
         # to 2.4.0, and a commit that changed something else (no deployment)
-        commit(GITOPS, {PRODUCTION: deployment("1.4.1"), STAGING: deployment("1.4.1")},
-               "orders manifests", now - timedelta(days=120))  # fmt: skip
+        commit(
+            GITOPS,
+            {PRODUCTION: deployment("1.4.1"), STAGING: deployment("1.4.1")},
+            "orders manifests",
+            now - timedelta(days=120),
+        )
         for version, ago in zip(versions, days, strict=True):
-            commit(GITOPS, {PRODUCTION: deployment(version)}, f"orders {version}",
-                   now - timedelta(days=ago))  # fmt: skip
-        commit(GITOPS, {PRODUCTION: deployment("2.4.0")}, "Revert orders 2.5.0",
-               now - timedelta(days=5))  # fmt: skip
-        commit(GITOPS, {PRODUCTION: deployment("2.4.0").replace("replicas: 3", "replicas: 4")},
-               "orders: 4 replicas", now - timedelta(days=2))  # fmt: skip
+            commit(
+                GITOPS,
+                {PRODUCTION: deployment(version)},
+                f"orders {version}",
+                now - timedelta(days=ago),
+            )
+        commit(
+            GITOPS,
+            {PRODUCTION: deployment("2.4.0")},
+            "Revert orders 2.5.0",
+            now - timedelta(days=5),
+        )
+        commit(
+            GITOPS,
+            {PRODUCTION: deployment("2.4.0").replace("replicas: 3", "replicas: 4")},
+            "orders: 4 replicas",
+            now - timedelta(days=2),
+        )
 
         env = {
             **bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var"),

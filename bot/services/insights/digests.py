@@ -131,15 +131,19 @@ class Digests:
                 content=png,
             )
         except PitcrewError as exc:
-            log.warning("digest chart not uploaded; its figures go as text", team=team.name,
-                        error=str(exc))  # fmt: skip
+            log.warning(
+                "digest chart not uploaded; its figures go as text", team=team.name, error=str(exc)
+            )
             text, blocks = self._views.chart_in_text(days, reason=str(exc))
             await self._outbox.send(
                 OutgoingMessage(
-                    key=f"{key}:chart", channel=team.channel, text=text, blocks=blocks,
+                    key=f"{key}:chart",
+                    channel=team.channel,
+                    text=text,
+                    blocks=blocks,
                     thread_key=key,
                 )
-            )  # fmt: skip
+            )
             metrics.DORA_DIGESTS.labels("text").inc()
             return
         metrics.DORA_DIGESTS.labels("chart").inc()
