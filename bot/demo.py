@@ -40,6 +40,9 @@ from bot.settings import Settings
 CATALOG = Path(__file__).parent / "sandbox" / "example_catalog.yaml"
 CHANNELS = ("payments-deploys", "search-deploys", "releases")
 WEBHOOK_SECRET = "demo-webhook-secret"
+DEMO_FILES = Path(tempfile.gettempdir()) / "pitcrew-demo-files"
+"""Where the Slack sandbox keeps the files the demo's bot uploads (the digest's chart), so a
+person can open them after the demo."""
 DEMO_PACING = 0.1
 """Seconds between two messages to one channel (1.0 in production, as Slack asks)."""
 DEMO_SWEEP = 1.0
@@ -555,6 +558,23 @@ async def autopilot(stage: Stage) -> None:
     _show_issue(stage, orders, issue)
 
 
+async def insights(stage: Stage) -> None:
+    """Monday's delivery digest with its chart, then the team's DORA figures of the month."""
+    stage.say("… Monday, 09:00 UTC: each team's weekly delivery digest …")
+    now = stage.clock()
+    slot = next_slot(Schedule(cron="0 9 * * 1", timezone="UTC"), now)
+    stage.clock.skipped += slot - now + timedelta(seconds=5)
+    await _until(stage, lambda: len(stage.slack.files("payments-deploys")) >= 1)
+    [digest] = [m for m in stage.slack.messages("payments-deploys") if "Weekly delivery" in m.text]
+    for line in stage.slack.read(digest).splitlines():
+        stage.say(f"    {line}")
+    for chart in stage.slack.files("payments-deploys"):
+        where = f" — saved as {chart.path}" if chart.path else ""
+        stage.say(f"    ↳ in its thread: {chart.title} ({chart.length:,} bytes of PNG){where}")
+    stage.say("alice wants the month, for the quarterly review")
+    await stage.slash("alice", "/dora", "payments 30d", channel="payments-deploys")
+
+
 def _notes(stage: Stage, project: str, issue: int) -> list[str]:
     return [n["body"] for n in stage.gitlab.issue_notes(project, issue) if not n["system"]]
 
@@ -675,6 +695,7 @@ SCENES: dict[str, Scene] = {
     "autopilot": autopilot,
     "access": access,
     "undeploy": undeploy,
+    "insights": insights,
 }
 
 
@@ -799,6 +820,7 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
                 users=(*DEFAULT_USERS, NEWCOMER),
                 usergroups=USERGROUPS,
                 enforce_pacing=False,
+                files_dir=DEMO_FILES,
             ) as slack,
             GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
             KubeSandbox() as kube,
@@ -819,6 +841,7 @@ async def run_demo(*, scenes: Sequence[str] = (), out: Callable[[str], None] = p
                 outbox_pacing=DEMO_PACING,
                 autopilot_tick=0.2,
                 release_sweep_every=DEMO_SWEEP,
+                insights_tick=0.2,
             )
             await bot.start()
             gitlab.add_webhook(f"{bot.url}/webhooks/gitlab", secret_token=WEBHOOK_SECRET)
@@ -1168,7 +1191,12 @@ async def run_interactive(
     out("Pitcrew demo, interactive: the real bot against its built-in sandbox")
     with tempfile.TemporaryDirectory(prefix="pitcrew-demo-") as tmp:
         async with (
-            SlackSandbox(channels=CHANNELS, usergroups=USERGROUPS, enforce_pacing=False) as slack,
+            SlackSandbox(
+                channels=CHANNELS,
+                usergroups=USERGROUPS,
+                enforce_pacing=False,
+                files_dir=DEMO_FILES,
+            ) as slack,
             GitLabSandbox(Path(tmp) / "gitlab") as gitlab,
             KubeSandbox() as kube,
             aiohttp.ClientSession() as http,

@@ -77,7 +77,7 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     assert "*Access granted until " in text
     assert "@bob (direct messages)\npitcrew: :lock: Your break-glass access to *orders*" in text
     assert ":wastebasket: Removed from *production* — its workload is gone" in text
-    played = re.search(r"\(played 10 scene\(s\) in ([0-9.]+) s\)", text)
+    played = re.search(r"\(played 11 scene\(s\) in ([0-9.]+) s\)", text)
     assert played is not None
 
 
