@@ -243,18 +243,23 @@ def undone_by(history: Sequence[Deployment]) -> dict[str, float]:
     rollback was asked for whose version is the rollback's ``previous``. Only a rollback that
     deployed moved the env; undoing a rollback is no change failing.
     """
-    deployed = sorted((d for d in history if d.deployed is not None), key=_deployed_at)
+    rollbacks = [
+        d for d in history if d.kind == "rollback" and d.deployed is not None and d.previous
+    ]
+    if not rollbacks:
+        return {}
+    left = {r.previous for r in rollbacks}
+    by_version: dict[str, list[Deployment]] = {}
+    for d in history:
+        if d.version in left and d.deployed is not None:
+            by_version.setdefault(d.version, []).append(d)
+    for found in by_version.values():
+        found.sort(key=_deployed_at)
     undone: dict[str, float] = {}
-    for rollback in deployed:
-        if rollback.kind != "rollback" or rollback.previous is None:
-            continue
-        target = None
-        for candidate in deployed:
-            assert candidate.deployed is not None
-            if candidate.deployed > rollback.requested:
-                break
-            if candidate.id != rollback.id and candidate.version == rollback.previous:
-                target = candidate
+    for rollback in rollbacks:
+        candidates = by_version.get(rollback.previous or "", [])
+        at = bisect.bisect_right([_deployed_at(c) for c in candidates], rollback.requested)
+        target = next((c for c in reversed(candidates[:at]) if c.id != rollback.id), None)
         if target is not None and target.change:
             undone[target.id] = min(undone.get(target.id, math.inf), rollback.requested)
     return undone
@@ -278,15 +283,18 @@ class Failure:
         return None if self.restored is None else max(0.0, self.restored - self.start)
 
 
-def failure_starts(history: Sequence[Deployment]) -> list[Failure]:
+def failure_starts(
+    history: Sequence[Deployment], *, undone: Mapping[str, float] | None = None
+) -> list[Failure]:
     """Every failed change of one app and env, with its restore (the next deployment, of any
-    kind, at or after its failure began)."""
-    undone = undone_by(history)
+    kind, at or after its failure began). ``undone``: ``undone_by(history)``, when known."""
+    undone = undone_by(history) if undone is None else undone
+    failing = [d for d in history if d.change and (d.failed is not None or d.id in undone)]
+    if not failing:
+        return []
     good = sorted(d.deployed for d in history if d.deployed is not None)
     failures = []
-    for d in history:
-        if not d.change:
-            continue
+    for d in failing:
         starts = [t for t in (d.failed, undone.get(d.id)) if t is not None]
         if not starts:
             continue
@@ -493,7 +501,7 @@ def report(
             continue
         # One pass over every record: this runs over tens of thousands of them, so the
         # properties (``change``, ``landed``) are spelled out inline.
-        undone = undone_by(history) if any(d.kind == "rollback" for d in history) else {}
+        undone = undone_by(history)
         current, previous = _Tally(), _Tally()
         for d in history:
             deployed, failed_at = d.deployed, d.failed
@@ -528,7 +536,7 @@ def report(
                     previous.changes += 1
                     previous.failed += failed
         if undone or any(d.failed is not None for d in history):
-            for failure in failure_starts(history):
+            for failure in failure_starts(history, undone=undone):
                 restored = failure.restored if failure.restored is not None else math.inf
                 duration = failure.duration if restored <= now else None
                 if start <= failure.start < end:
