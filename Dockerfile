@@ -51,10 +51,13 @@ RUN groupadd --system --gid 10001 pitcrew \
 # Owned by root and read-only for the app user: the code cannot be modified at run time.
 COPY --from=builder /app/.venv /app/.venv
 
+# MPLCONFIGDIR: matplotlib (the weekly digest's chart) keeps its font cache there; the home
+# directory does not exist and the root filesystem is read-only, /tmp is writable.
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    STATE_DIR=/var/lib/pitcrew
+    STATE_DIR=/var/lib/pitcrew \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /app
 USER 10001:10001
