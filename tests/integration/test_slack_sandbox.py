@@ -727,3 +727,59 @@ async def test_the_bot_posts_anywhere_public_but_reads_history_only_after_joinin
     await client.conversations_join(channel=channel)
     history = await client.conversations_history(channel=channel)
     assert [m["text"] for m in history["messages"]] == ["hello"]
+
+
+# --------------------------------------------------------------------------------------------
+# Files: the external upload flow
+
+
+async def test_a_file_uploads_by_the_external_flow_into_a_thread_and_keeps_its_bytes(
+    tmp_path: Any,
+) -> None:
+    async with SlackSandbox(channels=("general",), files_dir=tmp_path / "files") as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        parent = await client.chat_postMessage(channel="general", text="digest")
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        granted = await client.files_getUploadURLExternal(
+            filename="chart.png", length=len(png), alt_txt="a chart"
+        )
+        assert granted["upload_url"].startswith(slack.base_url + "/upload/")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(granted["upload_url"], data=b"short") as refused:
+                assert refused.status == 400  # not the length announced
+            async with http.post(granted["upload_url"], data=png) as uploaded:
+                assert uploaded.status == 200
+                assert await uploaded.text() == f"OK - {len(png)}"
+        done = await client.files_completeUploadExternal(
+            files=[{"id": granted["file_id"], "title": "The week"}],
+            channel_id=parent["channel"],
+            thread_ts=parent["ts"],
+        )
+        assert done["files"][0]["mimetype"] == "image/png"
+        [file] = slack.files("general")
+        assert (file.title, file.thread_ts, file.alt_txt) == ("The week", parent["ts"], "a chart")
+        assert slack.file_bytes(file.id) == png
+        assert file.path is not None
+        assert file.path.read_bytes() == png
+        assert slack.render("general").splitlines()[-1] == (
+            f"  ↳ pitcrew: [file: The week (image/png, {len(png)} bytes)]"
+        )
+        history = await client.conversations_replies(channel=parent["channel"], ts=parent["ts"])
+        assert history["messages"][-1]["files"][0]["id"] == file.id
+        # a file is shared once; an unknown one is not found
+        for wanted in (granted["file_id"], "F0NOPE"):
+            with pytest.raises(SlackApiError) as caught:
+                await client.files_completeUploadExternal(
+                    files=[{"id": wanted}], channel_id=parent["channel"]
+                )
+            assert caught.value.response["error"] == "file_not_found"
+
+
+async def test_file_uploads_need_the_files_write_scope() -> None:
+    scopes = [s for s in SlackSandbox().scopes if s != "files:write"]
+    async with SlackSandbox(channels=("general",), scopes=scopes) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        with pytest.raises(SlackApiError) as caught:
+            await client.files_getUploadURLExternal(filename="chart.png", length=10)
+        assert caught.value.response["error"] == "missing_scope"
+        assert caught.value.response["needed"] == "files:write"
