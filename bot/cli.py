@@ -207,7 +207,8 @@ def _history(auth: Any) -> str:
 
 
 def schedule_checks(catalog: Catalog, *, now: datetime) -> list[CheckResult]:
-    """The autopilot's schedules, each with its next slot in its own time zone."""
+    """The autopilot's schedules and the teams' weekly digests, each with its next slot in its
+    own time zone."""
     from bot.domain.schedules import describe_next, format_duration
 
     results = []
@@ -221,6 +222,10 @@ def schedule_checks(catalog: Catalog, *, now: datetime) -> list[CheckResult]:
                 f" next {describe_next(freeze.slots, now)}"
             )
             results.append(CheckResult(f"freeze {env.name}", True, detail))
+    for team in catalog.teams:
+        if team.digest is not None:
+            detail = f"team {team.name}, next {describe_next(team.digest.slots, now)}"
+            results.append(CheckResult("digest", True, detail))
     return results
 
 

@@ -18,5 +18,6 @@ def test_each_schedule_with_its_next_slot() -> None:
         "ok    promote production  from staging, next Mon 30 Mar 2026 09:00 CEST (Europe/Rome)",
         "ok    freeze production   weekend freeze for 63h, next Fri 27 Mar 2026 18:00 CET"
         " (Europe/Rome)",
+        "ok    digest              team payments, next Mon 30 Mar 2026 09:00 UTC (UTC)",
         "all checks passed",
     ]
