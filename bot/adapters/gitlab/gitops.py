@@ -5,8 +5,8 @@ autopilot sees them (``AppTags``, ``IssueTracker``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 from bot.adapters.gitlab.errors import GitLabRefused, GitLabUnavailable, NotFoundInGitLab
 from bot.adapters.gitlab.repository import GitLabRepository, MergeRequestInfo

@@ -204,6 +204,7 @@ class Actions:
             await answer(("Break-glass access is not set up here.", ()))
             return
         await self._access.reject(grant_id=value, user=user, answer=answer, origin=origin)
+
     async def _share_dora(
         self, value: str, user: str, answer: Callable[..., Awaitable[None]], origin: str
     ) -> None:
