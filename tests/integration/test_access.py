@@ -262,7 +262,10 @@ async def test_at_expiry_pitcrew_takes_the_access_back_once_across_a_restart_and
     assert len(world.mrs()) == 2
     assert len(ended(world)) == 1
     audit = await RedisAuditLog(world.bot.store.redis).query(actor="pitcrew")  # type: ignore[union-attr]
-    assert [e.action for e in audit] == ["access-expired", "access-revoked"]
+    assert [e.action for e in audit if e.action.startswith("access-")] == [
+        "access-expired",
+        "access-revoked",
+    ]
     assert await world.slash("/access", "") == (
         ":key: Nobody holds break-glass access right now. Ask with"
         " `/access <env> <app> for <duration> [reason]`."

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -378,6 +380,7 @@ async def test_compare_lists_the_commits_oldest_first(
     pid = sandbox.add_project(APP)
     sandbox.commit(pid, {"VERSION": "1.4.1\n"}, message="Release 1.4.1", author="alice")
     sandbox.tag(pid, "1.4.1")
+    before = datetime.now(UTC).replace(microsecond=0)
     first = sandbox.commit(
         pid,
         {"src/pay.py": "x\n"},
@@ -391,7 +394,10 @@ async def test_compare_lists_the_commits_oldest_first(
     project_url = f"{sandbox.url}/{APP}"
     assert comparison.project_url == project_url
     assert comparison.web_url == f"{project_url}/-/compare/1.4.1...1.4.2"
-    assert comparison.commits == (
+    # each commit's time, for the lead time of changes (DORA)
+    times = [commit.committed_at for commit in comparison.commits]
+    assert all(t is not None and before <= t <= datetime.now(UTC) for t in times), times
+    assert tuple(replace(c, committed_at=None) for c in comparison.commits) == (
         CommitSummary(
             sha=first,
             title="Fix rounding (#12)",
