@@ -625,9 +625,14 @@ async def access(stage: Stage) -> None:
         await _until(stage, lambda: "Access granted" in stage.slack.read(_access_message(stage)))
         await stage.slash("carol", "/access", "", channel="releases")
         stage.say("… two hours later: the access expires …")
+        before = len(stage.gitlab.merge_requests(gitops))  # earlier scenes opened some too
         stage.clock.skipped += timedelta(hours=2, minutes=1)
-        await _until(stage, lambda: len(stage.gitlab.merge_requests(gitops)) >= 2)
-        await _pipelines(stage, gitops)
+        await _until(stage, lambda: len(stage.gitlab.merge_requests(gitops)) > before)
+        revoke = stage.gitlab.merge_requests(gitops)[-1]
+        for _ in range(10):  # its pipeline, then the merge Pitcrew asked for when it passes
+            await _pipelines(stage, gitops)
+            if stage.gitlab.merge_request(gitops, revoke["iid"])["state"] == "merged":
+                break
         stage.say("Argo CD removes the RoleBinding from production")
         await asyncio.to_thread(argo.sync)
         await _until(stage, lambda: "is gone" in stage.slack.read(_access_message(stage)))

@@ -379,7 +379,8 @@ class Grant:
             return True
         if self.state != "revoked":
             return False
-        return not self.watched or self.gone_at is not None or self.still_there
+        # "still there" is said once, but the sweep keeps looking: a late prune is told too
+        return not self.watched or self.gone_at is not None
 
 
 def binding_manifest(grant: Grant) -> str:

@@ -504,9 +504,11 @@ def _revoked(g: Grant, *, at: datetime, by: str | None) -> GrantStep | None:
     detail = f"!{g.revoke_iid} merged" if g.revoke_iid else "the file was already gone"
     if by:
         detail += f" in GitLab by {by}"
+    # the controller may prune the RoleBinding before the merge's webhook is handled
+    gone = (GrantSay(kind="gone"),) if g.watched and g.gone_at is not None else ()
     return GrantStep(
         grant=revoked,
-        says=(GrantSay(kind="revoked", broadcast=True),),
+        says=(GrantSay(kind="revoked", broadcast=True), *gone),
         effects=(Audit(action="access-revoked", detail=detail), TellHolder()),
     )
 
@@ -540,6 +542,8 @@ def _binding(g: Grant, e: BindingSeen) -> GrantStep | None:
     if not g.watched:
         return None
     if e.present:
+        if g.gone_at is not None and g.state != "revoked":
+            return GrantStep(grant=replace(g, gone_at=None))  # back before the revoke merged
         if g.seen_at is not None:
             return None
         if g.state == "active":
@@ -552,4 +556,7 @@ def _binding(g: Grant, e: BindingSeen) -> GrantStep | None:
         return None
     if g.state == "revoked" and g.gone_at is None:
         return GrantStep(grant=replace(g, gone_at=e.at), says=(GrantSay(kind="gone"),))
+    if g.state in ("revoking", "revoke_failed") and g.gone_at is None and g.seen_at is not None:
+        # pruned before the revoke's merge was handled: told with the merge (``_revoked``)
+        return GrantStep(grant=replace(g, gone_at=e.at))
     return None

@@ -76,6 +76,8 @@ async def test_the_demo_prints_the_channels_as_a_person_reads_them() -> None:
     # break-glass access, then an undeploy
     assert "*Access granted until " in text
     assert "@bob (direct messages)\npitcrew: :lock: Your break-glass access to *orders*" in text
+    assert "The RoleBinding `pitcrew-access-bob` is gone from *production*." in text
+    assert "still in *production*" not in text
     assert ":wastebasket: Removed from *production* — its workload is gone" in text
     played = re.search(r"\(played 11 scene\(s\) in ([0-9.]+) s\)", text)
     assert played is not None

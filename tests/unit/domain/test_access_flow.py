@@ -357,12 +357,36 @@ CASES: list[tuple[str, Grant, GrantEvent, tuple[str, tuple[str, ...], tuple[str,
     ),
     # ---- revoked
     ("the RoleBinding is gone", grant("revoked"), GONE, ("revoked", ("gone",), ())),
+    (
+        "pruned before the revoke's merge is handled: kept for the merge",
+        grant("revoking"),
+        GONE,
+        ("revoking", (), ()),
+    ),
+    (
+        "the merge after the RoleBinding went: both said",
+        grant("revoking", gone_at=REVOKED_AT),
+        RevokeMerged(at=REVOKED_AT),
+        ("revoked", ("revoked", "gone"), ("Audit", "TellHolder")),
+    ),
+    (
+        "back before the revoke merged: not gone after all",
+        grant("revoking", gone_at=REVOKED_AT),
+        SEEN,
+        ("revoking", (), ()),
+    ),
     ("gone twice", grant("revoked", gone_at=REVOKED_AT), GONE, None),
     (
         "still there long after",
         grant("revoked"),
         tick(REVOKED_AT + timedelta(minutes=30)),
         ("revoked", ("still_there",), ()),
+    ),
+    (
+        "gone after all, once said to be still there",
+        grant("revoked", still_there=True),
+        GONE,
+        ("revoked", ("gone",), ()),
     ),
     ("the revoke hook twice", grant("revoked"), RevokeMerged(at=REVOKED_AT), None),
     # ---- ended unmerged, then GitLab merges anyway: taken back at once
@@ -436,7 +460,7 @@ def test_a_merge_outside_pitcrew_is_audited_with_who() -> None:
         ("refused", {}, True),
         ("revoked", {}, False),  # watched: waiting for the RoleBinding to leave
         ("revoked", {"gone_at": REVOKED_AT}, True),
-        ("revoked", {"still_there": True}, True),
+        ("revoked", {"still_there": True}, False),  # a late prune is still told
         ("revoked", {"watched": False}, True),
         ("active", {}, False),
         ("revoke_failed", {}, False),

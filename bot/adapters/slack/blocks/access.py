@@ -290,7 +290,8 @@ def render_grant_note(grant: Grant, kind: GrantNote, *, by: str | None = None) -
         )
     if kind == "revoked":
         how = f"{_revoke_mr(grant)} merged" if grant.revoke_iid else "its file was already gone"
-        follow = f" Waiting for the RoleBinding to leave {env}." if grant.watched else ""
+        waiting = grant.watched and grant.gone_at is None
+        follow = f" Waiting for the RoleBinding to leave {env}." if waiting else ""
         return _one(
             f":lock: *{mention(grant.requester)}'s access to {plain(grant.app, MAX_NAME)} in"
             f" {plain(grant.env, MAX_NAME)} has ended* ({_lower(_why(grant))}): {how}.{follow}"
