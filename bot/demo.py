@@ -697,9 +697,9 @@ SCENES: dict[str, Scene] = {
     "locks": locks,
     "rollouts": rollouts,
     "releases": releases,
-    "autopilot": autopilot,
     "access": access,
     "undeploy": undeploy,
+    "autopilot": autopilot,  # it and the insights end the story on a Monday: the weekly digest
     "insights": insights,
 }
 

@@ -659,18 +659,24 @@ class Day:
 
 
 def daily(
-    histories: Iterable[Sequence[Deployment]], *, start: datetime, days: int, zone: tzinfo
+    histories: Iterable[Sequence[Deployment]], *, start: datetime, end: datetime, zone: tzinfo
 ) -> list[Day]:
-    """Deployments and the median lead time per day of ``days`` days from ``start`` (a
-    midnight in ``zone``): what the digest's chart draws."""
+    """Deployments and the median lead time per calendar day in ``zone`` of ``[start, end)``:
+    what the digest's chart draws. A window that does not begin and end at midnight (a digest
+    at 09:00) has a partial first and last day, so that the chart counts what the digest's
+    figures count, no more and no less."""
     first = start.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    edges = [(first + timedelta(days=i)) for i in range(days + 1)]
+    edges = [first]
+    while edges[-1] < end:
+        edges.append(edges[-1] + timedelta(days=1))  # wall-clock arithmetic: local midnights
+    days = len(edges) - 1
     bounds = [e.timestamp() for e in edges]
+    since, until = start.timestamp(), end.timestamp()
     counts = [0] * days
     leads: list[list[float]] = [[] for _ in range(days)]
     for history in histories:
         for d in history:
-            if d.deployed is None or not bounds[0] <= d.deployed < bounds[-1]:
+            if d.deployed is None or not since <= d.deployed < until:
                 continue
             index = bisect.bisect_right(bounds, d.deployed) - 1
             counts[index] += 1

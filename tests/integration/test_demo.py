@@ -170,7 +170,7 @@ async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
         PitcrewError,
         match="no scene 'nope'; scenes are: foundation, help, pipelines, whatsinprod, locks,"
-        " rollouts, releases, autopilot, access, undeploy",
+        " rollouts, releases, access, undeploy, autopilot, insights$",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
 

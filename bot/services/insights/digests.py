@@ -115,7 +115,7 @@ class Digests:
             )
         )
         zone = team.digest.slots.zone
-        days = daily(histories.values(), start=begins, days=WEEK_DAYS, zone=zone)
+        days = daily(histories.values(), start=begins, end=ends, zone=zone)
         if not await self._markers.claim(
             f"dora:digest:{team.name}:{_iso(slot)}:chart", ttl=MARKER_TTL
         ):

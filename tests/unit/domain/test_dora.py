@@ -409,6 +409,8 @@ def test_percentiles(values: list[float], p: float, expected: float | None) -> N
         assert median(values) == percentile(values, 50)
 
 
+DAY_DELTA = timedelta(days=1)
+
 # --------------------------------------------------------------------------------------------
 # Day by day, in the digest's zone
 
@@ -423,11 +425,38 @@ def test_daily_counts_and_lead_times_in_the_digests_zone() -> None:
         dep("too-early", deployed=0.0)._replace(deployed=at - 60),
         dep("failed", failed=0.0)._replace(failed=at + 10),
     ]
-    days = daily([history], start=monday.astimezone(UTC), days=7, zone=rome)
+    days = daily([history], start=monday.astimezone(UTC), end=monday + 7 * DAY_DELTA, zone=rome)
     assert [d.deployments for d in days] == [1, 1, 0, 0, 0, 0, 0]
     assert days[0].lead_median == 3660.0
     assert days[1].lead_median is None
     assert days[0].day == monday
+
+
+def test_a_digest_at_nine_charts_every_day_it_counts() -> None:
+    """A digest at 09:00 counts Monday 09:00 to Monday 09:00: the chart has eight days, the
+    first and last partial, and shows the deployment of the last Monday at 08:00."""
+    rome = ZoneInfo("Europe/Rome")
+    start = datetime(2026, 12, 14, 9, tzinfo=rome)
+    end = start + 7 * DAY_DELTA
+    history = [
+        dep("before-the-window", deployed=0.0)._replace(deployed=start.timestamp() - 60),
+        dep("monday-8am", deployed=0.0)._replace(deployed=end.timestamp() - 3600),
+        dep("after-the-window", deployed=0.0)._replace(deployed=end.timestamp()),
+    ]
+    days = daily([history], start=start, end=end, zone=rome)
+    assert [f"{d.day:%a %d}" for d in days] == [
+        "Mon 14", "Tue 15", "Wed 16", "Thu 17", "Fri 18", "Sat 19", "Sun 20", "Mon 21",
+    ]  # fmt: skip
+    assert [d.deployments for d in days] == [0, 0, 0, 0, 0, 0, 0, 1]
+
+
+def test_the_days_follow_the_clock_change() -> None:
+    """The week of the change to summer time in Rome: every bar starts at a local midnight."""
+    rome = ZoneInfo("Europe/Rome")
+    start = datetime(2026, 3, 23, tzinfo=rome)
+    days = daily([], start=start, end=datetime(2026, 3, 30, tzinfo=rome), zone=rome)
+    assert len(days) == 7
+    assert all((d.day.hour, d.day.minute) == (0, 0) for d in days)
 
 
 # --------------------------------------------------------------------------------------------
