@@ -169,8 +169,8 @@ async def test_the_access_and_undeploy_scenes_grant_take_back_and_remove() -> No
 async def test_an_unknown_scene_is_named_with_the_choices() -> None:
     with pytest.raises(
         PitcrewError,
-        match="no scene 'nope'; scenes are: foundation, help, pipelines, whatsinprod, locks,"
-        " rollouts, releases, access, undeploy, autopilot, insights$",
+        match=r"no scene 'nope'; scenes are: foundation, help, pipelines, whatsinprod, locks,"
+        r" rollouts, releases, access, undeploy, autopilot, insights$",
     ):
         await run_demo(scenes=["nope"], out=lambda _: None)
 
