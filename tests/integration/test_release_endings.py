@@ -297,6 +297,9 @@ async def test_two_replicas_racing_on_a_deadline_act_once(start: Callable[..., A
     await world.quiet()
     assert world.header() == ":zzz: Expired: not approved within 1 s — !1 closed"
     assert world.thread() == [":zzz: Expired (not approved within 1 s): !1 is closed."]
+    # the message is said before GitLab is asked to close the MR: wait for GitLab too
+    await eventually(lambda: world.mrs()[0]["state"] == "closed")
+    await world.quiet()
     closes = [c for c in world.gitlab.calls if c.method == "PUT" and c.path.endswith("/1")]
     assert len(closes) == 1
     audit = await RedisAuditLog(world.bot.store.redis).query(actor="pitcrew")  # type: ignore[union-attr]
