@@ -295,6 +295,28 @@ async def test_a_digest_whose_chart_cannot_be_uploaded_says_its_figures_as_text(
     assert world.slack.files() == []
 
 
+async def test_a_digest_due_while_the_bot_was_down_comes_late_once(
+    start: Callable[..., Any],
+) -> None:
+    """Monday 09:00 passed with no replica running: the digest comes when one starts, about
+    the week to 09:00, and a restart does not send it again."""
+    clock = Clock(datetime(2026, 3, 30, 12, 30, tzinfo=UTC))
+    world: World = await start(clock=clock)
+    digests = await eventually(
+        lambda: [m for m in world.slack.messages(TEAM) if "Weekly delivery" in m.text], within=20
+    )
+    assert (
+        world.slack.read(digests[0])
+        .splitlines()[0]
+        .endswith("2026-03-23 09:00 UTC → 2026-03-30 09:00 UTC")
+    )
+    await eventually(lambda: world.slack.files(TEAM), within=20)  # its chart, then a restart
+    await world.restart()
+    await asyncio.sleep(1.0)
+    await world.quiet()
+    assert len([m for m in world.slack.messages(TEAM) if "Weekly delivery" in m.text]) == 1
+
+
 async def test_two_replicas_post_one_digest_and_record_each_deployment_once(
     start: Callable[..., Any], redis_url: str
 ) -> None:

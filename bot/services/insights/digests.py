@@ -34,6 +34,10 @@ log = logs.get(__name__)
 
 MARKER_TTL: Final = timedelta(days=8).total_seconds()
 WEEK_DAYS: Final = 7
+GRACE: Final = timedelta(days=1)
+"""A digest due while no replica ran still comes, late, within a day: a late digest harms
+nobody (unlike a late promotion, which keeps the schedules' one-hour grace), a skipped one
+loses the team its week."""
 
 
 class Digests:
@@ -66,7 +70,7 @@ class Digests:
         for team in self._catalog.current.teams:
             if team.digest is None:
                 continue
-            slot = due_slot(team.digest.slots, now)
+            slot = due_slot(team.digest.slots, now, grace=GRACE)
             if slot is None:
                 continue
             key = f"dora:digest:{team.name}:{_iso(slot)}"
