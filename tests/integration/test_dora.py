@@ -36,6 +36,7 @@ from .test_release_endings import controller
 T0 = datetime(2026, 3, 25, 10, 0, tzinfo=UTC)
 """A Wednesday; the week's digest is due on Monday 30 March at 09:00 UTC."""
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -106,7 +107,8 @@ async def the_week(world: World, clock: Clock) -> None:
     - T0+4h: ``/deploy orders from staging to production`` (a promotion), healthy at T0+4h:
       its commits are 52 h and 28 h old;
     - T0+10h: ``/deploy orders 1.5.1 to production``; its rollout crashes, failed at T0+11h;
-    - T0+12h: ``/rollback orders production`` (to 1.5.0), healthy at T0+12h30.
+    - T0+12h: ``/rollback orders production`` (to 1.5.0), merged; the controller applies it
+      at T0+12h10 (within the 30 min the bot waits for a rollout), healthy at T0+12h30.
     """
     argo = controller(world)
     try:
@@ -155,8 +157,14 @@ async def the_week(world: World, clock: Clock) -> None:
         answer = await world.slash("/rollback", "orders production")
         assert "Opened !4 *Roll back orders to 1.5.0 in production*" in answer, answer
         await approve_and_merge(world)
-        clock.now = T0 + 12 * HOUR + 30 * timedelta(minutes=1)
+        # The controller applies the rollback ten minutes after its merge, well within
+        # RELEASE_ROLLOUT_WAIT (30 min), and the bot is seen following it before the clock
+        # moves on: applied only at 30 min, the rollback would rightly be "not seen" by a
+        # sweep that comes before the rollout does, and counted failed, then recovered.
+        clock.now = T0 + 12 * HOUR + 10 * MINUTE
         await asyncio.to_thread(argo.sync)
+        await eventually(lambda: "Rolling out" in header(world), within=15)
+        clock.now = T0 + 12 * HOUR + 30 * MINUTE
         await roll(world.kube)
         await eventually(lambda: "Healthy" in header(world), within=15)
         await world.quiet()
@@ -267,6 +275,58 @@ async def test_dora_reads_what_the_bot_saw_against_figures_worked_out_by_hand(
     await asyncio.sleep(0.5)
     assert len([m for m in world.slack.messages(TEAM) if "Weekly delivery" in m.text]) == 1
     assert len(world.slack.files()) == 2
+
+
+async def test_a_rollback_applied_only_after_the_rollout_wait_is_not_seen_then_recovers(
+    start: Callable[..., Any],
+) -> None:
+    """What the flaky week once showed, on purpose: the controller applies a merged rollback
+    only when ``RELEASE_ROLLOUT_WAIT`` (30 min) has passed. The channel is told it was not
+    seen, the late rollout is still followed to healthy, and the digest counts the rollback
+    as it was told: failed, then recovered, landed when it was first said to have failed."""
+    clock = Clock(T0)
+    world: World = await start(clock=clock)
+    await dated_versions(world)
+    argo = controller(world)
+    try:
+        answer = await world.slash("/deploy", "orders 1.5.0 to production")
+        assert "Opened !1" in answer, answer
+        await approve_and_merge(world)
+        await asyncio.to_thread(argo.sync)
+        await roll(world.kube)
+        await eventually(lambda: "Healthy" in header(world), within=15)
+
+        clock.now = T0 + HOUR
+        answer = await world.slash("/rollback", "orders production")
+        assert "Opened !2 *Roll back orders to 1.4.1 in production*" in answer, answer
+        await approve_and_merge(world)
+        await eventually(lambda: "Merged" in header(world) or "Deploying" in header(world))
+        # half an hour later, the controller has still applied nothing: the sweep says so
+        clock.now = T0 + HOUR + 30 * MINUTE
+        await eventually(lambda: "Not seen" in header(world), within=15)
+        assert header(world) == (
+            ":grey_question: Not seen: merged, but production never ran 1.4.1 within 30 min of"
+            " the merge — is the GitOps controller syncing? — `/rollback orders production`"
+        )
+        # the controller catches up: the late rollout is followed to its end
+        clock.now = T0 + HOUR + 40 * MINUTE
+        await asyncio.to_thread(argo.sync)
+        await roll(world.kube)
+        await eventually(lambda: "Healthy" in header(world), within=15)
+        await world.quiet()
+    finally:
+        argo.close()
+
+    clock.now = datetime(2026, 3, 30, 9, 0, 5, tzinfo=UTC)
+    await eventually(lambda: world.slack.files(TEAM), within=20)
+    await world.quiet()
+    [digest] = [m for m in world.slack.messages(TEAM) if "Weekly delivery digest" in m.text]
+    lines = world.slack.read(digest).splitlines()
+    assert "*This week*: 2 deployed, 0 failed without recovery" in lines
+    assert (
+        ":rewind: *orders* `1.5.0` → `1.4.1` · rollback · :warning: failed, then recovered"
+        " · 2026-03-25 11:30 UTC"
+    ) in lines
 
 
 async def test_a_digest_whose_chart_cannot_be_uploaded_says_its_figures_as_text(

@@ -5,19 +5,20 @@ is asked for its due slot (``due_slot``: the latest, if less than an hour late),
 is claimed with a marker keyed by team and slot (``SET NX``): of every replica and restart, one
 posts it. The digest is a keyed message of the outbox (``digest:<team>:<slot>``), so a digest
 interrupted and tried again updates, never doubles. The chart is rendered off the event loop,
-then uploaded into the digest's thread by Slack's external upload flow, once (its own marker):
-if the upload fails, the thread gets the chart's figures as text instead.
+then uploaded into the digest's thread by Slack's external upload flow, once (its own marker,
+given back with the digest's when the work is cut short, so a digest tried again still gets its
+chart): if the upload fails, the thread gets the chart's figures as text instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 from bot import logs, metrics
 from bot.domain.catalog import Team
-from bot.domain.dora import DAY, daily, report
+from bot.domain.dora import DAY, Day, daily, report
 from bot.domain.errors import PitcrewError
 from bot.domain.schedules import due_slot
 from bot.services.catalog import CatalogHolder
@@ -120,15 +121,35 @@ class Digests:
         )
         zone = team.digest.slots.zone
         days = daily(histories.values(), start=begins, end=ends, zone=zone)
-        if not await self._markers.claim(
-            f"dora:digest:{team.name}:{_iso(slot)}:chart", ttl=MARKER_TTL
-        ):
+        chart_marker = f"dora:digest:{team.name}:{_iso(slot)}:chart"
+        if not await self._markers.claim(chart_marker, ttl=MARKER_TTL):
             return
         title = self._views.chart_title(team, env=env, start=begins, end=ends)
         try:
-            png = await self._charts.weekly(title=title, days=days, zone=zone)
+            await self._chart(team, thread_key=key, env=env, slot=slot, title=title, days=days)
+        except BaseException:
+            # Cut short (the lease lost under a busy CPU, a stop) or failed: the chart's marker
+            # goes back with the digest's, or the next look would post the digest again
+            # without its chart.
+            await self._markers.unclaim(chart_marker)
+            raise
+
+    async def _chart(
+        self,
+        team: Team,
+        *,
+        thread_key: str,
+        env: str,
+        slot: datetime,
+        title: str,
+        days: Sequence[Day],
+    ) -> None:
+        """The chart in the digest's thread, or its figures as text when it cannot go."""
+        assert team.digest is not None
+        try:
+            png = await self._charts.weekly(title=title, days=days, zone=team.digest.slots.zone)
             await self._uploads.upload(
-                thread_key=key,
+                thread_key=thread_key,
                 filename=f"dora-{team.name}-{slot:%Y-%m-%d}.png",
                 title=title,
                 alt=f"Deployments per day and median lead time of {team.name} in {env}",
@@ -141,11 +162,11 @@ class Digests:
             text, blocks = self._views.chart_in_text(days, reason=str(exc))
             await self._outbox.send(
                 OutgoingMessage(
-                    key=f"{key}:chart",
+                    key=f"{thread_key}:chart",
                     channel=team.channel,
                     text=text,
                     blocks=blocks,
-                    thread_key=key,
+                    thread_key=thread_key,
                 )
             )
             metrics.DORA_DIGESTS.labels("text").inc()
