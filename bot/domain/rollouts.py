@@ -563,6 +563,9 @@ class Rollout:
     problems_at: datetime | None = None
     superseded_by: str | None = None
     """The id of the rollout that took over."""
+    deadline_before: datetime | None = None
+    """The ``lastUpdateTime`` of a ``ProgressDeadlineExceeded`` the workload showed when this
+    rollout's spec change was seen: the previous rollout's, not this one's (``_stale_deadline``)."""
 
     @property
     def workload_key(self) -> str:
@@ -839,6 +842,12 @@ def _start(
     # The spec change is first seen with the status still behind; anything later means the
     # rollout began while we were not looking, and its true start is unknown.
     seen_start = snapshot.generation > snapshot.observed_generation
+    before = snapshot.condition("Progressing")
+    deadline_before = (
+        before.last_update
+        if seen_start and before is not None and before.reason == DEADLINE_EXCEEDED
+        else None
+    )
     return Rollout(
         id=f"{snapshot.key}/{snapshot.generation}",
         context=snapshot.context,
@@ -853,6 +862,7 @@ def _start(
         started_at=snapshot.observed_at if seen_start else None,
         progressed_at=snapshot.observed_at,
         progress_deadline_seconds=snapshot.progress_deadline_seconds,
+        deadline_before=deadline_before,
     )
 
 
@@ -890,6 +900,15 @@ def _advance(
         # A failed rollout waits for completion (or a successor) without flapping; one whose
         # workload switched to OnDelete can no longer be judged, so it waits too.
         return updated, ()
+    if status.phase == "failed" and _stale_deadline(updated, snapshot):
+        status = rollout_status(_without_progressing(snapshot))
+        if _deadline_passed(updated, now=snapshot.observed_at, kinds=("Deployment",)):
+            status = Status(
+                phase="failed",
+                reason=DEADLINE_EXCEEDED,
+                message=f'deployment "{snapshot.name}" exceeded its progress deadline',
+            )
+        updated = replace(updated, message=status.message)
     if status.phase == "failed":
         failed = _fail(updated, reason=status.reason or DEADLINE_EXCEEDED, at=snapshot.observed_at)
         return failed, (Announcement(what="failed", rollout=failed),)
@@ -908,12 +927,42 @@ def _fail(rollout: Rollout, *, reason: str, at: datetime) -> Rollout:
     return replace(rollout, phase="failed", reason=reason, message=message, finished_at=at)
 
 
-def _deadline_passed(rollout: Rollout, *, now: datetime) -> bool:
-    """Pitcrew's own deadline, for the kinds whose controller keeps none."""
+def _deadline_passed(
+    rollout: Rollout, *, now: datetime, kinds: tuple[str, ...] = ("StatefulSet", "DaemonSet")
+) -> bool:
+    """Pitcrew's own deadline, for the kinds whose controller keeps none (and for a
+    Deployment whose controller still shows the previous rollout's deadline)."""
     deadline = rollout.progress_deadline_seconds
-    if rollout.kind == "Deployment" or deadline is None:
+    if rollout.kind not in kinds or deadline is None:
         return False
     return (now - rollout.progressed_at).total_seconds() > deadline
+
+
+def _stale_deadline(rollout: Rollout, snapshot: WorkloadSnapshot) -> bool:
+    """The Deployment's ``ProgressDeadlineExceeded`` is the one it showed before this rollout.
+
+    Going back to an existing ReplicaSet (a rollback after a failed rollout), the deployment
+    controller sets a Progressing condition only where there is none (``getNewReplicaSet``:
+    ``HasProgressDeadline(d) && cond == nil``), so the previous rollout's deadline stays until
+    the new one makes progress, and ``kubectl rollout status`` reports the rollback failed at
+    once. A condition not rewritten since the spec change (same ``lastUpdateTime``, the API
+    server's clock against itself) says nothing about this rollout. Only a rollout whose spec
+    change was seen can tell; Pitcrew's own deadline still applies to it.
+    """
+    condition = snapshot.condition("Progressing")
+    return (
+        rollout.kind == "Deployment"
+        and rollout.deadline_before is not None
+        and condition is not None
+        and condition.reason == DEADLINE_EXCEEDED
+        and condition.last_update is not None
+        and condition.last_update <= rollout.deadline_before
+    )
+
+
+def _without_progressing(snapshot: WorkloadSnapshot) -> WorkloadSnapshot:
+    kept = tuple(c for c in snapshot.conditions if c.type != "Progressing")
+    return replace(snapshot, conditions=kept)
 
 
 def _completed_at(snapshot: WorkloadSnapshot, rollout: Rollout) -> datetime:

@@ -1594,15 +1594,20 @@ class KubeSandbox:
                 touch=True,
             )
         elif created_revision == "FoundNewReplicaSet":
-            self._set_condition(
-                w,
-                "Progressing",
-                "True",
-                created_revision,
-                f'Found new replica set "{new.name}"',
-                now,
-                touch=True,
-            )
+            # As the deployment controller does (getNewReplicaSet: ``cond == nil``): going back
+            # to an existing ReplicaSet sets the condition only where there is none, and the
+            # status it writes keeps any other, even the previous rollout's
+            # ProgressDeadlineExceeded, until a later sync sees progress.
+            if "Progressing" not in w.conditions:
+                self._set_condition(
+                    w,
+                    "Progressing",
+                    "True",
+                    created_revision,
+                    f'Found new replica set "{new.name}"',
+                    now,
+                    touch=True,
+                )
         elif complete:
             self._set_condition(
                 w,

@@ -19,7 +19,7 @@ from bot.adapters.store.audit import RedisAuditLog
 from bot.sandbox.gitops import GitOpsController
 
 from .conftest import eventually
-from .release_world import GITOPS, IMAGE, PRODUCTION, STAGING, World, deployment, roll
+from .release_world import GITOPS, IMAGE, PRODUCTION, STAGING, TEAM, World, deployment, roll
 
 # Deadlines short enough for a test, long enough for the sandboxes to answer first.
 QUICK = {"RELEASE_PIPELINE_WAIT": "1", "RELEASE_ROLLOUT_WAIT": "3"}
@@ -147,6 +147,57 @@ async def test_a_controller_that_never_syncs_ends_not_seen_then_a_late_rollout_i
     thread = world.thread()
     assert thread.index(not_seen) < len(thread) - 1
     assert thread[-1].startswith(":large_green_circle: *orders 1.4.2 is healthy in production*")
+
+
+async def test_a_rollback_after_a_deadline_is_not_failed_by_that_deadline(
+    start: Callable[..., Any],
+) -> None:
+    """1.4.2 exceeds its progress deadline; the rollback returns to 1.4.1's ReplicaSet, and the
+    deployment controller keeps 1.4.2's ProgressDeadlineExceeded until the rollback progresses
+    (kubectl rollout status reads it as failed at once). The rollback is followed, not failed."""
+    world: World = await start()
+
+    def rollback() -> Any:
+        return [
+            m
+            for m in world.slack.messages(TEAM)
+            if m.metadata and m.metadata["event_payload"]["key"].startswith("release:")
+        ][-1]
+
+    def header() -> str:
+        return world.slack.read(rollback()).splitlines()[1]
+
+    argo = controller(world)
+    try:
+        await world.slash("/deploy", "orders 1.4.2 to production")
+        await approved_and_merged(world)
+        await asyncio.to_thread(argo.sync)
+        world.kube.fail_rollout("deploy", "orders", "orders", "ImagePullBackOff")
+        await roll(world.kube, steps=5)
+        world.kube.advance(700)
+        await eventually(lambda: "Failed" in world.header(), within=15)
+        answer = await world.slash("/rollback", "orders production")
+        assert "Opened !2" in answer, answer
+        await world.click("release_approve", user="carol", message=rollback())
+        await world.pipelines()
+        await eventually(lambda: world.mrs()[-1]["state"] == "merged")
+        await asyncio.to_thread(argo.sync)
+        world.kube.step()  # the spec change observed, the old deadline still shown
+        status = world.kube.get("Deployment", "orders", "orders")["status"]
+        [progressing] = [c for c in status["conditions"] if c["type"] == "Progressing"]
+        assert progressing["reason"] == "ProgressDeadlineExceeded"
+        assert status["observedGeneration"] == 3
+        await eventually(lambda: "Rolling out" in header(), within=15)
+        await world.quiet()
+        assert "Failed" not in header()
+        await roll(world.kube)
+        await eventually(lambda: "Healthy" in header(), within=15)
+    finally:
+        argo.close()
+    await world.quiet()
+    thread = [world.slack.read(r) for r in rollback().replies]
+    assert not [line for line in thread if line.startswith(":x:")], thread
+    assert thread[-1].startswith(":large_green_circle: *orders 1.4.1 is healthy in production*")
 
 
 async def test_an_auto_release_whose_mr_pipeline_hangs_expires(

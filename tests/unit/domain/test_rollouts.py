@@ -676,6 +676,86 @@ def test_a_new_rollout_after_a_failure_leaves_the_failed_message_alone() -> None
     assert (state.last.id, state.last.phase) == (ROLLOUT_ID, "failed")
 
 
+# A rollback to the ReplicaSet that ran before a failed rollout: the deployment controller keeps
+# the failed rollout's ProgressDeadlineExceeded (written at 620) until the rollback progresses.
+ROLLBACK_SEEN = snap(200, 900, generation=3, observed_generation=2, version="1.4.1",
+                     conditions=(DEADLINE,), **counts(2, 3, 3, 5))  # fmt: skip
+ROLLBACK_OBSERVED = replace(
+    ROLLBACK_SEEN, resource_version="201", observed_at=at(901), observed_generation=3,
+    **counts(0, 3, 3, 5),
+)  # fmt: skip
+
+
+def test_a_rollback_is_not_failed_by_the_deadline_of_the_rollout_it_undoes() -> None:
+    moving = replace(
+        ROLLBACK_OBSERVED,
+        resource_version="202",
+        observed_at=at(905),
+        conditions=(progressing("ReplicaSetUpdated", 905),),
+        **counts(2, 4, 4, 5),
+    )
+    complete = replace(
+        moving,
+        resource_version="203",
+        observed_at=at(930),
+        conditions=(progressing("NewReplicaSetAvailable", 930),),
+        **counts(4, 4, 4, 4),
+    )
+    _, transitions = run([*ROLLOUT[:4], STUCK, ROLLBACK_SEEN, ROLLBACK_OBSERVED, moving, complete])
+    rollback_id = "prod/Deployment/orders/orders/3"
+    assert said(transitions[5:]) == [
+        ("started", rollback_id),
+        ("progressed", rollback_id),  # observed: "0 out of 4 new replicas", not failed
+        ("progressed", rollback_id),
+        ("succeeded", rollback_id),
+    ]
+    stale = transitions[6].rollouts[0]
+    assert stale.phase == "progressing"
+    assert stale.message == (
+        'Waiting for deployment "orders" rollout to finish: 0 out of 4 new replicas have been'
+        " updated..."
+    )
+
+
+def test_a_rollback_that_never_progresses_fails_on_its_own_deadline() -> None:
+    """The stale condition never changes if the rollback makes no progress at all: Pitcrew
+    keeps the deadline itself, from the rollback's start (900 + 600 s)."""
+    still = replace(ROLLBACK_OBSERVED, resource_version="202", observed_at=at(1400))
+    late = replace(ROLLBACK_OBSERVED, resource_version="203", observed_at=at(1502))
+    _, transitions = run([*ROLLOUT[:4], STUCK, ROLLBACK_SEEN, ROLLBACK_OBSERVED, still, late])
+    rollback_id = "prod/Deployment/orders/orders/3"
+    assert said(transitions[5:]) == [
+        ("started", rollback_id),
+        ("progressed", rollback_id),
+        ("failed", rollback_id),
+    ]
+    failed = transitions[-1].announcements[0].rollout
+    assert (failed.reason, failed.finished_at) == (DEADLINE_EXCEEDED, at(1502))
+    assert failed.message == 'deployment "orders" exceeded its progress deadline'
+
+
+def test_a_deadline_written_during_the_rollout_fails_it() -> None:
+    """The same condition written after the rollback began is its own failure."""
+    own = replace(
+        ROLLBACK_OBSERVED,
+        resource_version="202",
+        observed_at=at(1600),
+        conditions=(progressing(DEADLINE_EXCEEDED, 1599, status="False"),),
+    )
+    _, transitions = run([*ROLLOUT[:4], STUCK, ROLLBACK_SEEN, ROLLBACK_OBSERVED, own])
+    assert said(transitions[-1:]) == [("failed", "prod/Deployment/orders/orders/3")]
+
+
+def test_an_unseen_start_cannot_tell_a_stale_deadline() -> None:
+    """Started while Pitcrew was not looking (first seen already observed): the condition's
+    age proves nothing, and it is read as kubectl reads it."""
+    _, transitions = run([*ROLLOUT[:4], STUCK, ROLLBACK_OBSERVED])
+    assert said(transitions[-1:]) == [
+        ("started", "prod/Deployment/orders/orders/3"),
+        ("failed", "prod/Deployment/orders/orders/3"),
+    ]
+
+
 def test_a_scale_during_a_rollout_keeps_the_rollout() -> None:
     scaled = snap(
         104,
