@@ -93,6 +93,12 @@ class StartupError(PitcrewError):
     """Start-up cannot go on; the message says why in one line."""
 
 
+def _report_stopped(task: asyncio.Task[None]) -> None:
+    """A worker runs until cancelled; one that ends otherwise leaves /readyz failing: say why."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker stopped", worker=task.get_name(), exc_info=task.exception())
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
 
@@ -149,7 +155,9 @@ class Pitcrew:
         return f"http://127.0.0.1:{self.bound_port}"
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_stopped)
+        self._tasks.append(task)
 
     def _catalog_source_from_settings(self, gitlab: GitLabRepository) -> CatalogSource:
         if self._catalog_source is not None:
@@ -175,12 +183,28 @@ class Pitcrew:
             raise StartupError("\n".join(f"catalog: {line}" for line in lines)) from exc
 
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        self.store = await asyncio.to_thread(
-            open_store, redis_url=redis_url, state_dir=settings.state_dir
-        )
+        try:
+            self.store = await asyncio.to_thread(
+                open_store,
+                redis_url=redis_url,
+                state_dir=settings.state_dir,
+                min_replicas=settings.redis_min_replicas,
+            )
+        except PitcrewError as exc:  # REDIS_URL unusable, the embedded server would not start
+            raise StartupError(str(exc)) from exc
         if not await self.store.ping():
             raise StartupError(f"Redis at {self.store.url_for_display} is not reachable")
-        log.info("store ready", redis=self.store.url_for_display)
+        log.info("store ready", redis=self.store.url_for_display, topology=self.store.topology)
+        replication = self.store.replication
+        if replication.required:
+            online = await self.store.replicas_online()
+            if online is not None and online < replication.replicas:
+                log.warning(
+                    "fewer Redis replicas online than REDIS_MIN_REPLICAS: webhooks get 503 and "
+                    "commands 'try again' until they are back",
+                    online=online,
+                    required=replication.replicas,
+                )
 
         self.slack = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(),
@@ -191,9 +215,11 @@ class Pitcrew:
             # a TLS handshake in production, per call. stop() closes it.
             session=ClientSession(timeout=ClientTimeout(total=15)),
         )
-        self.outbox = SlackOutbox(self.store.redis, self.slack, pacing=self._outbox_pacing)
+        self.outbox = SlackOutbox(
+            self.store.redis, self.slack, pacing=self._outbox_pacing, durability=replication
+        )
         intake = GitLabIntake(
-            RedisInbox(self.store.redis),
+            RedisInbox(self.store.redis, replication=replication),
             secret=settings.gitlab_webhook_secret.get_secret_value(),
         )
         signing_secret = (
@@ -311,6 +337,7 @@ class Pitcrew:
             whatsinprod=whatsinprod,
             releases=self.releases,
             access=self.access,
+            durability=replication,
         ).register(bolt)
         home_tab = SlackHome(self.slack)
         self.home = HomeService(
@@ -333,6 +360,7 @@ class Pitcrew:
             access=self.access,
             whatsinprod=whatsinprod,
             home=self.home.refresh,
+            durability=replication,
         ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
@@ -341,6 +369,7 @@ class Pitcrew:
             readiness=self.readiness,
         )
 
+        self._spawn(self.store.follow(), "store-follow")
         outbox_lease = Lease(
             self.store.redis, name="outbox", owner=self.instance, ttl=self._lease_ttl
         )

@@ -59,6 +59,20 @@ class Outbox(Protocol):
         ...
 
 
+class Durability(Protocol):
+    def mark(self) -> int:
+        """A token for the store's primary now, for ``confirm(since=…)``."""
+        ...
+
+    async def confirm(self, near: str | None = None, *, since: int | None = None) -> None:
+        """Return once every write made so far would survive a failover of the store
+        (``REDIS_MIN_REPLICAS`` replicas have it; at once when that is 0). Raise ``Unavailable``
+        when that cannot be confirmed in time, or when the primary changed since ``mark()``
+        gave ``since`` (writes made before may be lost): then say "try again", not "done".
+        ``near``: a key whose primary is the one to ask (Redis Cluster); every primary without."""
+        ...
+
+
 Rendered = tuple[str, Sequence[JsonBlock]]
 """A message as Slack shows it: the text fallback and the Block Kit blocks."""
 

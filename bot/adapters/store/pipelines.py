@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.adapters.redis_keys import script
 from bot.adapters.store.connection import Redis
 from bot.domain.pipelines import Pipeline, RefHistory
 from bot.services.pipelines import PipelineRecord, RefUpdate
@@ -61,8 +62,8 @@ def _text(raw: dict[bytes, bytes], name: str) -> str:
 class RedisPipelineStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._commit = redis.register_script(_COMMIT)
-        self._announced = redis.register_script(_ANNOUNCED)
+        self._commit = script(redis, _COMMIT)
+        self._announced = script(redis, _ANNOUNCED)
 
     async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None:
         raw: Any = await self._redis.hgetall(_pipeline_key(project, pipeline_id))

@@ -19,7 +19,9 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from bot import logs, metrics
+from bot.adapters.redis_keys import beside, script
 from bot.adapters.store.connection import Redis
+from bot.errors import StoreUnavailable
 from bot.services.cancellation import reraise_if_cancelling
 
 log = logs.get(__name__)
@@ -37,6 +39,12 @@ class Entry:
 
 
 Handler = Callable[[Entry], Awaitable[None]]
+
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
+return 1
+"""
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, bytes]:
@@ -66,7 +74,8 @@ class StreamConsumer:
         self._block_ms = int(block * 1000)
         self._claim_idle_ms = int(claim_idle * 1000)
         self._max_deliveries = max_deliveries
-        self._attempts_key = f"{stream}:{group}:attempts"
+        self._attempts_key = beside(stream, "attempts", group)
+        self._ack_script = script(redis, _ACK)
         self.dead_letter = f"{stream}:dead"
         self.running = False
 
@@ -96,9 +105,16 @@ class StreamConsumer:
                         last_stats = now
                     await self.read_new()
                     backoff = 0.5
-                except (RedisError, OSError) as exc:
+                except (RedisError, OSError, StoreUnavailable) as exc:
                     reraise_if_cancelling()
                     log.warning("stream read failed; retrying", stream=self.stream, error=str(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                except Exception:
+                    # redis-py's cluster client can raise others while it re-maps slots (a
+                    # connection closed under a command): the worker must outlive them.
+                    reraise_if_cancelling()
+                    log.exception("stream worker error; retrying", stream=self.stream)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
         finally:
@@ -146,7 +162,7 @@ class StreamConsumer:
             await self._handler(entry)
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError):
+        except (RedisError, OSError, StoreUnavailable):
             raise  # the store is down: leave the entry pending, the loop waits and retries
         except Exception as exc:
             attempts = int(await self._redis.hincrby(self._attempts_key, entry.id, 1))
@@ -172,10 +188,7 @@ class StreamConsumer:
         await self._ack(entry.id)
 
     async def _ack(self, entry_id: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, entry_id)
-            pipe.hdel(self._attempts_key, entry_id)
-            await pipe.execute()
+        await self._ack_script(keys=[self.stream, self._attempts_key], args=[self.group, entry_id])
 
     async def update_stats(self) -> None:
         with contextlib.suppress(ResponseError):
