@@ -29,13 +29,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import commands, intake, rollouts
+from tests.benchmarks import commands, intake, rollouts, throughput
 from tests.benchmarks.common import SCALE, Result, Section, machine, prepare_bytecode
 
 BENCHES: dict[str, Callable[[], Coroutine[Any, Any, Section]]] = {
     "intake": intake.run,
     "commands": commands.run,
     "rollouts": rollouts.run,
+    "throughput": throughput.run,
 }
 
 
