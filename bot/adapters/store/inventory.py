@@ -71,7 +71,7 @@ class RedisInventoryCache:
 
     async def drop_live(self, app: str, env: str) -> None:
         """The app's workload was deleted from ``env``: no live state to show any more."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(_LIVE, f"{app}\0{env}")
             pipe.incr(_VERSION)
             await pipe.execute()
