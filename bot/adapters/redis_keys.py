@@ -22,7 +22,9 @@ scheme on every topology (one server, Sentinel, Cluster), so the rule holds ever
    ``pipeline(transaction=True)`` (``MULTI``): write a script instead (a unit test checks both).
 
 A plain ``pipeline(transaction=False)`` may mix keys of any slots: the cluster client splits it
-by node. Such a pipeline is a batch, not a transaction.
+by node. Such a pipeline is a batch, not a transaction: ``run_scripts`` sends many script calls
+(each on its one anchor) in one round trip. On one server the calls run in the order given; on a
+cluster, in that order on each node, which keeps every anchor's calls in order.
 """
 
 from __future__ import annotations
@@ -33,7 +35,16 @@ from typing import Any
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-__all__ = ["CrossSlot", "Script", "beside", "hashed", "script", "slot"]
+__all__ = [
+    "CrossSlot",
+    "Script",
+    "ScriptCall",
+    "beside",
+    "hashed",
+    "run_scripts",
+    "script",
+    "slot",
+]
 
 
 class CrossSlot(Exception):
@@ -112,3 +123,37 @@ def is_missing_script(error: BaseException) -> bool:
     """Whether a pipeline failed because a server did not know a script (after a failover or a
     restart): load it, then run the batch again."""
     return isinstance(error, NoScriptError) or "NOSCRIPT" in str(error)
+
+
+ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
+"""A script, its keys, its arguments."""
+
+
+async def run_scripts(redis: Any, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run many script calls in one round trip (a pipeline, not a transaction); their results
+    in order. A server that did not know a script (after a restart or a failover) gets it, and
+    the calls it refused run again, after the others: a caller whose calls depend on each other
+    (compare-and-set on a version) sees the later ones fail and tries them again, as for any
+    lost race. A call that failed otherwise raises its error (``RedisError``)."""
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in range(2):
+        if not todo:
+            break
+        async with redis.pipeline(transaction=False) as pipe:
+            for index in todo:
+                source, keys, args = calls[index]
+                source.queue(pipe, keys=keys, args=args)
+            answers = await pipe.execute(raise_on_error=False)
+        missing: dict[int, Script] = {}
+        for index, answer in zip(todo, answers, strict=True):
+            results[index] = answer
+            if isinstance(answer, Exception) and attempt == 0 and is_missing_script(answer):
+                missing[index] = calls[index][0]
+        for source in {id(s): s for s in missing.values()}.values():
+            await source.load(redis)
+        todo = list(missing)
+    for answer in results:
+        if isinstance(answer, Exception):
+            raise answer
+    return results

@@ -58,6 +58,10 @@ class Outbox(Protocol):
         With a ``version``, a state older than one already queued for the key is ignored."""
         ...
 
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        """``send`` for many messages at once (each with its version), in order."""
+        ...
+
 
 class Durability(Protocol):
     def mark(self) -> int:

@@ -39,6 +39,7 @@ from tests.benchmarks.common import (
     CpuMeter,
     Helper,
     Section,
+    Spy,
     app_name,
     bot_env,
     count_delta,
@@ -112,6 +113,7 @@ async def play(
         commands = await redis_commands(redis_url)
         cpu_before = sum(cpu_seconds(b.pid) or 0.0 for b in bots)
         meter.start()
+        spies = [Spy(b.pid, f"throughput-{first_id}-{b.name}") for b in bots]
         started = time.perf_counter()
         sending = asyncio.create_task(
             fire(http, [f"{b.url}/webhooks/gitlab" for b in bots], deliveries, rate=None)
@@ -129,6 +131,8 @@ async def play(
                 break
         fired = await sending
         cpu = meter.read()
+        for spy in spies:
+            spy.stop()
         used = sum(cpu_seconds(b.pid) or 0.0 for b in bots) - cpu_before
         ran = count_delta(await redis_commands(redis_url), commands)
         distinct = fired.statuses.get("queued", 0)

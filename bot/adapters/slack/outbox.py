@@ -64,7 +64,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import logs, metrics
-from bot.adapters.redis_keys import Script, beside, script
+from bot.adapters.redis_keys import Script, ScriptCall, beside, run_scripts, script
 from bot.domain.errors import Unavailable
 from bot.errors import SlackUnavailable
 from bot.services.cancellation import reraise_if_cancelling
@@ -235,15 +235,23 @@ class SlackOutbox:
     async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
         """Queue the newest state of ``message.key``. With a ``version``, a state older than one
         already taken for the key is ignored: a slow replica never overwrites a newer state."""
-        channel = message.channel
-        await self._enqueue(
-            keys=[
+        await self.send_many([(message, version)])
+
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        """``send`` for many messages in one round trip (each message's script on its channel's
+        anchor), in order: a thread reply given after its parent is queued after it."""
+        if not messages:
+            return
+        calls: list[ScriptCall] = []
+        for message, version in messages:
+            channel = message.channel
+            keys = [
                 _want(channel, message.key),
                 _queue(channel),
                 _seq(channel),
                 _version(channel, message.key),
-            ],
-            args=[
+            ]
+            args = [
                 message.channel,
                 message.text,
                 json.dumps(list(message.blocks), separators=(",", ":")),
@@ -252,11 +260,13 @@ class SlackOutbox:
                 message.key,
                 KEY_TTL_MS,
                 "" if version is None else str(version),
-            ],
-        )
-        # After the script: a deliverer that just found the queue empty and retired the channel
-        # sees it listed again (see _retire).
-        await self._redis.sadd(_CHANNELS, channel)
+            ]
+            calls.append((self._enqueue, keys, args))
+        await run_scripts(self._redis, calls)
+        # After the scripts (a second round trip: on a cluster, one pipeline's commands to
+        # different nodes have no order): a deliverer that just found a queue empty and retired
+        # its channel sees it listed again (see _retire).
+        await self._redis.sadd(_CHANNELS, *dict.fromkeys(m.channel for m, _ in messages))
         self._wake.set()
 
     async def respond(

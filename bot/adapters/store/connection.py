@@ -48,6 +48,12 @@ FOLLOW_EVERY = 1.0
 """Seconds between two questions to the sentinels: where is the primary now?"""
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
+MAX_CONNECTIONS = 1000
+"""Per Redis server. redis-py caps a pool at 100 connections by default and *fails* the next
+command ("Too many connections") rather than waiting; under a burst of webhooks the intake
+(one connection per request in flight), the outbox (one task per channel with work) and the
+workers together need more, and a failed command there is a 503 or a lost lease. Redis itself
+takes 10,000 clients."""
 
 
 class StoreUnsupported(PitcrewError):
@@ -119,7 +125,11 @@ def client_for(url: str) -> Redis:
 def _connect(url: str, target: RedisLocation) -> tuple[Redis, Sentinel | None]:
     if target.topology in ("server", "socket"):
         client: Redis = aioredis.from_url(
-            url, retry=_retry(), health_check_interval=15, **_TIMEOUTS
+            url,
+            retry=_retry(),
+            health_check_interval=15,
+            max_connections=MAX_CONNECTIONS,
+            **_TIMEOUTS,
         )
         return client, None
     secret = credentials(url)
@@ -137,6 +147,7 @@ def _connect(url: str, target: RedisLocation) -> tuple[Redis, Sentinel | None]:
             db=target.db,
             retry=_retry(),
             health_check_interval=15,
+            max_connections=MAX_CONNECTIONS,
             **auth,
             **_TIMEOUTS,
         )
@@ -152,6 +163,7 @@ def _connect(url: str, target: RedisLocation) -> tuple[Redis, Sentinel | None]:
         password=secret.password,
         socket_timeout=2.0,
         socket_connect_timeout=1.0,
+        max_connections=MAX_CONNECTIONS,
     )
     return cluster, None
 

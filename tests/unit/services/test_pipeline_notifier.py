@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,13 @@ from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.domain.catalog import parse_catalog
 from bot.domain.pipelines import PipelineObserved, RefHistory
 from bot.services.catalog import CatalogHolder
-from bot.services.pipelines import PipelineNotifier, PipelineRecord, RefUpdate
+from bot.services.pipelines import (
+    Commit,
+    PipelineKey,
+    PipelineNotifier,
+    PipelineRecord,
+    RefUpdate,
+)
 from bot.services.ports import OutgoingMessage
 
 CATALOG = Path(__file__).parents[2] / "fixtures" / "catalog.yaml"
@@ -30,14 +37,18 @@ class MemoryStore:
         self.records: dict[tuple[str, int], PipelineRecord] = {}
         self.refs: dict[str, tuple[RefHistory, int]] = {}
 
-    async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None:
-        return self.records.get((project, pipeline_id))
+    async def load(self, pipelines: Sequence[PipelineKey]) -> list[PipelineRecord | None]:
+        return [self.records.get(key) for key in pipelines]
 
-    async def load_ref(self, *, project: str, scope: str) -> tuple[RefHistory | None, int]:
-        history, version = self.refs.get(scope, (None, 0))
-        return history, version
+    async def load_refs(
+        self, scopes: Sequence[tuple[str, str]]
+    ) -> list[tuple[RefHistory | None, int]]:
+        return [self.refs.get(scope, (None, 0)) for _, scope in scopes]
 
-    async def commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
+    async def commit(self, commits: Sequence[Commit]) -> list[bool]:
+        return [self._commit(c.record, expected=c.expected, ref=c.ref) for c in commits]
+
+    def _commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
         key = (record.state.project, record.state.id)
         current = self.records.get(key)
         if (current.version if current else 0) != expected:
@@ -50,11 +61,10 @@ class MemoryStore:
         self.records[key] = replace(record, announced=announced)
         return True
 
-    async def mark_announced(self, *, project: str, pipeline_id: int, version: int) -> None:
-        record = self.records[(project, pipeline_id)]
-        self.records[(project, pipeline_id)] = replace(
-            record, announced=max(record.announced, version)
-        )
+    async def mark_announced(self, announced: Sequence[tuple[PipelineKey, int]]) -> None:
+        for key, version in announced:
+            record = self.records[key]
+            self.records[key] = replace(record, announced=max(record.announced, version))
 
 
 class MemoryOutbox:
@@ -63,10 +73,16 @@ class MemoryOutbox:
         self.fail_next = 0
 
     async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
+        await self.send_many([(message, version)])
+
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        if not messages:
+            return
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("the process died here")
-        self.sent[message.key] = (message, version)
+        for message, version in messages:
+            self.sent[message.key] = (message, version)
 
 
 class People:
