@@ -40,7 +40,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bot import logs, metrics
-from bot.adapters.redis_keys import Script, beside, is_missing_script, slot
+from bot.adapters.redis_keys import (
+    Script,
+    ScriptCall,
+    beside,
+    is_missing_script,
+    same_hash,
+    slot,
+)
 from bot.errors import StoreUnavailable
 
 log = logs.get(__name__)
@@ -103,6 +110,26 @@ class Replication:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         self._check(acked, since=since)
         return result
+
+    async def run_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """``run`` for many script calls whose keys all hash on one anchor: one round trip, and
+        one ``WAIT`` after them all. Each call's result in order, or the error that call met
+        (a ``RedisError`` of its own); ``StoreUnavailable`` for the whole when the store fails
+        or the replicas do not confirm in time."""
+        if not calls:
+            return []
+        same_hash([key for _, keys, _ in calls for key in keys])
+        try:
+            since = self.mark()
+            if isinstance(self._redis, RedisCluster):
+                results, acked = await self._run_many_on_cluster(calls)
+            else:
+                results, acked = await self._run_many_on_one_primary(calls)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        if self.replicas:
+            self._check(acked, since=since)
+        return results
 
     async def confirm(self, near: str | None = None, *, since: int | None = None) -> None:
         """Return once the replicas have every write made so far (on a cluster: of the primary
@@ -180,6 +207,56 @@ class Replication:
             return result, int(acked)
         raise AssertionError("unreachable")
 
+    async def _run_many_on_one_primary(self, calls: Sequence[ScriptCall]) -> tuple[list[Any], int]:
+        wanted = await self._to_wait_for() if self.replicas else None
+        return await self._batch(self._redis.pipeline(transaction=False), calls, wanted, {})
+
+    async def _batch(
+        self,
+        pipe: Any,
+        calls: Sequence[ScriptCall],
+        wanted: int | None,
+        options: dict[str, Any],
+        *,
+        cluster: bool = False,
+    ) -> tuple[list[Any], int]:
+        """The calls and a ``WAIT`` (when ``wanted`` is not None) on one connection; the calls a
+        server refused for want of their script run again once it is loaded (with a ``WAIT``
+        again: for them)."""
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        acked = 0
+        for attempt in range(2):
+            for index in todo:
+                source, keys, args = calls[index]
+                source.queue(pipe, keys=keys, args=args, **options)
+            if wanted is not None:
+                pipe.wait(wanted, self._timeout_ms, **options)
+            if cluster:
+                answers = await pipe.execute(raise_on_error=False, allow_redirections=False)
+            else:
+                async with pipe:
+                    answers = await pipe.execute(raise_on_error=False)
+            if wanted is not None:
+                *answers, waited = answers
+                if isinstance(waited, Exception):
+                    raise waited
+                acked = int(waited)
+            missing: dict[int, Script] = {}
+            for index, answer in zip(todo, answers, strict=True):
+                results[index] = answer
+                if isinstance(answer, Exception) and attempt == 0 and is_missing_script(answer):
+                    missing[index] = calls[index][0]
+            if not missing:
+                break
+            for source in {id(s): s for s in missing.values()}.values():
+                await source.load(self._redis)
+            todo = list(missing)
+            pipe = (
+                self._redis.pipeline(transaction=False) if not cluster else self._redis.pipeline()
+            )
+        return results, acked
+
     async def _on_one_primary(self, near: str) -> int:
         wanted = await self._to_wait_for()
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -212,6 +289,27 @@ class Replication:
                 return result, await self._on_cluster(keys[0])
             return result, int(acked)
         raise AssertionError("unreachable")
+
+    async def _run_many_on_cluster(self, calls: Sequence[ScriptCall]) -> tuple[list[Any], int]:
+        redis: RedisCluster = self._redis
+        await redis.initialize()
+        anchor = calls[0][1][0]
+        node = redis.get_node_from_key(anchor)
+        wanted = await self._to_wait_for(node) if self.replicas else None
+        results, acked = await self._batch(
+            redis.pipeline(), calls, wanted, {"target_nodes": node}, cluster=True
+        )
+        if not any(isinstance(r, Exception) and not is_missing_script(r) for r in results):
+            return results, acked
+        # The slot moved (MOVED, ASK, TRYAGAIN) or the node failed: the client's own calls
+        # follow the cluster, then the wait goes to whichever primary took them.
+        for index, (source, keys, args) in enumerate(calls):
+            if isinstance(results[index], Exception):
+                try:
+                    results[index] = await source(keys=keys, args=args)
+                except RedisError as exc:
+                    results[index] = exc
+        return results, (await self._on_cluster(anchor) if self.replicas else 0)
 
     async def _on_cluster(self, near: str) -> int:
         redis: RedisCluster = self._redis
