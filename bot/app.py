@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,7 +88,7 @@ PROGRESS_DEADLINE = 600
 """Seconds without progress before a StatefulSet or DaemonSet rollout fails (Deployments carry
 their own ``progressDeadlineSeconds``)."""
 STOP_TIMEOUT = 10.0
-GITLAB_BATCH = 500
+GITLAB_BATCH = 1000
 """Stream entries the GitLab worker reads and handles at once (XREADGROUP COUNT): under load,
 one round trip per step serves hundreds of events; when traffic is light a read returns what
 there is, one entry included."""
@@ -104,7 +105,9 @@ def _report_stopped(task: asyncio.Task[None]) -> None:
 
 
 def instance_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
+    """Unique per bot: two bots of one process (tests, the demo) must not share leases or a
+    consumer name (``id(object())`` did: a freed object's address comes back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class Pitcrew:

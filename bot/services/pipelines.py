@@ -12,7 +12,12 @@ at-least-once delivery, rests on three rules:
 3. **Due announcements are remembered.** The record says what its version must announce (the
    message, the failure reply, the "fixed" reply) and which version was announced. A crash
    between commit and announce is repaired by the next observation of that pipeline, even a
-   duplicate, and replies due are carried over until announced.
+   duplicate: the stored state is announced first, then the observation is folded in.
+
+Events come by the batch (``observe_many``): a batch's pipelines are loaded, committed and
+announced together, one round trip per step; each pipeline's events are folded in the order
+they were received (``bot.domain.pipelines.fold``), and a pipeline's second state change of a
+batch waits until its first one is committed and announced (``bot.domain.batches.in_waves``).
 
 All messages are keyed (``pipeline:<project>:<id>``, its ``:failure:<run>`` and ``:fixed``
 replies), so announcing twice updates in place and never posts twice.
@@ -147,7 +152,8 @@ class _Followed:
 
 @dataclass(frozen=True)
 class _Unit:
-    """One state change to store and announce: a fold (or, without one, a repair)."""
+    """One state change to store and announce: a fold, or (without one) the announcement of a
+    state already stored that a crash left unannounced."""
 
     pipeline: _Followed
     fold: Fold | None
@@ -229,11 +235,14 @@ class PipelineNotifier:
                 metrics.PIPELINE_OBSERVATIONS.labels("unchanged").inc(
                     len(pipeline.events) - advanced
                 )
+            if record is not None and record.announced < record.version:
+                # A crash came between a commit and its announcement: announce that state first,
+                # its replies rendered from the state they are about (a failed run's failure
+                # reply, not the next run's), then go on.
+                units.append(_Unit(pipeline, None, pipeline.events[0][0]))
             for f in folds:
                 units.append(_Unit(pipeline, f, pipeline.events[f.last][0]))
-            if not folds and record is not None and record.announced < record.version:
-                units.append(_Unit(pipeline, None, pipeline.events[-1][0]))  # a crash repair
-        units.sort(key=lambda u: u.at)
+        units.sort(key=lambda u: (u.at, u.fold is not None))
         refs: dict[tuple[str, str], tuple[RefHistory | None, int]] = {}
         lost: dict[PipelineKey, _Followed] = {}
         for wave in in_waves([u.pipeline.key for u in units]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,10 @@ def _observation(pipeline_id: int, status: str, *, minutes: int = 0) -> Pipeline
 
 @pytest.fixture
 async def parts() -> tuple[PipelineNotifier, MemoryStore, MemoryOutbox, Throttle]:
+    return await parts_of_a_world()
+
+
+async def parts_of_a_world() -> tuple[PipelineNotifier, MemoryStore, MemoryOutbox, Throttle]:
     holder = CatalogHolder(Source())
     await holder.reload()
     store, outbox, throttle = MemoryStore(), MemoryOutbox(), Throttle()
@@ -203,3 +208,57 @@ def test_the_documented_pipeline_hook_translates() -> None:
     assert parse_catalog(CATALOG.read_text(), source="catalog.yaml").app_for_source(
         observation.project
     )
+
+
+def _story(seed: int) -> list[PipelineObserved]:
+    """Six pipelines of one ref, each running then passing or failing, interleaved as GitLab
+    delivers them, with a few retries and stale hooks."""
+    rng = random.Random(seed)
+    events: list[PipelineObserved] = []
+    for pipeline_id in range(1, 7):
+        final = rng.choice(("success", "failed"))
+        minutes = pipeline_id * 5
+        events += [
+            _observation(pipeline_id, "running", minutes=minutes),
+            _observation(pipeline_id, final, minutes=minutes),
+        ]
+    rng.shuffle(events)
+    events.sort(key=lambda e: e.pipeline_id + rng.uniform(0, 3))  # pipelines overlap
+    events += rng.sample(events, k=3)  # retries, late
+    return events
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_a_batch_shows_what_one_event_at_a_time_shows(seed: int) -> None:
+    events = _story(seed)
+    one, batch = await parts_of_a_world(), await parts_of_a_world()
+    for event in events:
+        await one[0].observe(event)
+    await batch[0].observe_many(events)
+    shown_one = {k: (m.text, m.thread_key) for k, (m, _) in one[2].sent.items()}
+    shown_batch = {k: (m.text, m.thread_key) for k, (m, _) in batch[2].sent.items()}
+    assert shown_batch == shown_one  # the same messages and replies, each in its final state
+    assert {k: r.state for k, r in batch[1].records.items()} == {
+        k: r.state for k, r in one[1].records.items()
+    }
+    assert batch[1].refs.keys() == one[1].refs.keys()
+    assert all(r.announced == r.version for r in batch[1].records.values())
+
+
+async def test_a_failure_left_unannounced_by_a_crash_is_told_before_its_retry() -> None:
+    notifier, store, outbox, _ = await parts_of_a_world()
+    outbox.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await notifier.observe(_observation(1, "failed"))
+    assert outbox.sent == {}
+    retried = replace(
+        _observation(1, "running", minutes=30), created_at=T0, finished_at=None
+    )  # a new run of the same pipeline, then its result, in the next batch
+    passed = replace(_observation(1, "success", minutes=30), created_at=T0)
+    await notifier.observe_many([retried, passed])
+    failure, _ = outbox.sent["pipeline:shop/orders:1:failure:1"]
+    assert "failed" in failure.text  # about the failed run, as it was
+    assert not any(key.startswith("pipeline:shop/orders:1:failure:2") for key in outbox.sent)
+    message, _ = outbox.sent["pipeline:shop/orders:1"]
+    assert " passed " in message.text
+    assert store.records[("shop/orders", 1)].announced == store.records[("shop/orders", 1)].version
