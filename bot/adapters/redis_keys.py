@@ -96,6 +96,11 @@ class Script:
     def sha(self) -> str:
         return str(self._script.sha)
 
+    @property
+    def client(self) -> Any:
+        """The client the script was made with."""
+        return self._script.registered_client
+
     async def __call__(self, *, keys: Sequence[str], args: Iterable[Any] = ()) -> Any:
         same_hash(keys)
         return await self._script(keys=list(keys), args=list(args))

@@ -50,6 +50,7 @@ from tests.benchmarks.common import (
     redis_pid,
     rss_peak_mb,
     scaled,
+    scrape,
     start_redis,
     write_catalog,
 )
@@ -82,6 +83,10 @@ class Played:
     cpu: dict[str, float]
     bot_cpu_per_event_ms: float
     redis_per_event: dict[str, float]
+    observations: dict[str, float]
+    """The bots' ``pitcrew_pipeline_observations_total`` by effect during the round: events that
+    advanced a pipeline, that changed nothing (GitLab's retries of distinct deliveries, stale
+    hooks), and commits lost to another replica (then folded again)."""
     final: int
     announced: int
     latencies: list[float]
@@ -97,6 +102,16 @@ async def _group(redis: Any) -> dict[str, int]:
     return {"read": 0, "pending": 0}
 
 
+async def _observations(http: aiohttp.ClientSession, bots: list[Bot]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for bot in bots:
+        for name, value in (await scrape(http, bot)).items():
+            if name.startswith("pitcrew_pipeline_observations_total{"):
+                effect = name.split('effect="', 1)[1].split('"', 1)[0]
+                total[effect] = total.get(effect, 0.0) + value
+    return total
+
+
 async def play(
     http: aiohttp.ClientSession,
     bots: list[Bot],
@@ -109,6 +124,7 @@ async def play(
     deliveries, expected = data
     redis = client_for(redis_url)
     try:
+        seen_before = await _observations(http, bots)
         before = await _group(redis)
         commands = await redis_commands(redis_url)
         cpu_before = sum(cpu_seconds(b.pid) or 0.0 for b in bots)
@@ -138,6 +154,8 @@ async def play(
         distinct = fired.statuses.get("queued", 0)
         n = max(distinct, 1)
         per_event = {k: round(v / n, 2) for k, v in sorted(ran.items(), key=lambda kv: -kv[1])}
+        seen = await _observations(http, bots)
+        observations = {k: v - seen_before.get(k, 0.0) for k, v in seen.items()}
         final = announced = 0
         for pipeline_id in sorted(expected):
             project = f"shop/{app_name((pipeline_id - first_id) % APPS)}"
@@ -156,6 +174,7 @@ async def play(
             cpu=cpu,
             bot_cpu_per_event_ms=round(used / n * 1000, 3),
             redis_per_event={"total": round(sum(ran.values()) / n, 1), **per_event},
+            observations=observations,
             final=final,
             announced=announced,
             latencies=fired.latencies,
@@ -263,6 +282,8 @@ async def run() -> Section:
         },
         "Redis commands per distinct event (one bot)": one.redis_per_event,
         "Redis commands per distinct event (two bots)": two.redis_per_event,
+        "pipeline observations by effect (one bot)": one.observations,
+        "pipeline observations by effect (two bots)": two.observations,
         "bots' peak RSS (MB)": rss,
     }
     if problems:

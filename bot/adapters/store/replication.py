@@ -119,12 +119,14 @@ class Replication:
         if not calls:
             return []
         same_hash([key for _, keys, _ in calls for key in keys])
+        # Without a client of its own (a store made without REDIS_MIN_REPLICAS), the scripts'.
+        redis = self._redis if self._redis is not None else calls[0][0].client
         try:
             since = self.mark()
-            if isinstance(self._redis, RedisCluster):
-                results, acked = await self._run_many_on_cluster(calls)
+            if isinstance(redis, RedisCluster):
+                results, acked = await self._run_many_on_cluster(redis, calls)
             else:
-                results, acked = await self._run_many_on_one_primary(calls)
+                results, acked = await self._run_many_on_one_primary(redis, calls)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         if self.replicas:
@@ -207,13 +209,15 @@ class Replication:
             return result, int(acked)
         raise AssertionError("unreachable")
 
-    async def _run_many_on_one_primary(self, calls: Sequence[ScriptCall]) -> tuple[list[Any], int]:
+    async def _run_many_on_one_primary(
+        self, redis: Any, calls: Sequence[ScriptCall]
+    ) -> tuple[list[Any], int]:
         wanted = await self._to_wait_for() if self.replicas else None
-        return await self._batch(self._redis.pipeline(transaction=False), calls, wanted, {})
+        return await self._batch(redis, calls, wanted, {})
 
     async def _batch(
         self,
-        pipe: Any,
+        redis: Any,
         calls: Sequence[ScriptCall],
         wanted: int | None,
         options: dict[str, Any],
@@ -227,6 +231,7 @@ class Replication:
         todo = list(range(len(calls)))
         acked = 0
         for attempt in range(2):
+            pipe = redis.pipeline() if cluster else redis.pipeline(transaction=False)
             for index in todo:
                 source, keys, args = calls[index]
                 source.queue(pipe, keys=keys, args=args, **options)
@@ -250,11 +255,8 @@ class Replication:
             if not missing:
                 break
             for source in {id(s): s for s in missing.values()}.values():
-                await source.load(self._redis)
+                await source.load(redis)
             todo = list(missing)
-            pipe = (
-                self._redis.pipeline(transaction=False) if not cluster else self._redis.pipeline()
-            )
         return results, acked
 
     async def _on_one_primary(self, near: str) -> int:
@@ -290,14 +292,15 @@ class Replication:
             return result, int(acked)
         raise AssertionError("unreachable")
 
-    async def _run_many_on_cluster(self, calls: Sequence[ScriptCall]) -> tuple[list[Any], int]:
-        redis: RedisCluster = self._redis
+    async def _run_many_on_cluster(
+        self, redis: RedisCluster, calls: Sequence[ScriptCall]
+    ) -> tuple[list[Any], int]:
         await redis.initialize()
         anchor = calls[0][1][0]
         node = redis.get_node_from_key(anchor)
         wanted = await self._to_wait_for(node) if self.replicas else None
         results, acked = await self._batch(
-            redis.pipeline(), calls, wanted, {"target_nodes": node}, cluster=True
+            redis, calls, wanted, {"target_nodes": node}, cluster=True
         )
         if not any(isinstance(r, Exception) and not is_missing_script(r) for r in results):
             return results, acked
