@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import __version__, logs
 from bot.adapters.catalog_file import FileCatalogSource
 from bot.adapters.charts.dora import DoraCharts
-from bot.adapters.gitlab.events import GitLabEvents
+from bot.adapters.gitlab.events import GitLabEvents, Stored
 from bot.adapters.gitlab.gitops import (
     AppTagsFromGitLab,
     GitLabCatalogSource,
@@ -94,14 +95,26 @@ PROGRESS_DEADLINE = 600
 """Seconds without progress before a StatefulSet or DaemonSet rollout fails (Deployments carry
 their own ``progressDeadlineSeconds``)."""
 STOP_TIMEOUT = 10.0
+GITLAB_BATCH = 1000
+"""Stream entries the GitLab worker reads and handles at once (XREADGROUP COUNT): under load,
+one round trip per step serves hundreds of events; when traffic is light a read returns what
+there is, one entry included."""
 
 
 class StartupError(PitcrewError):
     """Start-up cannot go on; the message says why in one line."""
 
 
+def _report_stopped(task: asyncio.Task[None]) -> None:
+    """A worker runs until cancelled; one that ends otherwise leaves /readyz failing: say why."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker stopped", worker=task.get_name(), exc_info=task.exception())
+
+
 def instance_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"
+    """Unique per bot: two bots of one process (tests, the demo) must not share leases or a
+    consumer name (``id(object())`` did: a freed object's address comes back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class Pitcrew:
@@ -161,7 +174,9 @@ class Pitcrew:
         return f"http://127.0.0.1:{self.bound_port}"
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_stopped)
+        self._tasks.append(task)
 
     def _catalog_source_from_settings(self, gitlab: GitLabRepository) -> CatalogSource:
         if self._catalog_source is not None:
@@ -187,12 +202,28 @@ class Pitcrew:
             raise StartupError("\n".join(f"catalog: {line}" for line in lines)) from exc
 
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        self.store = await asyncio.to_thread(
-            open_store, redis_url=redis_url, state_dir=settings.state_dir
-        )
+        try:
+            self.store = await asyncio.to_thread(
+                open_store,
+                redis_url=redis_url,
+                state_dir=settings.state_dir,
+                min_replicas=settings.redis_min_replicas,
+            )
+        except PitcrewError as exc:  # REDIS_URL unusable, the embedded server would not start
+            raise StartupError(str(exc)) from exc
         if not await self.store.ping():
             raise StartupError(f"Redis at {self.store.url_for_display} is not reachable")
-        log.info("store ready", redis=self.store.url_for_display)
+        log.info("store ready", redis=self.store.url_for_display, topology=self.store.topology)
+        replication = self.store.replication
+        if replication.required:
+            online = await self.store.replicas_online()
+            if online is not None and online < replication.replicas:
+                log.warning(
+                    "fewer Redis replicas online than REDIS_MIN_REPLICAS: webhooks get 503 and "
+                    "commands 'try again' until they are back",
+                    online=online,
+                    required=replication.replicas,
+                )
 
         self.slack = AsyncWebClient(
             token=settings.slack_bot_token.get_secret_value(),
@@ -203,9 +234,11 @@ class Pitcrew:
             # a TLS handshake in production, per call. stop() closes it.
             session=ClientSession(timeout=ClientTimeout(total=15)),
         )
-        self.outbox = SlackOutbox(self.store.redis, self.slack, pacing=self._outbox_pacing)
+        self.outbox = SlackOutbox(
+            self.store.redis, self.slack, pacing=self._outbox_pacing, durability=replication
+        )
         intake = GitLabIntake(
-            RedisInbox(self.store.redis),
+            RedisInbox(self.store.redis, replication=replication),
             secret=settings.gitlab_webhook_secret.get_secret_value(),
         )
         signing_secret = (
@@ -343,6 +376,7 @@ class Pitcrew:
             releases=self.releases,
             access=self.access,
             dora=dora,
+            durability=replication,
         ).register(bolt)
         home_tab = SlackHome(self.slack)
         self.home = HomeService(
@@ -366,6 +400,7 @@ class Pitcrew:
             whatsinprod=whatsinprod,
             home=self.home.refresh,
             dora=dora,
+            durability=replication,
         ).register(bolt)
         register_fallbacks(bolt, version=__version__)
         web_app = build_web_app(
@@ -374,6 +409,7 @@ class Pitcrew:
             readiness=self.readiness,
         )
 
+        self._spawn(self.store.follow(), "store-follow")
         outbox_lease = Lease(
             self.store.redis, name="outbox", owner=self.instance, ttl=self._lease_ttl
         )
@@ -421,10 +457,14 @@ class Pitcrew:
         )
         self._spawn(lead(inventory_lease, self.inventory.run_refresher), "inventory")
 
+        def stored(entry: Entry) -> Stored:
+            return Stored(entry.text("kind"), entry.fields.get("body", b""), entry.id)
+
         async def on_gitlab_event(entry: Entry) -> None:
-            await gitlab_events.handle(
-                kind=entry.text("kind"), body=entry.fields.get("body", b""), event_id=entry.id
-            )
+            await gitlab_events.handle_many([stored(entry)])
+
+        async def on_gitlab_events(entries: list[Entry]) -> None:
+            await gitlab_events.handle_many([stored(entry) for entry in entries])
 
         self.gitlab_worker = StreamConsumer(
             self.store.redis,
@@ -432,6 +472,8 @@ class Pitcrew:
             group="notifications",
             consumer=self.instance,
             handler=on_gitlab_event,
+            batch_handler=on_gitlab_events,
+            batch=GITLAB_BATCH,
             claim_idle=self._claim_idle,  # after that, a dead replica's events are taken over
         )
         await self.gitlab_worker.ensure_group()  # readiness and lag are meaningful from the start

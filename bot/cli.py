@@ -86,6 +86,11 @@ def preflight(settings: Settings) -> list[str]:
             check_redis_url(settings.redis_url.get_secret_value())
         except StoreUnsupported as exc:
             problems.append(str(exc))
+    elif settings.redis_min_replicas:
+        problems.append(
+            f"setting REDIS_MIN_REPLICAS={settings.redis_min_replicas} needs REDIS_URL: the"
+            " embedded Redis has no replicas"
+        )
     return problems
 
 
@@ -145,12 +150,26 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     try:
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         store = await asyncio.to_thread(
-            open_store, redis_url=redis_url, state_dir=settings.state_dir
+            open_store,
+            redis_url=redis_url,
+            state_dir=settings.state_dir,
+            min_replicas=settings.redis_min_replicas,
         )
         ok = await store.ping()
         results.append(
             CheckResult("redis", ok, store.url_for_display + ("" if ok else ": no PONG"))
         )
+        required = settings.redis_min_replicas
+        if ok and required:
+            online = await store.replicas_online()
+            results.append(
+                CheckResult(
+                    "redis replicas",
+                    online is not None and online >= required,
+                    f"{'?' if online is None else online} online (fewest of any primary), "
+                    f"REDIS_MIN_REPLICAS={required}",
+                )
+            )
         await store.close()
     except PitcrewError as exc:
         results.append(CheckResult("redis", False, str(exc)))

@@ -60,6 +60,10 @@ SLACK_CALLS = Counter(
 )
 OUTBOX_PENDING = Gauge("pitcrew_outbox_pending", "Slack messages waiting in the outbox")
 LEADER = Gauge("pitcrew_leader", "1 while this replica holds the named lease", ["lease"])
+STORE_UNCONFIRMED = Counter(
+    "pitcrew_store_unconfirmed_total",
+    "Writes REDIS_MIN_REPLICAS replicas did not confirm in time (answered 503 or 'try again')",
+)
 
 
 def render() -> bytes:

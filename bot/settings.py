@@ -119,6 +119,9 @@ class CoreSettings(BaseSettings):
     )
 
     redis_url: SecretStr | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_min_replicas: int = Field(default=0, ge=0, le=16, validation_alias="REDIS_MIN_REPLICAS")
+    """Replicas that must have a write (``WAIT``) before a webhook, command or click is
+    acknowledged; 0: acknowledge once the primary has it."""
     state_dir: Path = Field(default=Path("./var"), validation_alias="STATE_DIR")
     sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field(

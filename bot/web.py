@@ -47,6 +47,9 @@ async def read_body(request: web.Request, *, limit: int) -> bytes:
     return bytes(body)
 
 
+REQUEST_ID = web.RequestKey("request_id", str)
+"""Where ``observe`` leaves the request's id (``X-Request-Id``, or one it made up)."""
+
 _ROUTE_NAMES = {
     "/slack/events": "slack",
     "/webhooks/gitlab": "gitlab",
@@ -61,6 +64,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and time every request, bind a request id to its logs, never leak a traceback."""
     route = _ROUTE_NAMES.get(request.path, "other")
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request[REQUEST_ID] = request_id  # one id for the request's log lines and what it stores
     started = time.perf_counter()
     status = 500
     with structlog.contextvars.bound_contextvars(request_id=request_id):

@@ -37,6 +37,7 @@ from typing import Final, Literal, get_args
 
 __all__ = [
     "FINISHED",
+    "Fold",
     "Job",
     "JobObserved",
     "MergeRequestRef",
@@ -49,6 +50,7 @@ __all__ = [
     "Stage",
     "Transition",
     "apply",
+    "fold",
     "judge_ref",
     "latest",
     "ref_scope",
@@ -446,6 +448,84 @@ def apply(state: Pipeline | None, event: PipelineObserved | JobObserved) -> Tran
     else:
         new = _from_job(event) if state is None else _apply_job(state, event)
     return _transition(state, new)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fold:
+    """Consecutive observations of one pipeline folded into one state change to store.
+
+    The stream worker handles a batch of webhooks at once: storing each observation's state
+    one after the other would cost a commit and an outbox write per observation, of which a
+    person only ever sees the newest (the outbox keeps the newest state of a message). A fold
+    stops right after an observation that finished or failed the pipeline (or its new run):
+    what that step announces (the failure reply, the ref's verdict) is about that very state,
+    exactly as when observations are applied one at a time.
+    """
+
+    transition: Transition
+    """From the state before the fold's first observation to the state after its last; it
+    ``changed`` and ``reopened`` if any step did; ``failed_now`` and ``finished_now`` are
+    those of the last step (no other step of a fold has them)."""
+    seen: tuple[Pipeline, ...]
+    """Every state the pipeline went through, one per observation that advanced it: whether a
+    team wants to see a pipeline depends on its status at each step."""
+    last: int
+    """Index of the fold's last observation in the sequence given to ``fold``."""
+
+
+def fold(
+    state: Pipeline | None, events: Iterable[PipelineObserved | JobObserved]
+) -> tuple[Fold, ...]:
+    """Fold a pipeline's observations, in the order they were received, into the state changes
+    to store one after the other (none when nothing advanced: duplicates, stale hooks).
+
+    Applying each fold's ``transition.state`` in turn gives the same states, replies and verdicts
+    as applying every observation alone, skipping only intermediate states nobody would see.
+    Folding again observations already folded changes nothing (``apply`` is idempotent), so a
+    batch replayed after a crash stores nothing twice.
+    """
+    folds: list[Fold] = []
+    start = current = state
+    seen: list[Pipeline] = []
+    changed = reopened = False
+    last = -1
+    for index, event in enumerate(events):
+        step = apply(current, event)
+        if not step.advanced:
+            continue
+        current = step.state
+        seen.append(current)
+        changed = changed or step.changed
+        reopened = reopened or step.reopened
+        if step.finished_now or step.failed_now:
+            folds.append(
+                Fold(
+                    transition=replace(
+                        step, previous=start, changed=changed, reopened=reopened, advanced=True
+                    ),
+                    seen=tuple(seen),
+                    last=index,
+                )
+            )
+            start, seen, changed, reopened = current, [], False, False
+        last = index
+    if seen and current is not None:
+        folds.append(
+            Fold(
+                transition=Transition(
+                    state=current,
+                    previous=start,
+                    changed=changed,
+                    advanced=True,
+                    failed_now=False,
+                    finished_now=False,
+                    reopened=reopened,
+                ),
+                seen=tuple(seen),
+                last=last,
+            )
+        )
+    return tuple(folds)
 
 
 def _transition(old: Pipeline | None, new: Pipeline) -> Transition:

@@ -12,7 +12,12 @@ at-least-once delivery, rests on three rules:
 3. **Due announcements are remembered.** The record says what its version must announce (the
    message, the failure reply, the "fixed" reply) and which version was announced. A crash
    between commit and announce is repaired by the next observation of that pipeline, even a
-   duplicate, and replies due are carried over until announced.
+   duplicate: the stored state is announced first, then the observation is folded in.
+
+Events come by the batch (``observe_many``): a batch's pipelines are loaded, committed and
+announced together, one round trip per step; each pipeline's events are folded in the order
+they were received (``bot.domain.pipelines.fold``), and a pipeline's second state change of a
+batch waits until its first one is committed and announced (``bot.domain.batches.in_waves``).
 
 All messages are keyed (``pipeline:<project>:<id>``, its ``:failure:<run>`` and ``:fixed``
 replies), so announcing twice updates in place and never posts twice.
@@ -20,17 +25,22 @@ replies), so announcing twice updates in place and never posts twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot import logs, metrics
+from bot.domain.batches import in_waves, partition
+from bot.domain.catalog import NotifyFilter
 from bot.domain.home import RecentFailure
 from bot.domain.pipelines import (
+    Fold,
     JobObserved,
     Pipeline,
     PipelineObserved,
     RefHistory,
-    apply,
+    fold,
     judge_ref,
     ref_scope,
 )
@@ -73,16 +83,39 @@ class RefUpdate:
     expected: int
 
 
+PipelineKey = tuple[str, int]
+"""A pipeline: its project (as GitLab spells it) and its id."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Commit:
+    """Store ``record`` (and ``ref``) if nobody committed the pipeline since ``expected``."""
+
+    record: PipelineRecord
+    expected: int
+    ref: RefUpdate | None = None
+
+
 class PipelineStore(Protocol):
-    async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None: ...
+    """Every method takes many items, to serve a batch of events in one round trip."""
 
-    async def load_ref(self, *, project: str, scope: str) -> tuple[RefHistory | None, int]: ...
+    async def load(self, pipelines: Sequence[PipelineKey]) -> list[PipelineRecord | None]: ...
 
-    async def commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
-        """Store ``record`` (and ``ref``) if nobody committed since ``expected``; else False."""
+    async def load_refs(
+        self, scopes: Sequence[tuple[str, str]]
+    ) -> list[tuple[RefHistory | None, int]]:
+        """Each (project, scope)'s history and its version (0: none yet)."""
         ...
 
-    async def mark_announced(self, *, project: str, pipeline_id: int, version: int) -> None: ...
+    async def commit(self, commits: Sequence[Commit]) -> list[bool]:
+        """Each commit in order, atomically on its own (the record and its ref); False where
+        somebody committed first (or an earlier commit of the same list failed and this one
+        expected it)."""
+        ...
+
+    async def mark_announced(self, announced: Sequence[tuple[PipelineKey, int]]) -> None:
+        """Each pipeline's version was handed to the outbox (a lower mark never wins)."""
+        ...
 
 
 class PipelineViews(Protocol):
@@ -99,6 +132,33 @@ class RaceLost(Exception):
 
 def message_key(p: Pipeline) -> str:
     return f"pipeline:{p.project}:{p.id}"
+
+
+Observation = PipelineObserved | JobObserved
+
+
+@dataclass
+class _Followed:
+    """One pipeline of a batch while it is handled: its events, and its record as committed."""
+
+    key: PipelineKey
+    events: list[tuple[int, Observation]]
+    """With each event's position in the batch."""
+    channel: str
+    notify: NotifyFilter
+    team: str
+    record: PipelineRecord | None = None
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One state change to store and announce: a fold, or (without one) the announcement of a
+    state already stored that a crash left unannounced."""
+
+    pipeline: _Followed
+    fold: Fold | None
+    at: int
+    """Position in the batch of its last event: units are stored in that order."""
 
 
 class PipelineNotifier:
@@ -123,91 +183,209 @@ class PipelineNotifier:
         self._gitops_project = gitops_project.lower()
         self._failures = failures
 
-    async def observe(self, event: PipelineObserved | JobObserved) -> None:
-        catalog = self._catalog.current
-        app = catalog.app_for_source(event.project)
-        if app is None:
-            await self._unknown(event.project)
-            return
-        team = catalog.team(app.team)
-        channel = catalog.channel_for_app(app)
-        for _ in range(MAX_RACES):
-            record = await self._store.load(project=event.project, pipeline_id=event.pipeline_id)
-            transition = apply(record.state if record else None, event)
-            if not transition.advanced:
-                metrics.PIPELINE_OBSERVATIONS.labels("unchanged").inc()
-                if record is not None and record.announced < record.version:
-                    await self._announce(record, channel=channel)
-                return
-            p = transition.state
-            ref: RefUpdate | None = None
-            fixed = 0
-            if transition.finished_now:
-                scope = ref_scope(p)
-                history, expected = await self._store.load_ref(project=p.project, scope=scope)
-                verdict = judge_ref(history, p)
-                if verdict.changed and verdict.history is not None:
-                    ref = RefUpdate(scope=scope, history=verdict.history, expected=expected)
-                if verdict.fixed:
-                    fixed = max(verdict.failures, 1)
-            unannounced = record is not None and record.announced < record.version
-            wanted = team.notify.wants(
-                ref=p.ref,
-                tag=p.tag,
-                default_branch=p.default_branch,
-                status=p.status,
-                source=p.source or "push",
-            )
-            new = PipelineRecord(
-                state=p,
-                version=(record.version if record else 0) + 1,
-                announced=record.announced if record else 0,
-                shown=(record is not None and record.shown) or wanted or fixed > 0,
-                failure_due=transition.failed_now
-                or (unannounced and record is not None and record.failure_due),
-                fixed_due=fixed or (record.fixed_due if unannounced and record else 0),
-            )
-            if await self._store.commit(new, expected=record.version if record else 0, ref=ref):
-                metrics.PIPELINE_OBSERVATIONS.labels("advanced").inc()
-                await self._announce(new, channel=channel)
-                if transition.failed_now and new.shown:
-                    await self._record_failure(p, team=app.team)
-                return
-            metrics.PIPELINE_OBSERVATIONS.labels("race").inc()
-        raise RaceLost(f"{event.project} #{event.pipeline_id}: {MAX_RACES} commits lost in a row")
+    async def observe(self, event: Observation) -> None:
+        await self.observe_many([event])
 
-    async def _announce(self, record: PipelineRecord, *, channel: str) -> None:
-        p = record.state
-        if record.shown:
-            key = message_key(p)
-            text, blocks = self._views.pipeline(p)
-            message = OutgoingMessage(key=key, channel=channel, text=text, blocks=blocks)
-            await self._outbox.send(message, version=record.version)
-            if record.failure_due:
-                user = await self._slack_user(p)
-                text, blocks = self._views.failure(p, slack_user=user)
-                reply = OutgoingMessage(
-                    key=f"{key}:failure:{p.run}",
-                    channel=channel,
-                    text=text,
-                    blocks=blocks,
-                    thread_key=key,
+    async def observe_many(self, events: Sequence[Observation]) -> None:
+        """Fold a batch of observations, received in this order, into their pipelines' states.
+
+        Pipelines are handled together: one round trip loads them all, one commits them all,
+        one queues their messages. A pipeline's own observations are folded in their order into
+        as few commits as keep every announcement (see ``fold``). A pipeline whose commit lost a
+        race with another replica is loaded and folded again; its observations already stored
+        fold into nothing.
+        """
+        catalog = self._catalog.current
+        followed: dict[PipelineKey, _Followed] = {}
+        unknown: list[str] = []
+        for part in partition(events, lambda e: (e.project.lower(), e.pipeline_id)).values():
+            first = part[0][1]
+            app = catalog.app_for_source(first.project)
+            if app is None:
+                unknown += [first.project] * len(part)
+                continue
+            team = catalog.team(app.team)
+            key = (first.project, first.pipeline_id)
+            followed[key] = _Followed(
+                key=key,
+                events=part,
+                channel=catalog.channel_for_app(app),
+                notify=team.notify,
+                team=app.team,
+            )
+        for project, count in Counter(unknown).items():
+            await self._unknown(project, count=count)
+        todo = list(followed.values())
+        for _ in range(MAX_RACES):
+            if not todo:
+                return
+            todo = await self._handle(todo)
+        project, pipeline_id = todo[0].key
+        raise RaceLost(f"{project} #{pipeline_id}: {MAX_RACES} commits lost in a row")
+
+    async def _handle(self, pipelines: list[_Followed]) -> list[_Followed]:
+        """Load, fold, commit and announce; the pipelines that lost a race (to do again)."""
+        records = await self._store.load([p.key for p in pipelines])
+        units: list[_Unit] = []
+        for pipeline, record in zip(pipelines, records, strict=True):
+            pipeline.record = record
+            folds = fold(record.state if record else None, (e for _, e in pipeline.events))
+            advanced = sum(len(f.seen) for f in folds)
+            if len(pipeline.events) > advanced:
+                metrics.PIPELINE_OBSERVATIONS.labels("unchanged").inc(
+                    len(pipeline.events) - advanced
                 )
-                await self._outbox.send(reply, version=record.version)
-            if record.fixed_due:
-                text, blocks = self._views.fixed(p, failures=record.fixed_due)
-                reply = OutgoingMessage(
-                    key=f"{key}:fixed",
-                    channel=channel,
-                    text=text,
-                    blocks=blocks,
-                    thread_key=key,
-                    broadcast=True,
+            if record is not None and record.announced < record.version:
+                # A crash came between a commit and its announcement: announce that state first,
+                # its replies rendered from the state they are about (a failed run's failure
+                # reply, not the next run's), then go on.
+                units.append(_Unit(pipeline, None, pipeline.events[0][0]))
+            for f in folds:
+                units.append(_Unit(pipeline, f, pipeline.events[f.last][0]))
+        units.sort(key=lambda u: (u.at, u.fold is not None))
+        refs: dict[tuple[str, str], tuple[RefHistory | None, int]] = {}
+        lost: dict[PipelineKey, _Followed] = {}
+        for wave in in_waves([u.pipeline.key for u in units]):
+            todo = [units[i] for i in wave if units[i].pipeline.key not in lost]
+            await self._wave(todo, refs=refs, lost=lost)
+        return list(lost.values())
+
+    async def _wave(
+        self,
+        units: list[_Unit],
+        *,
+        refs: dict[tuple[str, str], tuple[RefHistory | None, int]],
+        lost: dict[PipelineKey, _Followed],
+    ) -> None:
+        """Commit units of different pipelines together, then announce the committed ones."""
+        wanted_refs = [
+            (u.fold.transition.state.project, ref_scope(u.fold.transition.state))
+            for u in units
+            if u.fold is not None and u.fold.transition.finished_now
+        ]
+        missing = list(dict.fromkeys(r for r in wanted_refs if r not in refs))
+        if missing:
+            refs.update(zip(missing, await self._store.load_refs(missing), strict=True))
+        commits: list[tuple[_Unit, Commit]] = []
+        announce: list[tuple[_Unit, PipelineRecord]] = []
+        for unit in units:
+            record = unit.pipeline.record
+            if unit.fold is None:
+                assert record is not None
+                announce.append((unit, record))
+                continue
+            commits.append((unit, self._commit_for(unit.fold, record, unit.pipeline, refs)))
+        done = await self._store.commit([c for _, c in commits])
+        for (unit, commit), ok in zip(commits, done, strict=True):
+            if ok:
+                metrics.PIPELINE_OBSERVATIONS.labels("advanced").inc(
+                    len(unit.fold.seen) if unit.fold else 0
                 )
-                await self._outbox.send(reply, version=record.version)
-        await self._store.mark_announced(
-            project=p.project, pipeline_id=p.id, version=record.version
+                if commit.ref is not None:
+                    ref = commit.ref
+                    refs[(commit.record.state.project, ref.scope)] = (
+                        ref.history,
+                        ref.expected + 1,
+                    )
+                announce.append((unit, commit.record))
+            else:
+                metrics.PIPELINE_OBSERVATIONS.labels("race").inc()
+                lost[unit.pipeline.key] = unit.pipeline
+                if commit.ref is not None:  # somebody else moved it: read it again
+                    refs.pop((commit.record.state.project, commit.ref.scope), None)
+        await self._announce(announce)
+
+    @staticmethod
+    def _commit_for(
+        f: Fold,
+        record: PipelineRecord | None,
+        pipeline: _Followed,
+        refs: dict[tuple[str, str], tuple[RefHistory | None, int]],
+    ) -> Commit:
+        t = f.transition
+        p = t.state
+        ref: RefUpdate | None = None
+        fixed = 0
+        if t.finished_now:
+            scope = ref_scope(p)
+            history, expected = refs[(p.project, scope)]
+            verdict = judge_ref(history, p)
+            if verdict.changed and verdict.history is not None:
+                ref = RefUpdate(scope=scope, history=verdict.history, expected=expected)
+                # the next fold of this scope in the wave expects this one's version
+                refs[(p.project, scope)] = (verdict.history, expected + 1)
+            if verdict.fixed:
+                fixed = max(verdict.failures, 1)
+        unannounced = record is not None and record.announced < record.version
+        wanted = any(
+            pipeline.notify.wants(
+                ref=s.ref,
+                tag=s.tag,
+                default_branch=s.default_branch,
+                status=s.status,
+                source=s.source or "push",
+            )
+            for s in f.seen
         )
+        new = PipelineRecord(
+            state=p,
+            version=(record.version if record else 0) + 1,
+            announced=record.announced if record else 0,
+            shown=(record is not None and record.shown) or wanted or fixed > 0,
+            failure_due=t.failed_now or (unannounced and record is not None and record.failure_due),
+            fixed_due=fixed or (record.fixed_due if unannounced and record else 0),
+        )
+        pipeline.record = new
+        return Commit(record=new, expected=record.version if record else 0, ref=ref)
+
+    async def _announce(self, announce: list[tuple[_Unit, PipelineRecord]]) -> None:
+        """Hand the committed states' messages to the outbox, then note them announced."""
+        messages: list[tuple[OutgoingMessage, int | None]] = []
+        for unit, record in announce:
+            messages += await self._messages(record, channel=unit.pipeline.channel)
+        await self._outbox.send_many(messages)
+        await self._store.mark_announced([(u.pipeline.key, r.version) for u, r in announce])
+        for unit, record in announce:
+            if record.announced < record.version:
+                unit.pipeline.record = replace(record, announced=record.version)
+            f = unit.fold
+            if f is not None and f.transition.failed_now and record.shown:
+                await self._record_failure(f.transition.state, team=unit.pipeline.team)
+
+    async def _messages(
+        self, record: PipelineRecord, *, channel: str
+    ) -> list[tuple[OutgoingMessage, int | None]]:
+        if not record.shown:
+            return []
+        p = record.state
+        key = message_key(p)
+        text, blocks = self._views.pipeline(p)
+        out: list[tuple[OutgoingMessage, int | None]] = [
+            (OutgoingMessage(key=key, channel=channel, text=text, blocks=blocks), record.version)
+        ]
+        if record.failure_due:
+            user = await self._slack_user(p)
+            text, blocks = self._views.failure(p, slack_user=user)
+            reply = OutgoingMessage(
+                key=f"{key}:failure:{p.run}",
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_key=key,
+            )
+            out.append((reply, record.version))
+        if record.fixed_due:
+            text, blocks = self._views.fixed(p, failures=record.fixed_due)
+            reply = OutgoingMessage(
+                key=f"{key}:fixed",
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_key=key,
+                broadcast=True,
+            )
+            out.append((reply, record.version))
+        return out
 
     async def _record_failure(self, p: Pipeline, *, team: str) -> None:
         """For the App Home of the team's people; never holds the notification up."""
@@ -239,10 +417,10 @@ class PipelineNotifier:
                     return user
         return None
 
-    async def _unknown(self, project: str) -> None:
+    async def _unknown(self, project: str, *, count: int = 1) -> None:
         if project.lower() == self._gitops_project:
             return  # the GitOps repo's pipelines belong to the releases they deploy
-        metrics.EVENTS_UNROUTED.labels("gitlab").inc()
+        metrics.EVENTS_UNROUTED.labels("gitlab").inc(count)
         if await self._throttle.first_in(
             f"unknown-project:{project.lower()}", seconds=UNKNOWN_PROJECT_LOG_EVERY
         ):

@@ -58,6 +58,24 @@ class Outbox(Protocol):
         With a ``version``, a state older than one already queued for the key is ignored."""
         ...
 
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        """``send`` for many messages at once (each with its version), in order."""
+        ...
+
+
+class Durability(Protocol):
+    def mark(self) -> int:
+        """A token for the store's primary now, for ``confirm(since=…)``."""
+        ...
+
+    async def confirm(self, near: str | None = None, *, since: int | None = None) -> None:
+        """Return once every write made so far would survive a failover of the store
+        (``REDIS_MIN_REPLICAS`` replicas have it; at once when that is 0). Raise ``Unavailable``
+        when that cannot be confirmed in time, or when the primary changed since ``mark()``
+        gave ``since`` (writes made before may be lost): then say "try again", not "done".
+        ``near``: a key whose primary is the one to ask (Redis Cluster); every primary without."""
+        ...
+
 
 Rendered = tuple[str, Sequence[JsonBlock]]
 """A message as Slack shows it: the text fallback and the Block Kit blocks."""

@@ -29,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import commands, dora, intake, rollouts
+from tests.benchmarks import commands, dora, intake, rollouts, throughput
 from tests.benchmarks.common import SCALE, Result, Section, machine, prepare_bytecode
 
 BENCHES: dict[str, Callable[[], Coroutine[Any, Any, Section]]] = {
@@ -37,6 +37,7 @@ BENCHES: dict[str, Callable[[], Coroutine[Any, Any, Section]]] = {
     "commands": commands.run,
     "rollouts": rollouts.run,
     "dora": dora.run,
+    "throughput": throughput.run,
 }
 
 

@@ -178,9 +178,15 @@ class Fired:
 
 
 async def fire(
-    http: aiohttp.ClientSession, url: str, deliveries: list[Delivery], *, rate: float | None
+    http: aiohttp.ClientSession,
+    url: str | list[str],
+    deliveries: list[Delivery],
+    *,
+    rate: float | None,
 ) -> Fired:
-    """Send from CLIENTS concurrent clients, at ``rate`` per second in total (None: flat out)."""
+    """Send from CLIENTS concurrent clients, at ``rate`` per second in total (None: flat out);
+    with several URLs, deliveries alternate between them (a Service in front of replicas)."""
+    urls = [url] if isinstance(url, str) else url
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     failures = 0
@@ -207,8 +213,9 @@ async def fire(
             }
             last_sent = max(last_sent, time.time())
             sent = time.perf_counter()
+            target = urls[index % len(urls)]
             try:
-                async with http.post(url, data=delivery.body, headers=headers) as response:
+                async with http.post(target, data=delivery.body, headers=headers) as response:
                     answer = await response.read()
                     ok = response.status == 200
             except aiohttp.ClientError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,10 @@ class Recorder:
     async def observe(self, event: PipelineObserved | JobObserved) -> None:
         marker = event.job_id if isinstance(event, JobObserved) else event.pipeline_id
         self.calls.append(("observe", marker))
+
+    async def observe_many(self, events: Sequence[PipelineObserved | JobObserved]) -> None:
+        for event in events:
+            await self.observe(event)
 
     async def on_push(self, paths: Iterable[str] | None) -> None:
         self.calls.append(("push", None if paths is None else tuple(sorted(paths))))

@@ -96,34 +96,40 @@ async def test_urls_without_a_scheme_are_named_together(
 
 
 @pytest.mark.parametrize(
-    ("url", "topology"),
+    ("url", "shown"),
     [
-        ("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0", "Redis Sentinel (redis+sentinel://)"),
-        ("redis+cluster://:pw@n1:7000,n2:7001", "Redis Cluster (redis+cluster://)"),
+        ("redis+sentinel://:pw@127.0.0.1:9,127.0.0.1:10/mymaster/0",
+         "redis+sentinel://127.0.0.1:9,127.0.0.1:10/mymaster/0"),
+        ("redis+cluster://:pw@127.0.0.1:9,127.0.0.1:10", "redis+cluster://127.0.0.1:9,127.0.0.1:10"),
     ],
-)
-async def test_a_well_formed_url_of_a_topology_not_supported_yet_says_so(
-    slack: SlackSandbox, redis_url: str, tmp_path: Path, url: str, topology: str
+)  # fmt: skip
+async def test_sentinels_or_a_cluster_nobody_answers_for_are_named_without_the_password(
+    slack: SlackSandbox, redis_url: str, tmp_path: Path, url: str, shown: str
 ) -> None:
     env = {
         **bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var"),
         "REDIS_URL": url,
     }
+    code, out, _ = await _pitcrew("check", env=env, cwd=tmp_path)
+    assert code == 1
+    [line] = [line for line in out.splitlines() if line.startswith("FAIL  redis")]
+    assert shown in line
+    assert "pw" not in out
+
+
+async def test_replicas_to_wait_for_need_a_redis_with_replicas(
+    slack: SlackSandbox, redis_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **bot_environment(slack=slack, redis_url=redis_url, state_dir=tmp_path / "var"),
+        "REDIS_URL": "",
+        "REDIS_MIN_REPLICAS": "1",
+    }
     code, _, err = await _pitcrew("serve", env=env, cwd=tmp_path)
     assert code == 2
     assert _one_line_each(err) == [
-        f"setting REDIS_URL: {topology} is not supported yet by this version of Pitcrew; use a"
-        " redis://, rediss:// or unix:// URL (a proxy or service that follows failovers, for"
-        " instance)"
+        "setting REDIS_MIN_REPLICAS=1 needs REDIS_URL: the embedded Redis has no replicas"
     ]
-    assert "pw" not in err
-
-    code, out, _ = await _pitcrew("check", env=env, cwd=tmp_path)
-    assert code == 1
-    assert any(
-        line.startswith("FAIL  redis") and "is not supported yet" in line
-        for line in out.splitlines()
-    )
 
 
 async def test_kubernetes_contexts_are_checked_against_the_kubeconfig_before_start(

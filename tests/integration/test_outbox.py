@@ -253,3 +253,38 @@ async def test_recovery_finds_the_post_however_long_the_bot_was_down(
     await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2")
     [message] = slack.messages("payments-deploys")
     assert message.ts == posted_ts
+
+
+async def test_messages_of_an_earlier_version_are_updated_in_place_after_an_upgrade(
+    make_bot, slack: SlackSandbox, redis
+) -> None:
+    """Keys of versions before the channel hash tag (outbox:sent:<key>, outbox:want:<key>,
+    outbox:q:<channel>): the message posted then, and its update still waiting, come through."""
+    posted_ts = slack.seed_message(
+        "payments-deploys",
+        text="v1",
+        at=time.time() - 600,
+        metadata={"event_type": "pitcrew_message", "event_payload": {"key": "k"}},
+    )
+    channel_id = slack.channel_id("payments-deploys")
+    await redis.hset("outbox:sent:k", mapping={"ts": posted_ts, "channel_id": channel_id})
+    await redis.hset(
+        "outbox:want:k",
+        mapping={"channel": "#payments-deploys", "text": "v2", "blocks": "[]", "seq": 7},
+    )
+    await redis.zadd("outbox:q:#payments-deploys", {"k": 7})
+    await redis.sadd("outbox:channels", "#payments-deploys")
+    bot = make_bot()
+    await bot.start()
+    try:
+        await eventually(lambda: slack.messages("payments-deploys")[0].text == "v2")
+        await eventually(lambda: drained(bot))
+        assert bot.outbox is not None
+        await bot.outbox.send(_message("k", "v3"))
+        await eventually(lambda: slack.messages("payments-deploys")[0].text == "v3")
+    finally:
+        await bot.stop()
+    [message] = slack.messages("payments-deploys")
+    assert message.ts == posted_ts
+    assert _posts(slack) == []
+    assert await redis.exists("outbox:want:k", "outbox:q:#payments-deploys") == 0

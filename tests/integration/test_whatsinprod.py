@@ -153,6 +153,7 @@ async def test_a_lock_is_shown_with_its_age(
         user="alice",
         channel="payments-deploys",
     )
+    answered = len(slack.ephemerals())
     async with (
         aiohttp.ClientSession() as http,
         http.post(f"{bot.url}/slack/events", data=body, headers=headers) as r,
@@ -165,6 +166,8 @@ async def test_a_lock_is_shown_with_its_age(
         return bool(await locks.locks())
 
     await eventually(locked)
+    # the /lock answer first, so that it is not taken for the /whatsinprod one
+    await eventually(lambda: len(slack.ephemerals()) > answered)
     answer = await ask("payments production")
     assert ":lock: *production* locked by @alice just now — release freeze" in answer
 

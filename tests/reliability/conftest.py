@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,10 +112,12 @@ async def deliver(
     *,
     clients: int = 20,
     pace: float = 0.0,
+    acks: list[tuple[float, str]] | None = None,
 ) -> int:
     """Send like GitLab: a delivery that gets no 2xx (refused, 5xx, connection error) is tried
     again, on the next URL (another replica behind the Service). Returns how many retries.
-    ``pace``: seconds each client waits between deliveries (a burst that lasts a while)."""
+    ``pace``: seconds each client waits between deliveries (a burst that lasts a while).
+    ``acks``: gets (``time.monotonic()``, event id) of every delivery answered 200."""
     queue: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
     for item in deliveries:
         queue.put_nowait(item)
@@ -138,6 +141,8 @@ async def deliver(
                         f"{url}/webhooks/gitlab", data=body, headers=headers
                     ) as response:
                         if response.status == 200:
+                            if acks is not None:
+                                acks.append((time.monotonic(), event_id))
                             break
                 except (aiohttp.ClientError, OSError):
                     pass

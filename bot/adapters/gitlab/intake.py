@@ -35,7 +35,7 @@ from pydantic_core import from_json
 from bot import logs, metrics
 from bot.errors import StoreUnavailable
 from bot.services.ports import InboundEvent, Inbox
-from bot.web import BodyTooLarge, read_body
+from bot.web import REQUEST_ID, BodyTooLarge, read_body
 
 log = logs.get(__name__)
 
@@ -65,7 +65,9 @@ class GitLabIntake:
         self._max_body = max_body
 
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id = (
+            request.get(REQUEST_ID) or request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        )
         # the header's own bytes (aiohttp keeps undecodable ones as surrogates): never a 500
         token = request.headers.get("X-Gitlab-Token", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(token, self._secret):

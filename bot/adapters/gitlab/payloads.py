@@ -71,7 +71,11 @@ def parse_timestamp(value: object) -> object:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not isinstance(value, str):
         return value
-    text = _SPACED_OFFSET.sub(r"\1", _UTC_SUFFIX.sub("+00:00", value.strip()))
+    text = value.strip()
+    if text.endswith("UTC") or text[-6:-5].isspace() or text[-7:-6].isspace():
+        # " UTC", " +0200", " +02:00": the regular expressions are for these only (a webhook
+        # carries dozens of timestamps, and ISO 8601 ones need neither)
+        text = _SPACED_OFFSET.sub(r"\1", _UTC_SUFFIX.sub("+00:00", text))
     try:
         parsed = datetime.fromisoformat(text)
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -1,10 +1,11 @@
-"""Button clicks on release messages: acknowledge at once, record, let the service decide.
+"""Button clicks on release messages: record, acknowledge, let the service decide.
 
 Nothing in a click is trusted but who clicked (Slack signs the request) and the button's value,
 which is only ever looked up as a release (or pending request) id: a forged or foreign value
 finds nothing, or finds a release whose own rules then apply to the person who clicked. Every
-click is written to the audit log before anything happens, including refused ones. A click is
-handled once per ``trigger_id``, so a redelivery does nothing twice.
+click is written to the audit log before anything happens, including refused ones, and
+acknowledged once recorded (``receipts.take``, with ``REDIS_MIN_REPLICAS``). A click is handled
+once per ``trigger_id``, so a redelivery does nothing twice.
 
 Answers go only to the person who clicked, through the click's ``response_url``: approving,
 refusing and explaining never add noise to the channel; the release message and its thread
@@ -33,10 +34,11 @@ from bot.adapters.slack.blocks.rollouts import ROLL_BACK as ROLL_BACK_ROLLOUT
 from bot.adapters.slack.blocks.whatsinprod import SHARE
 from bot.adapters.slack.dora import DoraAnswers
 from bot.adapters.slack.outbox import SlackOutbox
+from bot.adapters.slack.receipts import IMMEDIATE, safe_answer, take
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
 from bot.services.access import AccessService
-from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
+from bot.services.ports import AuditEntry, AuditLog, Durability, Rendered, Throttle
 from bot.services.releases import ReleaseService
 
 log = logs.get(__name__)
@@ -71,8 +73,10 @@ class Actions:
         whatsinprod: WhatsInProd | None = None,
         home: Callable[[str], Awaitable[None]] | None = None,
         dora: DoraAnswers | None = None,
+        durability: Durability = IMMEDIATE,
     ) -> None:
         self._dora = dora
+        self._durability = durability
         self._outbox = outbox
         self._audit = audit
         self._once = once
@@ -99,26 +103,32 @@ class Actions:
         work: Callable[[str, str, Callable[..., Awaitable[None]], str], Awaitable[None]],
     ) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
-            await ack()
             user = str((body.get("user") or {}).get("id") or "")
             action: dict[str, Any] = next(iter(body.get("actions") or []), {})
             value = str(action.get("value") or "")
             trigger = body.get("trigger_id") or f"{user}:{action.get('action_ts')}"
-            if not await self._once.first_in(f"slack-action:{trigger}", seconds=3600):
-                return
             origin = _origin(body)
-            await self._audit.record(
-                AuditEntry(
-                    at=time.time(),
-                    actor=user,
-                    action=f"click {name.removeprefix('release_')}",
-                    target=value[:40],
-                    origin=origin,
-                )
+            entry = AuditEntry(
+                at=time.time(),
+                actor=user,
+                action=f"click {name.removeprefix('release_')}",
+                target=value[:40],
+                origin=origin,
             )
+            taken = await take(
+                ack,
+                what="your click",
+                dedup=f"slack-action:{trigger}",
+                entry=entry,
+                once=self._once,
+                audit=self._audit,
+                durability=self._durability,
+            )
+            if not taken:
+                return
             response_url = str(body.get("response_url") or "")
 
-            async def answer(rendered: Rendered, *, in_channel: bool = False) -> None:
+            async def send(rendered: Rendered, *, in_channel: bool = False) -> None:
                 """Only to the person who clicked, unless ``in_channel`` (a share)."""
                 if response_url:
                     await self._outbox.respond(
@@ -127,6 +137,7 @@ class Actions:
                 else:
                     await self._outbox.direct(user=user, text=rendered[0], blocks=rendered[1])
 
+            answer = safe_answer(send, what="your click", durability=self._durability)
             if not _ID.fullmatch(value):
                 await answer(("This button is not one of Pitcrew's.", ()))
                 return

@@ -1,9 +1,10 @@
-"""Slash-command listeners: acknowledge at once, record, then let a service answer privately.
+"""Slash-command listeners: record, acknowledge, then let a service answer privately.
 
-Bolt acknowledges within Slack's 3 seconds (``ack()`` first); the work continues after the
-acknowledgement and the answer goes through the command's ``response_url``. Every command is
-written to the audit log before it runs. Slack does not retry slash commands, but a proxy or a
-second delivery could: a command is run once per ``trigger_id``.
+Bolt acknowledges within Slack's 3 seconds, once the command is recorded (``receipts.take``:
+de-duplicated, in the audit log, and confirmed by ``REDIS_MIN_REPLICAS`` replicas); the work
+continues after the acknowledgement and the answer goes through the command's ``response_url``.
+Slack does not retry slash commands, but a proxy or a second delivery could: a command is run
+once per ``trigger_id``.
 
 A command that fails for a reason of ours (Redis unreachable, a race lost) gets a one-line
 apology with what to do; the trace goes to the logs and Sentry, never to the person.
@@ -24,11 +25,12 @@ from bot.adapters.slack.blocks.help import COMMANDS, render_help
 from bot.adapters.slack.dora import DoraAnswers
 from bot.adapters.slack.outbox import SlackOutbox
 from bot.adapters.slack.people import SlackPeople
+from bot.adapters.slack.receipts import IMMEDIATE, safe_answer, take
 from bot.adapters.slack.whatsinprod import WhatsInProd
 from bot.domain.errors import PitcrewError
 from bot.services.access import AccessService
 from bot.services.locks import LockService
-from bot.services.ports import AuditEntry, AuditLog, Rendered, Throttle
+from bot.services.ports import AuditEntry, AuditLog, Durability, Rendered, Throttle
 from bot.services.releases import ReleaseService
 
 log = logs.get(__name__)
@@ -54,6 +56,7 @@ class Commands:
         releases: ReleaseService,
         access: AccessService,
         dora: DoraAnswers,
+        durability: Durability = IMMEDIATE,
     ) -> None:
         self._outbox = outbox
         self._dora = dora
@@ -64,6 +67,7 @@ class Commands:
         self._whatsinprod_answers = whatsinprod
         self._releases = releases
         self._access = access
+        self._durability = durability
 
     def handlers(self) -> dict[str, Work]:
         """Every command Pitcrew answers (``/pitcrew help`` lists the same ones)."""
@@ -90,26 +94,34 @@ class Commands:
     def _listen(self, app: AsyncApp, name: str, work: Work) -> None:
         @app.command(name)
         async def listener(ack: AsyncAck, command: dict[str, Any]) -> None:
-            await ack()
             trigger = command.get("trigger_id") or f"{command.get('user_id')}:{time.time()}"
-            if not await self._once.first_in(f"slack-command:{trigger}", seconds=3600):
-                return
             # Slack escapes &, < and > in command text; people typed the characters.
             command = {**command, "text": html.unescape(command.get("text") or "").strip()}
-            await self._audit.record(
-                AuditEntry(
-                    at=time.time(),
-                    actor=str(command.get("user_id")),
-                    action="command",
-                    target=name,
-                    detail=command["text"][:300],
-                    origin=_origin(command),
-                )
+            entry = AuditEntry(
+                at=time.time(),
+                actor=str(command.get("user_id")),
+                action="command",
+                target=name,
+                detail=command["text"][:300],
+                origin=_origin(command),
             )
+            taken = await take(
+                ack,
+                what=f"`{name}`",
+                dedup=f"slack-command:{trigger}",
+                entry=entry,
+                once=self._once,
+                audit=self._audit,
+                durability=self._durability,
+            )
+            if not taken:
+                return
             response_url = str(command.get("response_url") or "")
 
-            async def reply(rendered: Rendered) -> None:
+            async def respond(rendered: Rendered) -> None:
                 await self._outbox.respond(response_url, text=rendered[0], blocks=rendered[1])
+
+            reply = safe_answer(respond, what=f"`{name}`", durability=self._durability)
 
             started = time.perf_counter()
             outcome = "ok"

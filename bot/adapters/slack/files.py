@@ -43,9 +43,16 @@ class SlackFiles:
         self._wait = wait_for_message
 
     async def upload(
-        self, *, thread_key: str, filename: str, title: str, alt: str, content: bytes
+        self,
+        *,
+        channel: str,
+        thread_key: str,
+        filename: str,
+        title: str,
+        alt: str,
+        content: bytes,
     ) -> None:
-        channel_id, thread_ts = await self._thread(thread_key)
+        channel_id, thread_ts = await self._thread(channel, thread_key)
         granted = await self._call(
             "files.getUploadURLExternal", filename=filename, length=len(content), alt_txt=alt
         )
@@ -61,10 +68,10 @@ class SlackFiles:
         )
         log.info("file uploaded", file=filename, bytes=len(content), thread=thread_key)
 
-    async def _thread(self, key: str) -> tuple[str, str]:
+    async def _thread(self, channel: str, key: str) -> tuple[str, str]:
         deadline = time.monotonic() + self._wait
         while True:
-            found = await self._outbox.posted(key)
+            found = await self._outbox.posted(channel, key)
             if found is not None:
                 return found
             if time.monotonic() >= deadline:

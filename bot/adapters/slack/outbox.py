@@ -6,11 +6,19 @@ Guarantees (docs/architecture.md explains them at length):
   delivery posts it; later ones update it in place (``chat.update``) using the channel and ``ts``
   stored in Redis under ``outbox:sent:<key>``. Thread replies are keyed too.
 * **Durable and coalesced.** ``send`` writes the newest wanted state to Redis
-  (``outbox:want:<key>``) and queues the key once per channel (``outbox:q:<channel>``, a sorted
-  set ordered by first enqueue). Several updates to a key before it is delivered collapse into
-  the newest one; a pending update survives a crash of the bot.
+  (``outbox:want:{<channel>}:<key>``) and queues the key once per channel
+  (``outbox:q:{<channel>}``, a sorted set ordered by first enqueue). Several updates to a key
+  before it is delivered collapse into the newest one; a pending update survives a crash of the
+  bot. Every key of a channel carries the channel as its hash tag, so each script keeps to one
+  Redis Cluster slot and the channels spread over the cluster (``bot.adapters.redis_keys``).
+  The set of channels with work (``outbox:channels``) is written after the script, and rebuilt
+  from the queues when delivery starts and every few minutes, in case a crash came in between.
+* **Only what survives a failover reaches Slack.** With ``REDIS_MIN_REPLICAS``, every Slack
+  write waits until the replicas have the state it shows and the attempt it records, so a
+  promoted replica never shows an older state than Slack does, nor forgets a post.
 * **No second post after a crash.** Before ``chat.postMessage`` the outbox records an *attempt*
-  (id and time) under the key, and the message carries Slack message metadata naming the key.
+  (id and time) under the key (``outbox:sent:{<channel>}:<key>``), and the message carries
+  Slack message metadata naming the key.
   The attempt is kept only while the post's outcome is unknown (``outcome_unknown``): the
   process died after recording it, or the answer was lost to a timeout, a cut connection or a
   5xx. The next delivery then finds the attempt, looks the message up with
@@ -28,6 +36,11 @@ Guarantees (docs/architecture.md explains them at length):
   error log line, so one bad message never blocks a channel.
 
 Only one replica delivers at a time: ``run`` is meant to be started under a lease.
+
+Upgrading from versions whose keys had no channel tag (``outbox:want:<key>``,
+``outbox:q:<channel>``, ``outbox:sent:<key>``): ``run`` re-queues the old queues' pending states
+under the new names when it starts, and a message's old ``sent`` record is read (and copied)
+when the new one is missing, so messages posted before the upgrade are still updated in place.
 Ephemeral answers (``respond``, ``ephemeral``) are for a person waiting right now: they are
 sent at once, retried a few times, and not kept.
 """
@@ -41,8 +54,8 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -51,6 +64,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import logs, metrics
+from bot.adapters.redis_keys import Script, ScriptCall, beside, run_scripts, script
+from bot.domain.errors import Unavailable
 from bot.errors import SlackUnavailable
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.ports import JsonBlock, OutgoingMessage
@@ -69,19 +84,18 @@ HISTORY_SCOPES = frozenset({"channels:history", "groups:history"})
 
 _ENQUEUE = """
 if ARGV[8] ~= '' then
-  local known = tonumber(redis.call('HGET', KEYS[5], 'version') or '-1')
+  local known = tonumber(redis.call('HGET', KEYS[4], 'version') or '-1')
   if tonumber(ARGV[8]) < known then
     return 0
   end
-  redis.call('HSET', KEYS[5], 'version', ARGV[8])
-  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+  redis.call('HSET', KEYS[4], 'version', ARGV[8])
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
 end
-local seq = redis.call('INCR', KEYS[4])
+local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'channel', ARGV[1], 'text', ARGV[2], 'blocks', ARGV[3],
            'thread_key', ARGV[4], 'broadcast', ARGV[5], 'seq', seq)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[6])
-redis.call('SADD', KEYS[3], ARGV[1])
 return seq
 """
 _COMPLETE = """
@@ -92,34 +106,54 @@ if redis.call('HGET', KEYS[1], 'seq') == ARGV[1] then
 end
 return 0
 """
+_ATTEMPT = """
+redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'attempt_at', ARGV[2], 'channel_id', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 _DEFER = """
 local seq = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], 'XX', seq, ARGV[1])
 return seq
 """
-_RETIRE_CHANNEL = """
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
-def _want(key: str) -> str:
-    return f"{PREFIX}:want:{key}"
-
-
-def _sent(key: str) -> str:
-    return f"{PREFIX}:sent:{key}"
+REPAIR_EVERY = 300.0
+"""Seconds between two rebuilds of the list of channels with work from the queues themselves."""
 
 
 def _queue(channel: str) -> str:
-    return f"{PREFIX}:q:{channel}"
+    return f"{PREFIX}:q:{{{channel}}}"
+
+
+def _want(channel: str, key: str) -> str:
+    return beside(_queue(channel), f"{PREFIX}:want", key)
+
+
+def _sent(channel: str, key: str) -> str:
+    return beside(_queue(channel), f"{PREFIX}:sent", key)
+
+
+def _version(channel: str, key: str) -> str:
+    return beside(_queue(channel), f"{PREFIX}:version", key)
+
+
+def _seq(channel: str) -> str:
+    return beside(_queue(channel), f"{PREFIX}:seq")
 
 
 _CHANNELS = f"{PREFIX}:channels"
-_SEQ = f"{PREFIX}:seq"
+_QUEUES = f"{PREFIX}:q:{{*"
+
+
+def _legacy_queue(channel: str) -> str:
+    return f"{PREFIX}:q:{channel}"
+
+
+def _legacy_want(key: str) -> str:
+    return f"{PREFIX}:want:{key}"
+
+
+def _legacy_sent(key: str) -> str:
+    return f"{PREFIX}:sent:{key}"
 
 
 class _Failed(Exception):
@@ -147,6 +181,29 @@ def _text(raw: dict[bytes, bytes], name: str) -> str:
     return raw.get(name.encode(), b"").decode()
 
 
+class Replicas(Protocol):
+    """``bot.adapters.store.replication.Replication``, as the outbox uses it."""
+
+    def mark(self) -> int: ...
+
+    async def confirm(self, near: str | None = None, *, since: int | None = None) -> None: ...
+
+    async def run(
+        self, script: Script, *, keys: Sequence[str], args: Iterable[Any] = ()
+    ) -> Any: ...
+
+
+class _NoReplicas:
+    def mark(self) -> int:
+        return 0
+
+    async def confirm(self, near: str | None = None, *, since: int | None = None) -> None:
+        return None
+
+    async def run(self, script: Script, *, keys: Sequence[str], args: Iterable[Any] = ()) -> Any:
+        return await script(keys=keys, args=args)
+
+
 class SlackOutbox:
     def __init__(
         self,
@@ -155,9 +212,11 @@ class SlackOutbox:
         *,
         pacing: float = 1.0,
         max_backoff: float = 60.0,
+        durability: Replicas | None = None,
     ) -> None:
         self._redis = redis
         self._client = client
+        self._durability: Replicas = durability or _NoReplicas()
         self._pacing = pacing
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
@@ -166,25 +225,33 @@ class SlackOutbox:
         self._channel_ids: dict[str, str] = {}
         self._scopes: frozenset[str] | None = None  # the token's, once Slack has told them
         self._history_refused = False
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._complete = redis.register_script(_COMPLETE)
-        self._defer = redis.register_script(_DEFER)
-        self._retire = redis.register_script(_RETIRE_CHANNEL)
+        self._enqueue = script(redis, _ENQUEUE)
+        self._complete = script(redis, _COMPLETE)
+        self._defer = script(redis, _DEFER)
+        self._attempt = script(redis, _ATTEMPT)
 
     # ------------------------------------------------------------------ the port
 
     async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
         """Queue the newest state of ``message.key``. With a ``version``, a state older than one
         already taken for the key is ignored: a slow replica never overwrites a newer state."""
-        await self._enqueue(
-            keys=[
-                _want(message.key),
-                _queue(message.channel),
-                _CHANNELS,
-                _SEQ,
-                f"{PREFIX}:version:{message.key}",
-            ],
-            args=[
+        await self.send_many([(message, version)])
+
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        """``send`` for many messages in one round trip (each message's script on its channel's
+        anchor), in order: a thread reply given after its parent is queued after it."""
+        if not messages:
+            return
+        calls: list[ScriptCall] = []
+        for message, version in messages:
+            channel = message.channel
+            keys = [
+                _want(channel, message.key),
+                _queue(channel),
+                _seq(channel),
+                _version(channel, message.key),
+            ]
+            args = [
                 message.channel,
                 message.text,
                 json.dumps(list(message.blocks), separators=(",", ":")),
@@ -193,8 +260,13 @@ class SlackOutbox:
                 message.key,
                 KEY_TTL_MS,
                 "" if version is None else str(version),
-            ],
-        )
+            ]
+            calls.append((self._enqueue, keys, args))
+        await run_scripts(self._redis, calls)
+        # After the scripts (a second round trip: on a cluster, one pipeline's commands to
+        # different nodes have no order): a deliverer that just found a queue empty and retired
+        # its channel sees it listed again (see _retire).
+        await self._redis.sadd(_CHANNELS, *dict.fromkeys(m.channel for m, _ in messages))
         self._wake.set()
 
     async def respond(
@@ -275,9 +347,10 @@ class SlackOutbox:
                 raise SlackUnavailable(f"could not {doing} in Slack: {exc}") from exc
         raise SlackUnavailable(f"could not {doing} in Slack: still failing after retries")
 
-    async def posted(self, key: str) -> tuple[str, str] | None:
-        """``(channel_id, ts)`` of the message ``key`` once Slack has it; ``None`` before."""
-        sent = await self._redis.hgetall(_sent(key))
+    async def posted(self, channel: str, key: str) -> tuple[str, str] | None:
+        """``(channel_id, ts)`` of the message ``key`` sent to ``channel`` (as it was given)
+        once Slack has it; ``None`` before."""
+        sent = await self._sent_record(channel, key)
         ts, channel_id = _text(sent, "ts"), _text(sent, "channel_id")
         return (channel_id, ts) if ts and channel_id else None
 
@@ -311,18 +384,22 @@ class SlackOutbox:
         """Deliver until cancelled: one task per channel with work, each paced on its own."""
         tasks: dict[str, asyncio.Task[None]] = {}
         measured = 0.0
+        repaired = -REPAIR_EVERY
         try:
             while True:
                 reraise_if_cancelling()
                 self._wake.clear()
                 try:
+                    if time.monotonic() - repaired > REPAIR_EVERY:
+                        await self._repair()
+                        repaired = time.monotonic()
                     channels = [c.decode() for c in await self._redis.smembers(_CHANNELS)]
                     if time.monotonic() - measured > 1.0:
                         metrics.OUTBOX_PENDING.set(await self.pending())
                         measured = time.monotonic()
-                except (RedisError, OSError) as exc:
+                except Exception as exc:  # redis-py may raise more than RedisError (streams.py)
                     reraise_if_cancelling()
-                    log.warning("outbox cannot read its queue; retrying", error=str(exc))
+                    log.warning("outbox cannot read its queue; retrying", error=repr(exc))
                     channels = []
                     await asyncio.sleep(1.0)
                 for channel in channels:
@@ -340,6 +417,38 @@ class SlackOutbox:
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
 
+    async def _repair(self) -> None:
+        """List every channel whose queue has work (a sender that died between its script and
+        listing the channel left it out), and bring over the queues of earlier versions."""
+        async for raw in self._redis.scan_iter(match=_QUEUES, count=1000, _type="zset"):
+            name = raw.decode()
+            channel = name[len(f"{PREFIX}:q:{{") : -1]
+            if name == _queue(channel):
+                await self._redis.sadd(_CHANNELS, channel)
+        for raw in await self._redis.smembers(_CHANNELS):
+            await self._adopt_legacy(raw.decode())
+
+    async def _adopt_legacy(self, channel: str) -> None:
+        """Re-queue what an earlier version left in ``outbox:q:<channel>`` under the new names."""
+        old = _legacy_queue(channel)
+        for raw_key in await self._redis.zrange(old, 0, -1):
+            key = raw_key.decode()
+            want = await self._redis.hgetall(_legacy_want(key))
+            if want and _text(want, "channel") == channel:
+                await self.send(
+                    OutgoingMessage(
+                        key=key,
+                        channel=channel,
+                        text=_text(want, "text"),
+                        blocks=json.loads(_text(want, "blocks") or "[]"),
+                        thread_key=_text(want, "thread_key") or None,
+                        broadcast=bool(_text(want, "broadcast")),
+                    )
+                )
+                log.info("outbox: re-queued a message of an earlier version", key=key)
+            await self._redis.delete(_legacy_want(key))
+            await self._redis.zrem(old, key)
+
     async def _drain(self, channel: str) -> None:
         backoff = 1.0
         while True:
@@ -347,7 +456,7 @@ class SlackOutbox:
             try:
                 head = await self._redis.zrange(_queue(channel), 0, 0)
                 if not head:
-                    if await self._retire(keys=[_queue(channel), _CHANNELS], args=[channel]):
+                    if await self._retire(channel):
                         return
                     continue
                 wait = self._last_write.get(channel, 0.0) + self._pacing - time.monotonic()
@@ -360,15 +469,40 @@ class SlackOutbox:
                 delay = retry.delay if retry.delay > 0 else backoff
                 backoff = min(backoff * 2, self._max_backoff)
                 await asyncio.sleep(delay * random.uniform(1.0, 1.2))
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, Unavailable) as exc:
                 reraise_if_cancelling()
                 log.warning("outbox store error; retrying", channel=channel, error=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+            except Exception:  # redis-py may raise more than RedisError (streams.py)
+                reraise_if_cancelling()
+                log.exception("outbox error; retrying", channel=channel)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _retire(self, channel: str) -> bool:
+        """Stop listing ``channel`` if its queue is empty. Unlisted first, then checked: a send
+        in between is either seen by the check (listed again) or lists the channel itself."""
+        await self._redis.srem(_CHANNELS, channel)
+        if await self._redis.zcard(_queue(channel)):
+            await self._redis.sadd(_CHANNELS, channel)
+            return False
+        return True
+
+    async def _sent_record(self, channel: str, key: str) -> dict[bytes, bytes]:
+        """The message's ``ts`` (or its attempt); an earlier version's record is copied over."""
+        sent: dict[bytes, bytes] = await self._redis.hgetall(_sent(channel, key))
+        if not sent:
+            sent = await self._redis.hgetall(_legacy_sent(key))
+            if sent:
+                await self._redis.hset(_sent(channel, key), mapping=sent)
+                await self._redis.pexpire(_sent(channel, key), KEY_TTL_MS)
+        return sent
 
     async def _deliver(self, channel: str, key: str) -> bool:
         """Bring one key's Slack message to its newest wanted state. True when Slack was written."""
-        want = await self._redis.hgetall(_want(key))
+        since = self._durability.mark()
+        want = await self._redis.hgetall(_want(channel, key))
         if not want:
             await self._redis.zrem(_queue(channel), key)
             return False
@@ -378,16 +512,18 @@ class SlackOutbox:
         thread_key = _text(want, "thread_key")
         try:
             if thread_key:
-                parent = await self._redis.hgetall(_sent(thread_key))
+                parent = await self._sent_record(channel, thread_key)
                 if not _text(parent, "ts"):
-                    if await self._redis.exists(_want(thread_key)):
-                        await self._defer(keys=[_queue(channel), _SEQ], args=[key])
+                    if await self._redis.exists(_want(channel, thread_key)):
+                        await self._defer(keys=[_queue(channel), _seq(channel)], args=[key])
                         return False
                     raise _Drop(f"its thread parent {thread_key} was never posted")
                 channel_id, thread_ts = _text(parent, "channel_id"), _text(parent, "ts")
             else:
                 channel_id, thread_ts = await self.channel_id(channel), ""
             await self._write(
+                since=since,
+                channel=channel,
                 key=key,
                 channel_id=channel_id,
                 thread_ts=thread_ts,
@@ -397,12 +533,14 @@ class SlackOutbox:
             )
         except _Drop as exc:
             log.error("slack message dropped", key=key, channel=channel, reason=str(exc))
-        await self._complete(keys=[_want(key), _queue(channel)], args=[seq, key])
+        await self._complete(keys=[_want(channel, key), _queue(channel)], args=[seq, key])
         return True
 
     async def _write(
         self,
         *,
+        since: int,
+        channel: str,
         key: str,
         channel_id: str,
         thread_ts: str,
@@ -410,8 +548,8 @@ class SlackOutbox:
         text: str,
         blocks: list[Any],
     ) -> None:
-        sent_key = _sent(key)
-        sent = await self._redis.hgetall(sent_key)
+        sent_key = _sent(channel, key)
+        sent = await self._sent_record(channel, key)
         ts: str | None = _text(sent, "ts")
         if not ts and _text(sent, "attempt") and not self.reads_history:
             log.warning(
@@ -440,6 +578,8 @@ class SlackOutbox:
                 await self._redis.hset(sent_key, mapping={"ts": ts, "channel_id": channel_id})
                 await self._redis.hdel(sent_key, "attempt", "attempt_at")
         if ts:
+            # What Slack is about to show must survive a failover of Redis (REDIS_MIN_REPLICAS).
+            await self._durability.confirm(_queue(channel), since=since)
             try:
                 await self._call(
                     "chat.update",
@@ -454,12 +594,13 @@ class SlackOutbox:
                     raise
                 log.warning("message gone from Slack; posting it again", key=key, error=str(exc))
                 await self._redis.delete(sent_key)
-        attempt = uuid.uuid4().hex
-        await self._redis.hset(
-            sent_key,
-            mapping={"attempt": attempt, "attempt_at": repr(time.time()), "channel_id": channel_id},
+        # The attempt must survive a failover before the post goes out, or a promoted replica
+        # would post it a second time: recorded and waited for on one connection.
+        await self._durability.run(
+            self._attempt,
+            keys=[sent_key],
+            args=[uuid.uuid4().hex, repr(time.time()), channel_id, KEY_TTL_MS],
         )
-        await self._redis.pexpire(sent_key, KEY_TTL_MS)
         try:
             answer = await self._call(
                 "chat.postMessage",

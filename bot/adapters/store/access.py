@@ -2,9 +2,9 @@
 
 - ``access:<id>``: hash {v, data}; ``data`` is the ``Grant`` as JSON (the releases' CAS script).
 - ``access:current:<app>:<env>:<requester>``: the requester's grant of that app and env while
-  its file is (or may be) in git. Set together with the new record in one script only if no
-  grant holds the place, so two ``/access`` racing on any replicas open one merge request; let
-  go when the grant is revoked or ends unmerged.
+  its file is (or may be) in git. Taken (``SET NX``) right after the new record is written, only
+  if no grant holds the place, so two ``/access`` racing on any replicas open one merge request;
+  let go when the grant is revoked or ends unmerged.
 - ``access:mr:<iid>`` (the grant MR and the revoke MR), ``access:branch:<name>``: which grant a
   webhook is about.
 - ``access:open``: grants the sweep still has work on.
@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.adapters.redis_keys import script
 from bot.adapters.store.connection import Redis
 from bot.adapters.store.releases import INDEX_TTL, SAVE_IF_VERSION
 from bot.domain.access import Grant
@@ -28,17 +29,12 @@ _OPEN = "access:open"
 _ENDED = frozenset({"revoked", "rejected", "expired", "failed", "refused"})
 
 _CREATE = """
-local held = redis.call('GET', KEYS[1])
-if held then
-  return held
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return ARGV[1]
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('HSET', KEYS[2], 'v', 1, 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return false
+redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 _LET_GO = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -59,20 +55,28 @@ def _place(app: str, env: str, requester: str) -> str:
 class RedisGrantStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._save = redis.register_script(SAVE_IF_VERSION)
-        self._create = redis.register_script(_CREATE)
-        self._let_go = redis.register_script(_LET_GO)
+        self._save = script(redis, SAVE_IF_VERSION)
+        self._create = script(redis, _CREATE)
+        self._let_go = script(redis, _LET_GO)
 
     async def create(self, grant: Grant) -> str | None:
-        held = await self._create(
-            keys=[_place(grant.app, grant.env, grant.requester), _key(grant.id)],
-            args=[grant.id, _grant.dump_json(grant).decode(), INDEX_TTL],
+        """Store a new grant unless another holds its place: that one's id, else None.
+
+        The record is written first and the place taken after (two commands, since the two
+        keys live in different hash slots): a crash in between leaves a record nothing points
+        to, which expires; losing the race for the place deletes the record just written.
+        """
+        created = await self._create(
+            keys=[_key(grant.id)], args=[_grant.dump_json(grant).decode(), INDEX_TTL]
         )
-        if held is not None:
-            found = held.decode() if isinstance(held, bytes) else str(held)
-            if found == grant.id:
-                raise RuntimeError(f"grant {grant.id} exists already")
-            return found
+        if not created:
+            raise RuntimeError(f"grant {grant.id} exists already")
+        place = _place(grant.app, grant.env, grant.requester)
+        while not await self._redis.set(place, grant.id, nx=True, ex=INDEX_TTL):
+            holder = await self._get(place)
+            if holder is not None:
+                await self._redis.delete(_key(grant.id))
+                return holder
         await self._index(grant)
         return None
 

@@ -29,12 +29,10 @@ class RedisAuditLog:
             **{f: getattr(entry, f) or "" for f in _FIELDS},
         }
         oldest_ms = int((time.time() - RETENTION) * 1000)
-        await self._redis.xadd(
-            STREAM,
-            fields,
-            minid=f"{oldest_ms}-0",
-            approximate=True,
-        )
+        try:
+            await self._redis.xadd(STREAM, fields, minid=f"{oldest_ms}-0", approximate=True)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"cannot write the audit log: {exc}") from exc
 
     async def query(
         self,

@@ -33,7 +33,7 @@ class RedisAutopilotStore:
 
     async def give_up(self, *, app: str, env: str, version: str, why: str) -> None:
         key = _given_up(app, env)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:  # one key: in order
             pipe.hset(key, version, why)
             pipe.expire(key, GIVEN_UP_TTL)
             await pipe.execute()

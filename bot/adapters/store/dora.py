@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from bot.adapters.redis_keys import run_scripts, script
 from bot.adapters.store.connection import Redis
 from bot.domain.dora import KEEP, KINDS, Deployment, Kind, merge
 
@@ -38,6 +39,13 @@ _LENGTHS = """
 local found = {}
 for i, key in ipairs(KEYS) do
   found[i] = redis.call('STRLEN', key)
+end
+return found
+"""
+_MONTHS = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = redis.call('GET', key)
 end
 return found
 """
@@ -137,8 +145,9 @@ CACHED_MONTHS: Final = 20_000
 class RedisDeploymentStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._record = redis.register_script(_RECORD)
-        self._lengths = redis.register_script(_LENGTHS)
+        self._record = script(redis, _RECORD)
+        self._lengths = script(redis, _LENGTHS)
+        self._months = script(redis, _MONTHS)  # an MGET, in a batch a cluster accepts
         self._cache: dict[str, tuple[int, dict[str, Deployment]]] = {}
 
     async def record(self, deployment: Deployment) -> bool:
@@ -171,20 +180,17 @@ class RedisDeploymentStore:
         wanted = list(dict.fromkeys(pairs))
         names = months(since, until)
         keys = [[month_key(app, env, m) for m in names] for app, env in wanted]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for each in keys:
-                await self._lengths(keys=each, client=pipe)
-            lengths: Sequence[Any] = await pipe.execute()
+        lengths: Sequence[Any] = await run_scripts(
+            self._redis, [(self._lengths, each, ()) for each in keys]
+        )
         stale = [
             [key for key, length in zip(each, sizes, strict=True) if self._stale(key, length)]
             for each, sizes in zip(keys, lengths, strict=True)
         ]
         if any(stale):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for each in stale:
-                    if each:
-                        pipe.mget(each)
-                blobs: list[Any] = list(await pipe.execute())
+            blobs: list[Any] = list(
+                await run_scripts(self._redis, [(self._months, each, ()) for each in stale if each])
+            )
             for (app, env), each in zip(wanted, stale, strict=True):
                 if each:
                     for key, blob in zip(each, blobs.pop(0), strict=True):

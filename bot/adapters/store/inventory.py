@@ -1,4 +1,10 @@
-"""The inventory cache: one JSON entry per (app, env), and when it was last refreshed."""
+"""The inventory cache: one JSON entry per (app, env), and when it was last refreshed.
+
+Its keys share the hash tag ``{inventory}`` (one Redis Cluster slot: it is small, and a write
+bumps the version right behind the data). Earlier versions named them ``inventory:entries`` and
+so on; the cache is rebuilt at start (GitLab) and as workloads are watched, so nothing is carried
+over.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,11 @@ from pydantic import TypeAdapter
 from bot.adapters.store.connection import Redis
 from bot.domain.inventory import Deployed, Inventory, Live
 
-_ENTRIES = "inventory:entries"
-_LIVE = "inventory:live"
-_VERSION = "inventory:version"
+_ENTRIES = "{inventory}:entries"
+_LIVE = "{inventory}:live"
+_VERSION = "{inventory}:version"
 _live = TypeAdapter(Live)
-_REFRESHED = "inventory:refreshed_at"
+_REFRESHED = "{inventory}:refreshed_at"
 _deployed = TypeAdapter(Deployed)
 
 
@@ -57,21 +63,22 @@ class RedisInventoryCache:
 
     async def put_live(self, live: Live) -> None:
         """What the cluster runs, written by the rollout watcher as it sees workloads."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # In order on one connection (one slot): the version moves after the data.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(_LIVE, f"{live.app}\0{live.env}", _live.dump_json(live))
             pipe.incr(_VERSION)
             await pipe.execute()
 
     async def drop_live(self, app: str, env: str) -> None:
         """The app's workload was deleted from ``env``: no live state to show any more."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(_LIVE, f"{app}\0{env}")
             pipe.incr(_VERSION)
             await pipe.execute()
 
     async def save(self, entries: Iterable[Deployed], *, refreshed_at: datetime) -> None:
         mapping = {f"{e.app}\0{e.env}": _deployed.dump_json(e) for e in entries}
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             if mapping:
                 pipe.hset(_ENTRIES, mapping=mapping)  # type: ignore[arg-type]
             pipe.set(_REFRESHED, refreshed_at.isoformat())

@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot import logs, metrics
+from bot.adapters.redis_keys import script
 from bot.adapters.store.connection import Redis
 from bot.services.cancellation import reraise_if_cancelling
 
@@ -43,8 +44,8 @@ class Lease:
         self.key = f"lease:{name}"
         self.owner = owner
         self.ttl = ttl
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._renew = script(redis, _RENEW)
+        self._release = script(redis, _RELEASE)
 
     async def acquire(self) -> bool:
         ttl_ms = int(self.ttl * 1000)
@@ -75,9 +76,9 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
         reraise_if_cancelling()
         try:
             acquired = await lease.acquire()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, OSError, or worse from redis-py (streams.py)
             reraise_if_cancelling()
-            log.warning("lease unreachable", lease=lease.name, error=str(exc))
+            log.warning("lease unreachable", lease=lease.name, error=repr(exc))
             acquired = False
         if not acquired:
             await asyncio.sleep(interval)
@@ -93,7 +94,7 @@ async def lead(lease: Lease, work: Callable[[], Coroutine[Any, Any, None]]) -> N
                     break
                 try:
                     still_ours = await lease.renew()
-                except (RedisError, OSError):
+                except Exception:  # as above
                     reraise_if_cancelling()
                     still_ours = False
                 if not still_ours:

@@ -1,5 +1,8 @@
 """Pipeline records and ref histories in Redis, committed together with compare-and-set.
 
+The stream worker handles events by the batch: every method here takes many pipelines and makes
+one round trip for them all.
+
 A pipeline record and its ref's history share a hash tag (the project), so the commit script
 touches one Redis Cluster slot.
 """
@@ -7,13 +10,15 @@ touches one Redis Cluster slot.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.adapters.redis_keys import ScriptCall, run_scripts, script
 from bot.adapters.store.connection import Redis
 from bot.domain.pipelines import Pipeline, RefHistory
-from bot.services.pipelines import PipelineRecord, RefUpdate
+from bot.services.pipelines import Commit, PipelineKey, PipelineRecord
 
 PIPELINE_TTL_MS = 30 * 24 * 3600 * 1000
 REF_TTL_MS = 90 * 24 * 3600 * 1000
@@ -58,56 +63,84 @@ def _text(raw: dict[bytes, bytes], name: str) -> str:
     return raw.get(name.encode(), b"").decode()
 
 
+def _record(raw: dict[bytes, bytes]) -> PipelineRecord | None:
+    if not raw or not raw.get(b"data"):
+        return None
+    data: dict[str, Any] = json.loads(raw[b"data"])
+    return PipelineRecord(
+        state=_pipeline.validate_python(data["state"]),
+        version=int(_text(raw, "v")),
+        announced=int(_text(raw, "announced") or 0),
+        shown=bool(data["shown"]),
+        failure_due=bool(data["failure_due"]),
+        fixed_due=int(data["fixed_due"]),
+    )
+
+
 class RedisPipelineStore:
+    """Every method takes many items and makes one round trip (a pipeline, not a transaction:
+    each item's keys stay on their one anchor, the project)."""
+
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._commit = redis.register_script(_COMMIT)
-        self._announced = redis.register_script(_ANNOUNCED)
+        self._commit = script(redis, _COMMIT)
+        self._announced = script(redis, _ANNOUNCED)
 
-    async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None:
-        raw: Any = await self._redis.hgetall(_pipeline_key(project, pipeline_id))
-        if not raw.get(b"data"):
-            return None
-        data: dict[str, Any] = json.loads(raw[b"data"])
-        return PipelineRecord(
-            state=_pipeline.validate_python(data["state"]),
-            version=int(_text(raw, "v")),
-            announced=int(_text(raw, "announced") or 0),
-            shown=bool(data["shown"]),
-            failure_due=bool(data["failure_due"]),
-            fixed_due=int(data["fixed_due"]),
-        )
+    async def _hgetall(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            found: list[dict[bytes, bytes]] = await pipe.execute()
+        return found
 
-    async def load_ref(self, *, project: str, scope: str) -> tuple[RefHistory | None, int]:
-        raw: Any = await self._redis.hgetall(_ref_key(project, scope))
-        if not raw.get(b"data"):
-            return None, 0
-        return _history.validate_json(raw[b"data"]), int(_text(raw, "v"))
+    async def load(self, pipelines: Sequence[PipelineKey]) -> list[PipelineRecord | None]:
+        raws = await self._hgetall([_pipeline_key(project, i) for project, i in pipelines])
+        return [_record(raw) for raw in raws]
 
-    async def commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
-        p = record.state
-        data = {
-            "state": _pipeline.dump_python(p, mode="json"),
-            "shown": record.shown,
-            "failure_due": record.failure_due,
-            "fixed_due": record.fixed_due,
-        }
-        done = await self._commit(
-            keys=[
+    async def load_refs(
+        self, scopes: Sequence[tuple[str, str]]
+    ) -> list[tuple[RefHistory | None, int]]:
+        raws = await self._hgetall([_ref_key(project, scope) for project, scope in scopes])
+        return [
+            (_history.validate_json(raw[b"data"]), int(_text(raw, "v")))
+            if raw.get(b"data")
+            else (None, 0)
+            for raw in raws
+        ]
+
+    async def commit(self, commits: Sequence[Commit]) -> list[bool]:
+        calls: list[ScriptCall] = []
+        for c in commits:
+            p, ref = c.record.state, c.ref
+            data = {
+                "state": _pipeline.dump_python(p, mode="json"),
+                "shown": c.record.shown,
+                "failure_due": c.record.failure_due,
+                "fixed_due": c.record.fixed_due,
+            }
+            keys = [
                 _pipeline_key(p.project, p.id),
                 _ref_key(p.project, ref.scope) if ref else _ref_key(p.project, "-"),
-            ],
-            args=[
-                expected,
-                record.version,
+            ]
+            args = [
+                c.expected,
+                c.record.version,
                 ref.expected if ref else 0,
                 _history.dump_json(ref.history).decode() if ref else "",
                 json.dumps(data, separators=(",", ":")),
                 REF_TTL_MS,
                 PIPELINE_TTL_MS,
+            ]
+            calls.append((self._commit, keys, args))
+        return [bool(done) for done in await run_scripts(self._redis, calls)]
+
+    async def mark_announced(self, announced: Sequence[tuple[PipelineKey, int]]) -> None:
+        await run_scripts(
+            self._redis,
+            [
+                (self._announced, [_pipeline_key(project, i)], [version])
+                for (project, i), version in announced
             ],
         )
-        return bool(done)
-
-    async def mark_announced(self, *, project: str, pipeline_id: int, version: int) -> None:
-        await self._announced(keys=[_pipeline_key(project, pipeline_id)], args=[version])

@@ -1,11 +1,14 @@
 """Releases in Redis: one record per release, changed only by compare-and-set, and its indexes.
 
 - ``release:<id>``: hash {v, data}; ``data`` is the ``Release`` as JSON.
-- ``release:latest:<app>:<env>``: the newest release of that app and env. A new release is
-  written together with this pointer, in one script, only if the pointer still names the
-  release precedence was judged against: two ``/deploy`` racing on any replicas cannot both
-  open a merge request, and a rollback supersedes exactly the release it saw. A release that
-  never opened (refused) gives the pointer back to the one it would have replaced.
+- ``release:latest:<app>:<env>``: the newest release of that app and env. A new release takes
+  this pointer by compare-and-set, only if it still names the release precedence was judged
+  against: two ``/deploy`` racing on any replicas cannot both open a merge request, and a
+  rollback supersedes exactly the release it saw. A release that never opened (refused) gives
+  the pointer back to the one it would have replaced. The record and the pointer live in
+  different Redis Cluster slots (a record is found by its id alone), so they are written by two
+  scripts: the record first, which nothing can reach until the pointer names it, then the
+  pointer; a record whose claim fails is deleted, and one left by a crash in between expires.
 - ``release:mr:<iid>``, ``release:branch:<name>``, ``release:sha:<merge sha>``: which release a
   webhook is about; ``release:rollout:<rollout id>``: which release tells a rollout's story.
 - ``releases:by:<user>``: the latest releases a person asked for (their App Home).
@@ -20,6 +23,7 @@ repaired by the next save of the same release.
 Upgrading from the claims of earlier versions (``release:active:…`` for a release in flight,
 ``release:follow:…`` for the last merged one): while no ``release:latest:…`` exists for an app
 and env, those are read in its place, so a release in flight during an upgrade is still seen.
+Nothing writes them any more, so they are read before the claim and handed to its script.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.adapters.redis_keys import script
 from bot.adapters.store.connection import Redis
 from bot.domain.release_flow import END_STATES
 from bot.domain.releases import Release, RollbackOffer
@@ -54,17 +59,19 @@ return current + 1
 SAVE_IF_VERSION = _SAVE
 """Compare-and-set of a ``{v, data}`` hash: the releases' and the grants' records alike."""
 _CREATE = """
-local latest = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[3])
-    or redis.call('GET', KEYS[4]) or ''
-if latest ~= ARGV[3] then
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', 1, 'data', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_CLAIM = """
+local latest = redis.call('GET', KEYS[1]) or ARGV[4]
+if latest ~= ARGV[2] then
   return {0, latest}
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {0, ARGV[1]}
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
-redis.call('HSET', KEYS[2], 'v', 1, 'data', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return {1, ARGV[1]}
 """
 _RESTORE = """
@@ -93,26 +100,32 @@ def _legacy(app: str, env: str) -> list[str]:
 class RedisReleaseStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._save = redis.register_script(_SAVE)
-        self._create = redis.register_script(_CREATE)
-        self._restore = redis.register_script(_RESTORE)
+        self._save = script(redis, _SAVE)
+        self._create = script(redis, _CREATE)
+        self._claim = script(redis, _CLAIM)
+        self._restore = script(redis, _RESTORE)
 
     async def create(self, release: Release, *, replacing: str | None) -> str | None:
-        done, latest = await self._create(
-            keys=[_latest(release.app, release.env), _key(release.id),
-                  *_legacy(release.app, release.env)],
-            args=[release.id, _release.dump_json(release).decode(), replacing or "", INDEX_TTL],
-        )  # fmt: skip
+        record = _key(release.id)
+        data = _release.dump_json(release).decode()
+        if not await self._create(keys=[record], args=[data, INDEX_TTL]):
+            raise RuntimeError(f"release {release.id} exists already")
+        legacy = await self._legacy_latest(release.app, release.env)
+        done, latest = await self._claim(
+            keys=[_latest(release.app, release.env)],
+            args=[release.id, replacing or "", INDEX_TTL, legacy or ""],
+        )
         if not int(done):
-            found = latest.decode() if isinstance(latest, bytes) else str(latest)
-            if found == release.id:
-                raise RuntimeError(f"release {release.id} exists already")
-            return found
+            await self._redis.delete(record)  # nothing named it: it never was
+            return latest.decode() if isinstance(latest, bytes) else str(latest)
         await self._index(release)
         return None
 
     async def latest(self, app: str, env: str) -> str | None:
-        for key in (_latest(app, env), *_legacy(app, env)):
+        return await self._get(_latest(app, env)) or await self._legacy_latest(app, env)
+
+    async def _legacy_latest(self, app: str, env: str) -> str | None:
+        for key in _legacy(app, env):
             found = await self._get(key)
             if found is not None:
                 return found

@@ -1,6 +1,11 @@
 """Rollout state per workload in Redis, changed by compare-and-set, so that a restart replays
 nothing already reported and two leaders for a moment never announce twice.
 
+``rollouts:active`` (rollouts in progress or failed, which the ticker reads) is a global index,
+so it is written outside the record's script (``bot.adapters.redis_keys``): a workload is added
+before a save that makes it active and removed after one that ends its rollout. A crash in
+between leaves at worst a finished workload in the set; the ticker skips it.
+
 ``rollouts:own:<rollout id>`` marks a rollout that was given a message of its own (no release
 explained it when it was first told): it keeps that message to its end.
 """
@@ -11,6 +16,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.adapters.redis_keys import script
 from bot.adapters.store.connection import Redis
 from bot.domain.rollouts import Workload
 
@@ -25,11 +31,6 @@ if current ~= tonumber(ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'v', current + 1, 'data', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[4] == '1' then
-  redis.call('SADD', KEYS[2], ARGV[5])
-else
-  redis.call('SREM', KEYS[2], ARGV[5])
-end
 return 1
 """
 
@@ -41,7 +42,7 @@ def _key(workload_key: str) -> str:
 class RedisRolloutStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._save = redis.register_script(_SAVE)
+        self._save = script(redis, _SAVE)
 
     async def load(self, key: str) -> tuple[Workload | None, int]:
         raw: Any = await self._redis.hgetall(_key(key))
@@ -49,16 +50,14 @@ class RedisRolloutStore:
         return (_workload.validate_json(data) if data else None), int(raw.get(b"v") or 0)
 
     async def save(self, workload: Workload, *, expected: int, active: bool) -> bool:
+        if active:
+            await self._redis.sadd(_ACTIVE, workload.key)
         done = await self._save(
-            keys=[_key(workload.key), _ACTIVE],
-            args=[
-                expected,
-                _workload.dump_json(workload).decode(),
-                TTL_MS,
-                "1" if active else "0",
-                workload.key,
-            ],
+            keys=[_key(workload.key)],
+            args=[expected, _workload.dump_json(workload).decode(), TTL_MS],
         )
+        if done and not active:
+            await self._redis.srem(_ACTIVE, workload.key)
         return bool(done)
 
     async def forget(self, key: str) -> None:

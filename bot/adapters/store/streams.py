@@ -5,6 +5,12 @@ its handler returned, so an entry whose consumer died stays pending and is claim
 consumer once it has been idle for ``claim_idle``. A handler that keeps failing on one entry
 (a poison message) gets ``max_deliveries`` tries; then the entry moves to a dead-letter stream,
 is logged, and stops blocking the others. Handlers must therefore be idempotent.
+
+With a ``batch_handler``, the entries of one read (up to ``batch``) are handed over together
+and acknowledged together, in one call, once it returned: a crash in the middle leaves them all
+pending, to be handled again (idempotently) by whoever claims them. When the batch handler
+fails otherwise than for want of the store, the entries are handled again one at a time by
+``handler``, so that a poison entry is found, retried and set aside on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from bot import logs, metrics
+from bot.adapters.redis_keys import beside, script
 from bot.adapters.store.connection import Redis
+from bot.errors import StoreUnavailable
 from bot.services.cancellation import reraise_if_cancelling
 
 log = logs.get(__name__)
@@ -37,6 +45,13 @@ class Entry:
 
 
 Handler = Callable[[Entry], Awaitable[None]]
+BatchHandler = Callable[[list[Entry]], Awaitable[None]]
+
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
+return 1
+"""
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, bytes]:
@@ -52,6 +67,7 @@ class StreamConsumer:
         group: str,
         consumer: str,
         handler: Handler,
+        batch_handler: BatchHandler | None = None,
         batch: int = 100,
         block: float = 1.0,
         claim_idle: float = 30.0,
@@ -62,11 +78,13 @@ class StreamConsumer:
         self.group = group
         self.consumer = consumer
         self._handler = handler
+        self._batch_handler = batch_handler
         self._batch = batch
         self._block_ms = int(block * 1000)
         self._claim_idle_ms = int(claim_idle * 1000)
         self._max_deliveries = max_deliveries
-        self._attempts_key = f"{stream}:{group}:attempts"
+        self._attempts_key = beside(stream, "attempts", group)
+        self._ack_script = script(redis, _ACK)
         self.dead_letter = f"{stream}:dead"
         self.running = False
 
@@ -96,9 +114,16 @@ class StreamConsumer:
                         last_stats = now
                     await self.read_new()
                     backoff = 0.5
-                except (RedisError, OSError) as exc:
+                except (RedisError, OSError, StoreUnavailable) as exc:
                     reraise_if_cancelling()
                     log.warning("stream read failed; retrying", stream=self.stream, error=str(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                except Exception:
+                    # redis-py's cluster client can raise others while it re-maps slots (a
+                    # connection closed under a command): the worker must outlive them.
+                    reraise_if_cancelling()
+                    log.exception("stream worker error; retrying", stream=self.stream)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
         finally:
@@ -108,12 +133,13 @@ class StreamConsumer:
         reply: Any = await self._redis.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=self._batch, block=self._block_ms
         )
-        handled = 0
-        for _stream, entries in reply or []:
-            for raw_id, raw in entries:
-                await self._handle(Entry(self.stream, raw_id.decode(), _decode(raw)))
-                handled += 1
-        return handled
+        entries = [
+            Entry(self.stream, raw_id.decode(), _decode(raw))
+            for _stream, found in reply or []
+            for raw_id, raw in found
+        ]
+        await self._handle_all(entries)
+        return len(entries)
 
     async def claim_stale(self) -> int:
         """Take over entries a dead (or stuck) consumer left pending."""
@@ -128,12 +154,14 @@ class StreamConsumer:
                 start_id=cursor,
                 count=self._batch,
             )
-            cursor_raw, entries = reply[0], reply[1]
-            for raw_id, raw in entries:
-                if raw is None:  # trimmed meanwhile
-                    continue
-                await self._handle(Entry(self.stream, raw_id.decode(), _decode(raw)))
-                claimed += 1
+            cursor_raw, found = reply[0], reply[1]
+            entries = [
+                Entry(self.stream, raw_id.decode(), _decode(raw))
+                for raw_id, raw in found
+                if raw is not None  # None: trimmed meanwhile
+            ]
+            await self._handle_all(entries)
+            claimed += len(entries)
             cursor = cursor_raw.decode() if isinstance(cursor_raw, bytes) else str(cursor_raw)
             if cursor == "0-0":
                 if claimed:
@@ -141,12 +169,35 @@ class StreamConsumer:
                              entries=claimed)  # fmt: skip
                 return claimed
 
+    async def _handle_all(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        if self._batch_handler is not None and len(entries) > 1:
+            try:
+                await self._batch_handler(entries)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, StoreUnavailable):
+                raise  # the store is down: leave the entries pending, the loop waits and retries
+            except Exception as exc:
+                log.warning(
+                    "batch handler failed; handling its entries one at a time",
+                    stream=self.stream,
+                    entries=len(entries),
+                    error=repr(exc),
+                )
+            else:
+                await self._ack(*(entry.id for entry in entries))
+                return
+        for entry in entries:
+            await self._handle(entry)
+
     async def _handle(self, entry: Entry) -> None:
         try:
             await self._handler(entry)
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError):
+        except (RedisError, OSError, StoreUnavailable):
             raise  # the store is down: leave the entry pending, the loop waits and retries
         except Exception as exc:
             attempts = int(await self._redis.hincrby(self._attempts_key, entry.id, 1))
@@ -171,11 +222,10 @@ class StreamConsumer:
             metrics.STREAM_DEAD_LETTERS.labels(self.stream).inc()
         await self._ack(entry.id)
 
-    async def _ack(self, entry_id: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, entry_id)
-            pipe.hdel(self._attempts_key, entry_id)
-            await pipe.execute()
+    async def _ack(self, *entry_ids: str) -> None:
+        await self._ack_script(
+            keys=[self.stream, self._attempts_key], args=[self.group, *entry_ids]
+        )
 
     async def update_stats(self) -> None:
         with contextlib.suppress(ResponseError):

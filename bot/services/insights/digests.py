@@ -149,6 +149,7 @@ class Digests:
         try:
             png = await self._charts.weekly(title=title, days=days, zone=team.digest.slots.zone)
             await self._uploads.upload(
+                channel=team.channel,
                 thread_key=thread_key,
                 filename=f"dora-{team.name}-{slot:%Y-%m-%d}.png",
                 title=title,

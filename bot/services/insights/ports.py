@@ -51,9 +51,17 @@ class ChartRenderer(Protocol):
 
 class FileUploads(Protocol):
     async def upload(
-        self, *, thread_key: str, filename: str, title: str, alt: str, content: bytes
+        self,
+        *,
+        channel: str,
+        thread_key: str,
+        filename: str,
+        title: str,
+        alt: str,
+        content: bytes,
     ) -> None:
-        """Upload ``content`` into the thread of the outbox's message ``thread_key`` (waiting
+        """Upload ``content`` into the thread of the outbox's message ``thread_key`` of
+        ``channel`` (the channel the message was sent to, as it was given) (waiting
         for it to be posted). Raises ``Unavailable``/``Refused`` when it cannot."""
         ...
 

@@ -92,7 +92,7 @@ class Uploads:
         self.uploaded: list[str] = []
 
     async def upload(
-        self, *, thread_key: str, filename: str, title: str, alt: str, content: bytes
+        self, *, channel: str, thread_key: str, filename: str, title: str, alt: str, content: bytes
     ) -> None:
         self.uploaded.append(filename)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,13 @@ from bot.adapters.slack.blocks.pipelines import PipelineBlocks
 from bot.domain.catalog import parse_catalog
 from bot.domain.pipelines import PipelineObserved, RefHistory
 from bot.services.catalog import CatalogHolder
-from bot.services.pipelines import PipelineNotifier, PipelineRecord, RefUpdate
+from bot.services.pipelines import (
+    Commit,
+    PipelineKey,
+    PipelineNotifier,
+    PipelineRecord,
+    RefUpdate,
+)
 from bot.services.ports import OutgoingMessage
 
 CATALOG = Path(__file__).parents[2] / "fixtures" / "catalog.yaml"
@@ -30,14 +38,18 @@ class MemoryStore:
         self.records: dict[tuple[str, int], PipelineRecord] = {}
         self.refs: dict[str, tuple[RefHistory, int]] = {}
 
-    async def load(self, *, project: str, pipeline_id: int) -> PipelineRecord | None:
-        return self.records.get((project, pipeline_id))
+    async def load(self, pipelines: Sequence[PipelineKey]) -> list[PipelineRecord | None]:
+        return [self.records.get(key) for key in pipelines]
 
-    async def load_ref(self, *, project: str, scope: str) -> tuple[RefHistory | None, int]:
-        history, version = self.refs.get(scope, (None, 0))
-        return history, version
+    async def load_refs(
+        self, scopes: Sequence[tuple[str, str]]
+    ) -> list[tuple[RefHistory | None, int]]:
+        return [self.refs.get(scope, (None, 0)) for _, scope in scopes]
 
-    async def commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
+    async def commit(self, commits: Sequence[Commit]) -> list[bool]:
+        return [self._commit(c.record, expected=c.expected, ref=c.ref) for c in commits]
+
+    def _commit(self, record: PipelineRecord, *, expected: int, ref: RefUpdate | None) -> bool:
         key = (record.state.project, record.state.id)
         current = self.records.get(key)
         if (current.version if current else 0) != expected:
@@ -50,11 +62,10 @@ class MemoryStore:
         self.records[key] = replace(record, announced=announced)
         return True
 
-    async def mark_announced(self, *, project: str, pipeline_id: int, version: int) -> None:
-        record = self.records[(project, pipeline_id)]
-        self.records[(project, pipeline_id)] = replace(
-            record, announced=max(record.announced, version)
-        )
+    async def mark_announced(self, announced: Sequence[tuple[PipelineKey, int]]) -> None:
+        for key, version in announced:
+            record = self.records[key]
+            self.records[key] = replace(record, announced=max(record.announced, version))
 
 
 class MemoryOutbox:
@@ -63,10 +74,16 @@ class MemoryOutbox:
         self.fail_next = 0
 
     async def send(self, message: OutgoingMessage, *, version: int | None = None) -> None:
+        await self.send_many([(message, version)])
+
+    async def send_many(self, messages: Sequence[tuple[OutgoingMessage, int | None]]) -> None:
+        if not messages:
+            return
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("the process died here")
-        self.sent[message.key] = (message, version)
+        for message, version in messages:
+            self.sent[message.key] = (message, version)
 
 
 class People:
@@ -105,6 +122,10 @@ def _observation(pipeline_id: int, status: str, *, minutes: int = 0) -> Pipeline
 
 @pytest.fixture
 async def parts() -> tuple[PipelineNotifier, MemoryStore, MemoryOutbox, Throttle]:
+    return await parts_of_a_world()
+
+
+async def parts_of_a_world() -> tuple[PipelineNotifier, MemoryStore, MemoryOutbox, Throttle]:
     holder = CatalogHolder(Source())
     await holder.reload()
     store, outbox, throttle = MemoryStore(), MemoryOutbox(), Throttle()
@@ -187,3 +208,57 @@ def test_the_documented_pipeline_hook_translates() -> None:
     assert parse_catalog(CATALOG.read_text(), source="catalog.yaml").app_for_source(
         observation.project
     )
+
+
+def _story(seed: int) -> list[PipelineObserved]:
+    """Six pipelines of one ref, each running then passing or failing, interleaved as GitLab
+    delivers them, with a few retries and stale hooks."""
+    rng = random.Random(seed)
+    events: list[PipelineObserved] = []
+    for pipeline_id in range(1, 7):
+        final = rng.choice(("success", "failed"))
+        minutes = pipeline_id * 5
+        events += [
+            _observation(pipeline_id, "running", minutes=minutes),
+            _observation(pipeline_id, final, minutes=minutes),
+        ]
+    rng.shuffle(events)
+    events.sort(key=lambda e: e.pipeline_id + rng.uniform(0, 3))  # pipelines overlap
+    events += rng.sample(events, k=3)  # retries, late
+    return events
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_a_batch_shows_what_one_event_at_a_time_shows(seed: int) -> None:
+    events = _story(seed)
+    one, batch = await parts_of_a_world(), await parts_of_a_world()
+    for event in events:
+        await one[0].observe(event)
+    await batch[0].observe_many(events)
+    shown_one = {k: (m.text, m.thread_key) for k, (m, _) in one[2].sent.items()}
+    shown_batch = {k: (m.text, m.thread_key) for k, (m, _) in batch[2].sent.items()}
+    assert shown_batch == shown_one  # the same messages and replies, each in its final state
+    assert {k: r.state for k, r in batch[1].records.items()} == {
+        k: r.state for k, r in one[1].records.items()
+    }
+    assert batch[1].refs.keys() == one[1].refs.keys()
+    assert all(r.announced == r.version for r in batch[1].records.values())
+
+
+async def test_a_failure_left_unannounced_by_a_crash_is_told_before_its_retry() -> None:
+    notifier, store, outbox, _ = await parts_of_a_world()
+    outbox.fail_next = 1
+    with pytest.raises(ConnectionError):
+        await notifier.observe(_observation(1, "failed"))
+    assert outbox.sent == {}
+    retried = replace(
+        _observation(1, "running", minutes=30), created_at=T0, finished_at=None
+    )  # a new run of the same pipeline, then its result, in the next batch
+    passed = replace(_observation(1, "success", minutes=30), created_at=T0)
+    await notifier.observe_many([retried, passed])
+    failure, _ = outbox.sent["pipeline:shop/orders:1:failure:1"]
+    assert "failed" in failure.text  # about the failed run, as it was
+    assert not any(key.startswith("pipeline:shop/orders:1:failure:2") for key in outbox.sent)
+    message, _ = outbox.sent["pipeline:shop/orders:1"]
+    assert " passed " in message.text
+    assert store.records[("shop/orders", 1)].announced == store.records[("shop/orders", 1)].version
