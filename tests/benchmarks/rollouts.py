@@ -28,6 +28,7 @@ from tests.benchmarks.common import (
     CpuMeter,
     Helper,
     Section,
+    Spy,
     app_name,
     bot_env,
     get_json,
@@ -125,6 +126,7 @@ async def run() -> Section:
                 )
                 started = time.monotonic()
                 bot = Bot(env, log=tmp / "bot.log", profile_as="rollouts")
+                spy = Spy(bot.pid, "rollouts-start")
                 await bot.ready(http)
                 for _ in range(6000):  # the watcher lists each kind, then watches it
                     if (await get_json(http, f"{kube_url}/bench/watches"))["open"] >= 3:
@@ -141,6 +143,7 @@ async def run() -> Section:
                 )
                 await _wait_key(http, slack, _key(probe_ns, probe_name), within=300)
                 handled = time.monotonic() - started
+                spy.stop()
                 rss_after_list = rss_peak_mb(bot.pid)
 
                 control = slack.info["control_url"]
