@@ -31,6 +31,7 @@ from tests.benchmarks.common import (
     Spy,
     app_name,
     bot_env,
+    cpu_seconds,
     get_json,
     ms,
     percentile,
@@ -143,6 +144,7 @@ async def run() -> Section:
                 )
                 await _wait_key(http, slack, _key(probe_ns, probe_name), within=300)
                 handled = time.monotonic() - started
+                handled_cpu = cpu_seconds(bot.pid)
                 spy.stop()
                 rss_after_list = rss_peak_mb(bot.pid)
 
@@ -256,6 +258,7 @@ async def run() -> Section:
     )
     section.add(f"start → {workloads} workloads listed (3 watches open)", listed, "s")
     section.add(f"start → {workloads} listed workloads handled", handled, "s")
+    section.add("bot CPU time until then", handled_cpu, "s")
     section.conditions = {
         "workloads": f"{workloads} Deployments: {routed} in {apps} app namespaces, "
         f"{workloads - routed} in {UNROUTED_NAMESPACES} unrouted namespaces",
