@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -246,6 +247,8 @@ class KubeWatcher:
         call = getattr(apps, LIST_CALLS[kind])
         token: str | None = None
         version = "0"
+        began = time.monotonic()
+        count = 0
         while not stop.is_set():
             kwargs: dict[str, Any] = {"limit": self._page_size, "_preload_content": False}
             if token:
@@ -258,12 +261,21 @@ class KubeWatcher:
             version = str(metadata.get("resourceVersion") or version)
             items = page.get("items") or []
             del page, response  # the page's raw bytes and envelope, before the handler's work
+            count += len(items)
             if items:
                 push_page(ListedPage(self.context, kind, items))
             token = metadata.get("continue") or None
             if not token:
                 break
         self.listed[kind] = self.listed.get(kind, 0) + 1
+        log.info(
+            "workloads listed",
+            context=self.context,
+            kind=kind,
+            count=count,
+            seconds=round(time.monotonic() - began, 2),
+            resource_version=version,
+        )
         return version
 
     def _watch(
