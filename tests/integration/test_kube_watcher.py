@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
 from bot.sandbox.kube import KubeSandbox
 
 from .conftest import eventually
@@ -132,5 +132,38 @@ async def test_five_thousand_deployments_are_listed_in_pages(cluster) -> None:
     try:
         await eventually(lambda: len([e for e in seen if e.kind == "Deployment"]) == 5001)
         assert sum(1 for r in sandbox.requests if "limit=500" in r) >= 11
+    finally:
+        await _stop(task)
+
+
+async def test_a_list_is_handed_over_by_the_page_and_the_watch_by_the_event(cluster) -> None:
+    sandbox, config = cluster
+    sandbox.bulk_add_deployments(1200)
+    pages: list[ListedPage] = []
+    events: list[ObjectEvent] = []
+
+    async def on_page(page: ListedPage) -> None:
+        pages.append(page)
+
+    async def on_event(event: ObjectEvent) -> None:
+        events.append(event)
+
+    watcher = KubeWatcher(context="prod", kubeconfig=config, page_size=500, queue_size=600)
+    task = asyncio.create_task(watcher.run(on_event, on_page))
+    try:
+        await eventually(lambda: sandbox.open_watches == 3)
+        assert [(p.kind, len(p.objs)) for p in pages] == [
+            ("Deployment", 500),
+            ("Deployment", 500),
+            ("Deployment", 201),
+        ]
+        names = [o["metadata"]["name"] for p in pages for o in p.objs]
+        assert len(set(names)) == 1201
+        assert events == []
+        sandbox.set_image(
+            "deploy", "orders", "orders", "orders", "registry.example.com/shop/orders:1.4.2"
+        )
+        await eventually(lambda: [e.type for e in events][:1] == ["MODIFIED"])
+        assert len(pages) == 3
     finally:
         await _stop(task)
