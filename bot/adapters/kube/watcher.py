@@ -15,13 +15,15 @@ memory). Per kind:
    meanwhile arrives as ``LISTED`` events; consumers de-duplicate by ``resourceVersion``.
 4. **Errors** (connection cut, API server restarting): retry with exponential back-off, capped.
 
-``stop()`` asks the threads to end; a thread blocked in a read ends at its next event or read
-timeout, and being a daemon it never holds up the process's exit.
+``stop()`` asks the threads to end and shuts their open watch streams, so that a thread blocked
+reading one ends at once; being daemons, they never hold up the process's exit. Watch streams are
+read as raw JSON lines too: no model object is built for an event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -30,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.watch.watch import iter_resp_lines
 
 from bot import logs, metrics
 from bot.adapters.kube.contexts import api_client
@@ -104,6 +107,36 @@ class _Backlog:
             self._room.notify_all()
 
 
+class _Run:
+    """One run of the watcher (while the lease is held). Its threads stop with it: ``end``
+    sets its stop, frees a thread waiting for room, and shuts the open watch streams so that
+    a thread blocked reading one ends now, not at the stream's next event, whatever the next
+    run (the lease won again) is doing meanwhile."""
+
+    def __init__(self, queue_size: int) -> None:
+        self.stop = threading.Event()
+        self.backlog = _Backlog(queue_size, self.stop)
+        self._streams: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def streaming(self, kind: str, response: Any) -> None:
+        with self._lock:
+            self._streams[kind] = response
+
+    def done(self, kind: str) -> None:
+        with self._lock:
+            self._streams.pop(kind, None)
+
+    def end(self) -> None:
+        self.stop.set()
+        self.backlog.wake()
+        with self._lock:
+            streams = list(self._streams.values())
+        for response in streams:
+            with contextlib.suppress(Exception):  # already closed: nothing to interrupt
+                response.shutdown()
+
+
 class KubeWatcher:
     def __init__(
         self,
@@ -123,9 +156,7 @@ class KubeWatcher:
         self._watch_timeout = watch_timeout
         self._max_backoff = max_backoff
         self._queue_size = queue_size
-        self._stop = threading.Event()
-        self._backlog = _Backlog(queue_size, self._stop)
-        self._watches: dict[str, watch.Watch] = {}
+        self._run = _Run(queue_size)
         self.listed: dict[str, int] = {}
         """How many times each kind was listed (1 at start, +1 per 410): for tests and metrics."""
 
@@ -134,10 +165,10 @@ class KubeWatcher:
         page of a list to ``handle_page`` when given (else its objects one by one)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ObjectEvent | ListedPage] = asyncio.Queue()
-        # A stop of its own per run: the threads of an earlier run (a lease lost, then won
-        # again) end instead of carrying on beside this run's.
-        self._stop = stop = threading.Event()
-        self._backlog = backlog = _Backlog(self._queue_size, stop)
+        # A run of its own: the threads of an earlier run (a lease lost, then won again) end
+        # instead of carrying on beside this run's.
+        self._run = this = _Run(self._queue_size)
+        backlog = this.backlog
 
         def push(item: ObjectEvent | ListedPage) -> None:
             count = len(item.objs) if isinstance(item, ListedPage) else 1
@@ -158,7 +189,7 @@ class KubeWatcher:
         for kind in LIST_CALLS:
             thread = threading.Thread(
                 target=self._watch_kind,
-                args=(kind, push, push_page, stop),
+                args=(kind, push, push_page, this),
                 daemon=True,
                 name=f"watch:{self.context}:{kind}",
             )
@@ -175,13 +206,10 @@ class KubeWatcher:
                 finally:
                     backlog.release(len(item.objs) if isinstance(item, ListedPage) else 1)
         finally:
-            self.stop()
+            this.end()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._backlog.wake()
-        for w in list(self._watches.values()):
-            w.stop()
+        self._run.end()
 
     # ------------------------------------------------------------------ in the threads
 
@@ -190,8 +218,9 @@ class KubeWatcher:
         kind: str,
         push: Callable[[ObjectEvent], None],
         push_page: Callable[[ListedPage], None],
-        stop: threading.Event,
+        run: _Run,
     ) -> None:
+        stop = run.stop
         backoff = 1.0
         version: str | None = None
         api: client.ApiClient | None = None
@@ -203,7 +232,7 @@ class KubeWatcher:
                     apps = client.AppsV1Api(api)
                     if version is None:
                         version = self._list(apps, kind, push_page, stop)
-                    version = self._watch(apps, kind, version, push, stop)
+                    version = self._watch(apps, kind, version, push, run)
                     backoff = 1.0
                 except ApiException as exc:
                     if exc.status == 410:
@@ -267,6 +296,8 @@ class KubeWatcher:
             token = metadata.get("continue") or None
             if not token:
                 break
+        if stop.is_set():
+            raise _Stopping  # a list cut short is no list
         self.listed[kind] = self.listed.get(kind, 0) + 1
         log.info(
             "workloads listed",
@@ -284,29 +315,46 @@ class KubeWatcher:
         kind: str,
         version: str,
         push: Callable[[ObjectEvent], None],
-        stop: threading.Event,
+        run: _Run,
     ) -> str:
-        w = watch.Watch()
-        self._watches[kind] = w
+        """One watch stream from ``version``, read as raw JSON lines (no model objects): the
+        version it got to. An ``ERROR`` event raises its status (410: list again)."""
         kwargs: dict[str, Any] = {
+            "watch": True,
             "resource_version": version,
             "allow_watch_bookmarks": True,
             "timeout_seconds": self._watch_timeout,
-            # deserialize=False would be cheaper, but the client then fails on ERROR events
-            # (KeyError 'raw_object') instead of raising the 410 we must see.
+            "_preload_content": False,
             "_request_timeout": (10, self._watch_timeout + 30),
         }
         if self._selector:
             kwargs["label_selector"] = self._selector
-        for event in w.stream(getattr(apps, LIST_CALLS[kind]), **kwargs):
-            if stop.is_set():
-                w.stop()
-                break
-            obj = event.get("raw_object") or {}
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-            kind_of_event = str(event.get("type"))
-            metrics.KUBE_WATCH_EVENTS.labels(self.context, kind, kind_of_event).inc()
-            if kind_of_event == "BOOKMARK":
-                continue
-            push(ObjectEvent(self.context, kind, kind_of_event, obj))
+        response = getattr(apps, LIST_CALLS[kind])(**kwargs)
+        run.streaming(kind, response)
+        try:
+            for line in [] if run.stop.is_set() else iter_resp_lines(response):
+                if run.stop.is_set():
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:  # as the official client: a line that is no event is skipped
+                    continue
+                kind_of_event = str(event.get("type"))
+                obj = event.get("object") or {}
+                if kind_of_event == "ERROR":
+                    raise ApiException(
+                        status=int(obj.get("code") or 500),
+                        reason=f"{obj.get('reason')}: {obj.get('message')}",
+                    )
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                metrics.KUBE_WATCH_EVENTS.labels(self.context, kind, kind_of_event).inc()
+                if kind_of_event == "BOOKMARK":
+                    continue
+                push(ObjectEvent(self.context, kind, kind_of_event, obj))
+        finally:
+            run.done(kind)
+            response.close()
+            response.release_conn()
         return version
