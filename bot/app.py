@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import uuid
@@ -35,7 +36,7 @@ from bot.adapters.kube.bindings import RoleBindingReader
 from bot.adapters.kube.mapping import to_snapshot
 from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.schema import KubeSchemaValidator
-from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
 from bot.adapters.slack.actions import Actions
 from bot.adapters.slack.blocks.access import AccessBlocks
 from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
@@ -576,9 +577,31 @@ class Pitcrew:
                 reraise_if_cancelling()
                 log.exception("workload event failed", workload=key, type=event.type)
 
+        async def on_listed(page: ListedPage) -> None:
+            observed_at = self._clock()
+            snapshots = []
+            for obj in page.objs:
+                try:
+                    snapshots.append(
+                        to_snapshot(
+                            obj,
+                            kind=page.kind,
+                            context=page.context,
+                            observed_at=observed_at,
+                            deadline=PROGRESS_DEADLINE,
+                        )
+                    )
+                except Exception:  # one odd object must not stop the watch
+                    reraise_if_cancelling()
+                    meta = obj.get("metadata") or {}
+                    key = f"{page.context}/{page.kind}/{meta.get('namespace')}/{meta.get('name')}"
+                    log.exception("workload event failed", workload=key, type="LISTED")
+            await rollouts.observe_many(snapshots)
+
         async def watch_all() -> None:
             await asyncio.gather(
-                *(watcher.run(on_object) for watcher in self.watchers), rollouts.run_ticker()
+                *(watcher.run(on_object, on_listed) for watcher in self.watchers),
+                rollouts.run_ticker(),
             )
 
         lease = Lease(self.store.redis, name="kubernetes", owner=self.instance, ttl=self._lease_ttl)
@@ -643,6 +666,10 @@ class Pitcrew:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        # What start-up made (modules, the catalog, clients) lives as long as the process:
+        # out of the collector's sight, so that its full collections, which the first list
+        # of thousands of workloads triggers, walk only what is new (about 1 s less CPU).
+        gc.freeze()
         try:
             await stop.wait()
         finally:

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Literal
 
-from bot.domain.catalog import App, Catalog, NotInCatalogError
+from bot.domain.catalog import App, Catalog
 from bot.domain.ground_rules import APP_LABEL
 from bot.domain.images import ImageRef, ImageRefError
 
@@ -408,19 +408,12 @@ def owner(snapshot: WorkloadSnapshot, catalog: Catalog) -> App | None:
     """
     app_id = snapshot.labels.get(APP_LABEL)
     if app_id is not None:
-        try:
-            return catalog.app(app_id)
-        except NotInCatalogError:
-            return None
+        return catalog.app_named(app_id)
     exact = catalog.app_for_namespace(snapshot.namespace)
     if exact is not None:
         return exact
     # <appId>[-<suffix>]: the longest app name wins, so "orders-api-eu" is orders-api's.
-    namespace = snapshot.namespace
-    candidates = [
-        a for a in catalog.apps if namespace == a.name or namespace.startswith(f"{a.name}-")
-    ]
-    return max(candidates, key=lambda a: len(a.name), default=None)
+    return catalog.app_named_in(snapshot.namespace)
 
 
 # --------------------------------------------------------------------------------------------

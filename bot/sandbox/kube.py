@@ -658,6 +658,9 @@ class KubeSandbox:
         self.tick_interval = tick_interval
         self.step_seconds = step_seconds
         self.requests: deque[str] = deque(maxlen=10_000)  # "GET /path?query", newest last
+        self.after_list_page: Callable[[str, Mapping[str, str]], None] | None = None
+        """Called (resource plural, query) once each page of a list is answered and before the
+        next request is read: a test changes the cluster *during* a client's paged list."""
         self._clock = clock
         self._sim_now = START_TIME
         self._seed = seed
@@ -2389,7 +2392,10 @@ class KubeSandbox:
         )
         if _parse_bool(query.get("watch", "")):
             return await self._watch(request, flt)
-        return _json_response(self._list(flt, query))
+        response = _json_response(self._list(flt, query))
+        if self.after_list_page is not None:
+            self.after_list_page(resource.plural, query)
+        return response
 
     @staticmethod
     def _int(value: str, name: str) -> int:

@@ -29,6 +29,7 @@ deadlines, whose status stops changing once they are stuck.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -69,6 +70,14 @@ class RolloutStore(Protocol):
 
     async def save(self, workload: Workload, *, expected: int, active: bool) -> bool: ...
 
+    async def load_many(self, keys: Sequence[str]) -> list[tuple[Workload | None, int]]:
+        """``load`` of each key, in one batch."""
+        ...
+
+    async def save_many(self, saves: Sequence[Save]) -> list[bool]:
+        """``save`` of each, in one batch (each its own compare-and-set)."""
+        ...
+
     async def forget(self, key: str) -> None: ...
 
     async def active(self) -> list[str]: ...
@@ -80,12 +89,26 @@ class RolloutStore(Protocol):
     async def has_own_message(self, rollout_id: str) -> bool: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class Save:
+    """One compare-and-set of a batch: store ``workload`` if its version is still
+    ``expected``; ``active``: its rollout is in progress or failed (the ticker reads it)."""
+
+    workload: Workload
+    expected: int
+    active: bool
+
+
 class PodSource(Protocol):
     async def problems(self, *, kind: str, namespace: str, name: str) -> list[PodProblem]: ...
 
 
 class LiveSink(Protocol):
     async def put_live(self, live: Live) -> None: ...
+
+    async def put_live_many(self, lives: Sequence[Live]) -> None:
+        """``put_live`` of each, in one batch."""
+        ...
 
     async def drop_live(self, app: str, env: str) -> None:
         """The app's workload left ``env``: nothing runs there any more."""
@@ -186,16 +209,95 @@ class RolloutNotifier:
         self._owners[snapshot.key] = app.name
         if self._live is not None:
             # /whatsinprod's live column: what runs, whatever a rollout is doing.
-            await self._live.put_live(
-                Live(
-                    app=app.name,
-                    env=self._envs.get(snapshot.context, snapshot.context),
-                    ready=snapshot.ready,
-                    desired=snapshot.replicas,
-                    images=tuple(c.image for c in snapshot.containers),
-                    observed_at=snapshot.observed_at,
-                )
+            await self._live.put_live(self._live_of(snapshot, app))
+        await self._judge(snapshot, app)
+
+    async def observe_many(self, snapshots: Sequence[WorkloadSnapshot]) -> None:
+        """``observe`` of a page of a list, each of a different workload, in a few batches.
+
+        At start every workload of the cluster is listed, and nearly all of them are quiet:
+        seen before with the same ``resourceVersion``, or seen first and tracked without a
+        word. Those are judged together (one batch to read their states, one to store the
+        changed ones, each by its own compare-and-set). Anything to tell, a failure whose pods
+        must be read first, or a compare-and-set lost to another writer goes through
+        ``observe``'s own path, one at a time, exactly as a watch event does. If a batch fails
+        (Redis briefly away), the page is judged one workload at a time instead.
+        """
+        catalog = self._catalog.current
+        routed: list[tuple[WorkloadSnapshot, App]] = []
+        for snapshot in snapshots:
+            app = owner(snapshot, catalog)
+            if app is None:
+                continue
+            self._owners[snapshot.key] = app.name
+            routed.append((snapshot, app))
+        if len(routed) < len(snapshots):
+            metrics.EVENTS_UNROUTED.labels("kubernetes").inc(len(snapshots) - len(routed))
+        if not routed:
+            return
+        try:
+            one_by_one = await self._judge_quietly(routed)
+        except Exception as exc:  # judged one at a time below, each on its own
+            reraise_if_cancelling()
+            log.warning(
+                "judging listed workloads together failed; one at a time instead",
+                workloads=len(routed),
+                error=repr(exc),
             )
+            one_by_one = [(snapshot, app, True) for snapshot, app in routed]
+        for snapshot, app, put_live in one_by_one:
+            try:
+                if put_live and self._live is not None:
+                    await self._live.put_live(self._live_of(snapshot, app))
+                await self._judge(snapshot, app)
+            except Exception:  # one odd workload must not stop the others
+                reraise_if_cancelling()
+                log.exception("workload event failed", workload=snapshot.key, type="LISTED")
+
+    async def _judge_quietly(
+        self, routed: Sequence[tuple[WorkloadSnapshot, App]]
+    ) -> list[tuple[WorkloadSnapshot, App, bool]]:
+        """Store what the quiet ones make of their states, in batches; the others are
+        returned, to be judged one at a time (with whether their live state is still to
+        write)."""
+        if self._live is not None:
+            await self._live.put_live_many([self._live_of(s, app) for s, app in routed])
+        loaded = await self._store.load_many([s.key for s, _ in routed])
+        later: list[tuple[WorkloadSnapshot, App, bool]] = []
+        saves: list[tuple[WorkloadSnapshot, App, Save]] = []
+        for (snapshot, app), (state, version) in zip(routed, loaded, strict=True):
+            transition = observe(state, snapshot)
+            if not transition.advanced:
+                continue
+            if transition.announcements or needs_pods(transition) is not None:
+                later.append((snapshot, app, False))
+                continue
+            current = transition.state.current
+            active = current is not None and current.phase in ("progressing", "failed")
+            saves.append(
+                (snapshot, app, Save(workload=transition.state, expected=version, active=active))
+            )
+        if saves:
+            stored = await self._store.save_many([save for _, _, save in saves])
+            # Lost to another writer meanwhile: judged again from what it stored.
+            later.extend(
+                (snapshot, app, False)
+                for (snapshot, app, _), done in zip(saves, stored, strict=True)
+                if not done
+            )
+        return later
+
+    def _live_of(self, snapshot: WorkloadSnapshot, app: App) -> Live:
+        return Live(
+            app=app.name,
+            env=self._envs.get(snapshot.context, snapshot.context),
+            ready=snapshot.ready,
+            desired=snapshot.replicas,
+            images=tuple(c.image for c in snapshot.containers),
+            observed_at=snapshot.observed_at,
+        )
+
+    async def _judge(self, snapshot: WorkloadSnapshot, app: App) -> None:
         transition = await self._commit(
             snapshot.key, lambda state: observe(state, snapshot), read_pods=True
         )

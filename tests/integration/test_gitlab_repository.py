@@ -120,6 +120,29 @@ async def test_the_default_branch_is_asked_once(
     assert len(project_gets) == 1
 
 
+async def test_readers_at_once_ask_the_default_branch_once(
+    sandbox: GitLabSandbox, repo: GitLabRepository
+) -> None:
+    """The inventory refresh reads thousands of files at once, at start."""
+    files = await asyncio.gather(*(repo.read_file(DEPLOYMENT) for _ in range(40)))
+    assert {f.text for f in files} == {image("1.4.0")}
+    project_gets = [c for c in sandbox.calls if c.method == "GET" and c.path.count("/") == 2]
+    assert len(project_gets) == 1
+
+
+async def test_readers_at_once_share_the_tries_of_a_failing_project(
+    sandbox: GitLabSandbox, repo: GitLabRepository
+) -> None:
+    sandbox.fail("/projects/*", status=503, times=3)
+    reads = await asyncio.gather(
+        *(repo.read_file(DEPLOYMENT) for _ in range(40)), return_exceptions=True
+    )
+    assert {type(r) for r in reads} == {GitLabUnavailable}
+    project_gets = [c for c in sandbox.calls if c.method == "GET" and c.path.count("/") == 2]
+    assert [c.status for c in project_gets] == [503, 503, 503]
+    assert (await repo.read_file(DEPLOYMENT)).text == image("1.4.0")  # asked afresh later
+
+
 async def test_a_configured_branch_is_read_instead_of_the_default(sandbox: GitLabSandbox) -> None:
     sandbox.commit(
         GITOPS, {DEPLOYMENT: image("9.9.9")}, message="Env", author="bob", branch="clusters"

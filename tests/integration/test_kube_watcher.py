@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.adapters.kube.watcher import KubeWatcher, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
 from bot.sandbox.kube import KubeSandbox
 
 from .conftest import eventually
@@ -134,3 +135,84 @@ async def test_five_thousand_deployments_are_listed_in_pages(cluster) -> None:
         assert sum(1 for r in sandbox.requests if "limit=500" in r) >= 11
     finally:
         await _stop(task)
+
+
+async def test_a_list_is_handed_over_by_the_page_and_the_watch_by_the_event(cluster) -> None:
+    sandbox, config = cluster
+    sandbox.bulk_add_deployments(1200)
+    pages: list[ListedPage] = []
+    events: list[ObjectEvent] = []
+
+    async def on_page(page: ListedPage) -> None:
+        pages.append(page)
+
+    async def on_event(event: ObjectEvent) -> None:
+        events.append(event)
+
+    watcher = KubeWatcher(context="prod", kubeconfig=config, page_size=500, queue_size=600)
+    task = asyncio.create_task(watcher.run(on_event, on_page))
+    try:
+        await eventually(lambda: sandbox.open_watches == 3)
+        assert [(p.kind, len(p.objs)) for p in pages] == [
+            ("Deployment", 500),
+            ("Deployment", 500),
+            ("Deployment", 201),
+        ]
+        names = [o["metadata"]["name"] for p in pages for o in p.objs]
+        assert len(set(names)) == 1201
+        assert events == []
+        sandbox.set_image(
+            "deploy", "orders", "orders", "orders", "registry.example.com/shop/orders:1.4.2"
+        )
+        await eventually(lambda: [e.type for e in events][:1] == ["MODIFIED"])
+        assert len(pages) == 3
+    finally:
+        await _stop(task)
+
+
+@pytest.mark.parametrize("cut", ["while listing", "while watching"])
+async def test_a_run_cut_short_ends_its_threads_and_the_next_run_watches_alone(
+    cluster, cut: str
+) -> None:
+    """A lease lost, then won again: the first run's threads end (those blocked reading a
+    watch stream too), and only the second run's watch and tell."""
+    sandbox, config = cluster
+    sandbox.bulk_add_deployments(1200)
+    events: list[ObjectEvent] = []
+    pages: list[ListedPage] = []
+
+    async def on_event(event: ObjectEvent) -> None:
+        events.append(event)
+
+    async def on_page(page: ListedPage) -> None:
+        pages.append(page)
+
+    def threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name.startswith("watch:prod:"))
+
+    watcher = KubeWatcher(context="prod", kubeconfig=config, page_size=500)
+    first = asyncio.create_task(watcher.run(on_event, on_page))
+    if cut == "while listing":
+        await eventually(lambda: len(pages) == 1)
+    else:
+        await eventually(lambda: sandbox.open_watches == 3)
+    await _stop(first)
+    await eventually(lambda: threads() == 0)
+    pages.clear()
+    second = asyncio.create_task(watcher.run(on_event, on_page))
+    try:
+        await eventually(lambda: sum(len(p.objs) for p in pages) == 1201)
+        lists = 1 if cut == "while listing" else 2  # a list cut short counts for none
+        await eventually(lambda: watcher.listed.get("Deployment") == lists)
+        assert threads() == 3
+        sandbox.set_image(
+            "deploy", "orders", "orders", "orders", "registry.example.com/shop/orders:1.4.2"
+        )
+        sandbox.settle()
+        final = int(sandbox.get("deploy", "orders", "orders")["metadata"]["resourceVersion"])
+        await eventually(lambda: _versions(events, "orders")[-1:] == [final])
+        versions = _versions(events, "orders")
+        assert versions == sorted(set(versions))  # told by one run only
+        await eventually(lambda: sandbox.open_watches == 3)  # the first run's are gone
+    finally:
+        await _stop(second)

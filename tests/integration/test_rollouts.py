@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +206,49 @@ async def test_a_recovery_after_a_failure_is_reported_to_the_channel(
     recovered = [r for r in message.replies if "recovered" in slack.read(r)]
     assert len(recovered) == 1
     assert recovered[0].reply_broadcast
+
+
+async def test_a_restart_among_thousands_of_workloads_tells_every_rollout_once(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    """The list at start is judged page by page: a rollout told before the restart is not told
+    again, one that ran or began while no bot watched is told, and one that begins while the
+    list is being read (after its first page) comes through the watch that follows it."""
+    sandbox, _ = cluster
+    made = sandbox.bulk_add_deployments(1200, labels={"appId": "orders"})  # 3 pages of 500
+    bot = await start_bot()
+    await eventually(lambda: watching(sandbox), within=30)
+    sandbox.set_image("deploy", "orders", "orders", "orders", f"{IMAGE}:1.4.2")
+    await roll(sandbox)
+    await eventually(lambda: says(slack, "rolled out"), within=15)
+    await eventually(lambda: drained(bot))
+    await bot.stop()
+
+    def new_image(index: int) -> None:
+        namespace, name = made[index]
+        sandbox.set_image("deploy", namespace, name, name, f"registry.example.com/bulk/{name}:2")
+
+    new_image(1)
+    await roll(sandbox)  # began and ended while no bot watched
+    new_image(2)  # began while no bot watched, still rolling out
+    during: list[str] = []
+
+    def on_page(resource: str, query: Mapping[str, str]) -> None:
+        if resource == "deployments" and query.get("continue") and not during:
+            during.append(query["continue"])
+            new_image(0)  # its page was read already, at the old template
+
+    sandbox.after_list_page = on_page
+    bot = await start_bot()
+    await eventually(lambda: bool(during), within=30)  # the rollout began during the list
+    await eventually(lambda: watching(sandbox), within=30)
+    await roll(sandbox)
+    expected = [ROLLOUT, *(f"rollout:prod/Deployment/{ns}/{name}/2" for ns, name in made[:3])]
+    await eventually(lambda: sorted(keys(slack)) == sorted(expected), within=20)
+    await eventually(
+        lambda: all("rolled out in" in slack.read(m) for m in slack.messages(CHANNEL)), within=20
+    )
+    await eventually(lambda: drained(bot))
+    assert sorted(keys(slack)) == sorted(expected)  # each rollout once, none twice
+    posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
+    assert len(posts) == len(expected)

@@ -228,6 +228,7 @@ class GitLabRepository:
         self._tries = tries
         self._first_delay = first_delay
         self._projects: dict[str, _ProjectInfo] = {}
+        self._asking: dict[str, asyncio.Future[_ProjectInfo]] = {}
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -751,7 +752,12 @@ class GitLabRepository:
         return (await self._project_info(name)).default_branch
 
     async def _project_info(self, name: str) -> _ProjectInfo:
-        """The project's default branch and web URL (asked once, then remembered)."""
+        """The project's default branch and web URL (asked once, then remembered).
+
+        Callers that ask while it is being asked wait for that one answer: the inventory's
+        refresh reads thousands of files of one project at once, which would otherwise each
+        ask (and, with GitLab down, each retry) the same question.
+        """
         cached = self._projects.get(name)
         if cached is not None:
             return cached
@@ -762,9 +768,19 @@ class GitLabRepository:
             web_url = str(found.get("web_url") or f"{self.url.rstrip('/')}/{name}")
             return _ProjectInfo(default_branch=default, web_url=web_url)
 
-        info = await self._call(f"project {name}", get)
-        self._projects[name] = info
-        return info
+        asking = self._asking.get(name)
+        if asking is None:
+            # A task of its own: a caller that is cancelled does not cancel the others' answer.
+            asking = asyncio.ensure_future(self._call(f"project {name}", get))
+            self._asking[name] = asking
+
+            def remember(done: asyncio.Future[_ProjectInfo]) -> None:
+                self._asking.pop(name, None)
+                if not done.cancelled() and done.exception() is None:
+                    self._projects[name] = done.result()
+
+            asking.add_done_callback(remember)
+        return await asyncio.shield(asking)
 
     async def _merge_request_of(
         self, commit: ProjectCommit, *, branch: str

@@ -39,6 +39,7 @@ if not any(isinstance(f, _ExpectedClientWarning) for f in _bolt_logger.filters):
 
 def build_bolt_app(*, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
     app = AsyncApp(
+        name="pitcrew",  # else Bolt names it after its caller's file, by inspect.stack(): 0.15 s
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=signing_secret is not None,

@@ -8,7 +8,7 @@ over.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +66,16 @@ class RedisInventoryCache:
         # In order on one connection (one slot): the version moves after the data.
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(_LIVE, f"{live.app}\0{live.env}", _live.dump_json(live))
+            pipe.incr(_VERSION)
+            await pipe.execute()
+
+    async def put_live_many(self, lives: Sequence[Live]) -> None:
+        """``put_live`` of a page of listed workloads: one write, one version bump."""
+        if not lives:
+            return
+        mapping = {f"{live.app}\0{live.env}": _live.dump_json(live) for live in lives}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(_LIVE, mapping=mapping)  # type: ignore[arg-type]
             pipe.incr(_VERSION)
             await pipe.execute()
 

@@ -12,13 +12,15 @@ explained it when it was first told): it keeps that message to its end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from bot.adapters.redis_keys import script
+from bot.adapters.redis_keys import is_missing_script, script
 from bot.adapters.store.connection import Redis
 from bot.domain.rollouts import Workload
+from bot.services.rollouts import Save
 
 TTL_MS = 90 * 24 * 3600 * 1000
 _ACTIVE = "rollouts:active"
@@ -59,6 +61,57 @@ class RedisRolloutStore:
         if done and not active:
             await self._redis.srem(_ACTIVE, workload.key)
         return bool(done)
+
+    async def load_many(self, keys: Sequence[str]) -> list[tuple[Workload | None, int]]:
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(_key(key))
+            found: list[Any] = await pipe.execute()
+        return [
+            (
+                (_workload.validate_json(raw[b"data"]) if raw.get(b"data") else None),
+                int(raw.get(b"v") or 0),
+            )
+            for raw in found
+        ]
+
+    async def save_many(self, saves: Sequence[Save]) -> list[bool]:
+        """Each its own compare-and-set (one script per record, so one slot each), sent in one
+        batch; the index is kept in the same order as ``save`` keeps it."""
+        if not saves:
+            return []
+        active = [s.workload.key for s in saves if s.active]
+        if active:
+            await self._redis.sadd(_ACTIVE, *active)
+        done: list[bool | None] = [None] * len(saves)
+        for attempt in range(2):
+            todo = [i for i, d in enumerate(done) if d is None]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    save = saves[i]
+                    self._save.queue(
+                        pipe,
+                        keys=[_key(save.workload.key)],
+                        args=[save.expected, _workload.dump_json(save.workload).decode(), TTL_MS],
+                    )
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            missing = False
+            for i, result in zip(todo, results, strict=True):
+                if isinstance(result, Exception):
+                    if attempt == 0 and is_missing_script(result):
+                        missing = True
+                        continue
+                    raise result
+                done[i] = bool(result)
+            if not missing:
+                break
+            await self._save.load(self._redis)  # after a restart or failover: once, then again
+        ended = [s.workload.key for s, d in zip(saves, done, strict=True) if d and not s.active]
+        if ended:
+            await self._redis.srem(_ACTIVE, *ended)
+        return [bool(d) for d in done]
 
     async def forget(self, key: str) -> None:
         await self._redis.delete(_key(key))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from bot.domain.catalog import App, Catalog, Environment, Team
@@ -1059,6 +1062,60 @@ def test_workloads_belong_to_apps_by_label_else_namespace(
 ) -> None:
     found = owner(snap(1, 0, labels=labels, namespace=namespace), catalog())
     assert (found.name if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("apps", "namespace", "expected"),
+    [
+        (("orders", "orders-api"), "orders-api-eu-west", "orders-api"),
+        (("orders", "orders-api"), "orders-apis", "orders"),
+        (("orders",), "orders-", "orders"),
+        (("orders",), "orders--x", "orders"),
+        (("a-b", "a"), "a-b-c-d", "a-b"),
+        (("a-b-c-d",), "a-b", None),
+        (("orders",), "-orders", None),
+        (("orders",), "", None),
+    ],
+)
+def test_namespaces_name_apps_by_their_longest_prefix(
+    apps: tuple[str, ...], namespace: str, expected: str | None
+) -> None:
+    found = _catalog_of(apps).app_named_in(namespace)
+    assert (found.name if found else None) == expected
+
+
+def _catalog_of(names: Iterable[str]) -> Catalog:
+    return Catalog(
+        teams=(Team(name="payments", channel="#payments-deploys"),),
+        environments=(Environment(name="production", policy="auto"),),
+        apps=tuple(
+            App(
+                name=name,
+                team="payments",
+                source=f"shop/{name}",
+                image=f"registry.example.com/shop/{name}",
+                manifests=f"apps/{name}/{{env}}/deployment.yaml",
+            )
+            for name in names
+        ),
+    )
+
+
+_PARTS = st.sampled_from(["a", "b", "ab", "orders", "api", "eu", ""])
+
+
+@given(
+    apps=st.lists(st.lists(_PARTS, min_size=1, max_size=3).map("-".join), max_size=6),
+    namespace=st.lists(_PARTS, min_size=1, max_size=5).map("-".join),
+)
+def test_the_prefix_look_up_is_the_longest_matching_app_of_all(
+    apps: list[str], namespace: str
+) -> None:
+    names = sorted({a for a in apps if re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", a)})
+    catalog = _catalog_of(names)
+    matching = [n for n in names if namespace == n or namespace.startswith(f"{n}-")]
+    found = catalog.app_named_in(namespace)
+    assert (found.name if found else None) == max(matching, key=len, default=None)
 
 
 def test_the_state_survives_storage() -> None:
