@@ -29,6 +29,7 @@ _UNIT_MINUTES: Final = {
     **dict.fromkeys(("d", "day", "days"), 24 * 60),
     **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 7 * 24 * 60),
 }
+_LONGEST: Final = timedelta.max // timedelta(minutes=1)
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
 _COMPACT: Final = re.compile(r"(?:\d+(?:\.\d+)?[a-z]+)+")
 _COMPACT_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)")
@@ -72,7 +73,8 @@ def take_duration(tokens: Sequence[str], start: int = 0) -> tuple[timedelta, int
         index += used
     if index == start:
         return None
-    return timedelta(minutes=round(total)), index
+    # ``99999999999999999999d`` is a duration, far too long: the longest one there is
+    return timedelta(minutes=min(round(total), _LONGEST)), index
 
 
 def parse_duration(text: str) -> timedelta | None:

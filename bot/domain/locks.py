@@ -45,7 +45,6 @@ Choices a user can notice:
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -54,6 +53,7 @@ from functools import lru_cache
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain.durations import take_duration
 from bot.domain.errors import CommandError
 
 __all__ = [
@@ -105,16 +105,6 @@ _QUOTED: Final = 40
 _HELP_WORDS: Final = frozenset({"help", "-h", "--help", "?"})
 _LIST_WORDS: Final = frozenset({"list", "ls"})
 _KEYWORDS: Final = frozenset({"for", "until"})
-
-_UNIT_MINUTES: Final = {
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 1),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 60),
-    **dict.fromkeys(("d", "day", "days"), 24 * 60),
-    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 7 * 24 * 60),
-}
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_COMPACT = re.compile(r"(?:\d+(?:\.\d+)?[a-z]+)+")
-_COMPACT_PART = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)")
 
 _CLOCK = re.compile(r"(\d{1,2})(?::(\d{2}))?(am|pm)?")
 _FRENCH_CLOCK = re.compile(r"(\d{1,2})h(\d{2})?")
@@ -351,44 +341,11 @@ def _not_a_duration(token: str) -> str:
     )
 
 
-def _compact(token: str) -> list[tuple[float, int]] | None:
-    """``1h30m`` → [(1, 60), (30, 1)]; units must be known and in decreasing order."""
-    if not _COMPACT.fullmatch(token):
-        return None
-    parts: list[tuple[float, int]] = []
-    for number, unit in _COMPACT_PART.findall(token):
-        minutes = _UNIT_MINUTES.get(unit)
-        if minutes is None or (parts and minutes >= parts[-1][1]):
-            return None
-        parts.append((float(number), minutes))
-    return parts
-
-
 def _take_duration(tokens: list[str], start: int) -> tuple[float, int] | None:
-    """Total minutes of the duration starting at ``tokens[start]``, and where it ends.
-
-    Greedy over ``2h``, ``1h30m`` and ``90 minutes``, but only while units decrease, so that
-    ``for 2h 3 engineers out`` stops after ``2h``.
-    """
-    index = start
-    total = 0.0
-    smallest = math.inf
-    while index < len(tokens):
-        token = tokens[index].lower()
-        parts = _compact(token)
-        used = 1
-        if parts is None and _NUMBER.fullmatch(token) and index + 1 < len(tokens):
-            unit = _UNIT_MINUTES.get(tokens[index + 1].lower())
-            if unit is not None:
-                parts, used = [(float(token), unit)], 2
-        if parts is None or parts[0][1] >= smallest:
-            break
-        total += sum(number * unit for number, unit in parts)
-        smallest = parts[-1][1]
-        index += used
-    if index == start:
-        return None
-    return total, index
+    """Minutes of the duration starting at ``tokens[start]`` (``durations``' grammar), and
+    where it ends."""
+    taken = take_duration(tokens, start)
+    return None if taken is None else (taken[0].total_seconds() / 60, taken[1])
 
 
 def _after(minutes: float, said: list[str], *, now: datetime) -> datetime:

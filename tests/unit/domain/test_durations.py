@@ -64,3 +64,10 @@ def test_take_duration_stops_where_the_duration_ends(
 )
 def test_format_duration(delta: timedelta, text: str) -> None:
     assert format_duration(delta) == text
+
+
+def test_an_absurdly_long_duration_is_the_longest_there_is_not_a_crash() -> None:
+    taken = take_duration(["99999999999999999999999999d", "reason"])
+    assert taken is not None
+    assert taken[1] == 1
+    assert taken[0] > timedelta(days=10**8)
