@@ -12,7 +12,7 @@ import gc
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,6 +104,15 @@ there is, one entry included."""
 
 class StartupError(PitcrewError):
     """Start-up cannot go on; the message says why in one line."""
+
+
+async def _within(step: str, closing: Awaitable[None]) -> None:
+    """One step of stopping, given ``STOP_TIMEOUT``: a stuck close is logged, never waited
+    for (Kubernetes would kill the pod at the end of its grace period anyway)."""
+    try:
+        await asyncio.wait_for(closing, timeout=STOP_TIMEOUT)
+    except TimeoutError:
+        log.error("stopping took too long; going on", step=step, seconds=STOP_TIMEOUT)
 
 
 def _report_stopped(task: asyncio.Task[None]) -> None:
@@ -627,9 +636,9 @@ class Pitcrew:
     async def stop(self) -> None:
         if self._socket_mode is not None:
             with contextlib.suppress(Exception):
-                await self._socket_mode.close_async()
+                await _within("socket mode", self._socket_mode.close_async())
         if self._runner is not None:
-            await self._runner.cleanup()
+            await _within("web server", self._runner.cleanup())
             self._runner = None
         for task in self._tasks:
             task.cancel()
@@ -646,12 +655,12 @@ class Pitcrew:
         if self.slack is not None:
             session = getattr(self.slack, "session", None)
             if session is not None:
-                await session.close()
+                await _within("slack client", session.close())
         if self.gitlab is not None:
             self.gitlab.close()
             self.gitlab = None
         if self.store is not None:
-            await self.store.close()
+            await _within("store", self.store.close())
             self.store = None
         # A Redis call cancelled mid-flight closes its connection without waiting; let those
         # closes run before the loop may end, so no socket is left to the garbage collector.

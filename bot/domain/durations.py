@@ -73,8 +73,9 @@ def take_duration(tokens: Sequence[str], start: int = 0) -> tuple[timedelta, int
         index += used
     if index == start:
         return None
-    # ``99999999999999999999d`` is a duration, far too long: the longest one there is
-    return timedelta(minutes=min(round(total), _LONGEST)), index
+    # ``99999999999999999999d`` is a duration, far too long: the longest one there is (so
+    # is a number of 400 digits, which reads as infinity)
+    return timedelta(minutes=round(min(total, _LONGEST))), index
 
 
 def parse_duration(text: str) -> timedelta | None:

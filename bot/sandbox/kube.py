@@ -88,6 +88,8 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from bot.sandbox import SHUTDOWN_TIMEOUT
+
 JsonDict = dict[str, Any]
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
 FailureReason = Literal[
@@ -709,7 +711,9 @@ class KubeSandbox:
             ("/{tail:.*}", self._unknown),
         ):
             app.router.add_route("*", path, self._guarded(handler))
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -77,6 +77,8 @@ from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
 
+from bot.sandbox import SHUTDOWN_TIMEOUT
+
 BOT_USER_ID = "U0PITCREW"
 BOT_ID = "B0PITCREW"
 BOT_NAME = "pitcrew"
@@ -431,7 +433,7 @@ class SlackSandbox:
         app.router.add_get("/_sandbox/ephemerals", self._control_ephemerals)
         app.router.add_get("/_sandbox/calls", self._control_calls)
         app.router.add_post("/_sandbox/fail", self._control_fail)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from bot.sandbox import SHUTDOWN_TIMEOUT
 from bot.sandbox.gitlab import shapes
 from bot.sandbox.gitlab.api import Api, Handler, Params, Reply, Request
 from bot.sandbox.gitlab.delivery import ALL_EVENTS, Delivery, Dispatcher
@@ -121,7 +122,7 @@ class GitLabSandbox:
             raise RuntimeError("the GitLab sandbox is already running")
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/api/v4/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
