@@ -73,7 +73,9 @@ def test_an_absurdly_long_duration_is_the_longest_there_is_not_a_crash() -> None
     assert taken[0] > timedelta(days=10**8)
 
 
-@pytest.mark.parametrize("tokens", [["9" * 400 + "m"], ["2h", "9" * 400 + "m"], ["9" * 400, "days"]])
+@pytest.mark.parametrize(
+    "tokens", [["9" * 400 + "m"], ["2h", "9" * 400 + "m"], ["9" * 400, "days"]]
+)
 def test_a_number_too_long_for_a_float_is_the_longest_duration_not_a_crash(
     tokens: list[str],
 ) -> None:
