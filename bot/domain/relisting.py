@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.domain.rollouts import Workload, WorkloadKind
+from bot.domain.rollouts import Workload
 
 __all__ = ["Listing", "gone", "selector_matches", "workload_key"]
 
@@ -44,7 +44,8 @@ class Listing:
     """One list of one kind in one context, as the watcher took it."""
 
     context: str
-    kind: WorkloadKind
+    kind: str
+    """``Deployment``, ``StatefulSet`` or ``DaemonSet``: the kind listed."""
     present: frozenset[str]
     """The key of every workload listed (``workload_key``), whoever owns it."""
     complete: bool

@@ -201,7 +201,8 @@ def test_a_state_keeps_the_labels_it_was_last_seen_with() -> None:
     first = observe(None, snapshot("7", ORDERS)).state
     assert first.labels == ORDERS
     relabelled = observe(first, snapshot("8", {"appId": "orders", "team": "x"}))
-    assert relabelled.advanced and relabelled.announcements == ()
+    assert relabelled.advanced
+    assert relabelled.announcements == ()
     assert relabelled.state.labels == {"appId": "orders", "team": "x"}
 
 
@@ -211,7 +212,8 @@ def test_a_state_stored_before_labels_were_kept_gets_them_quietly() -> None:
     )
     assert old.labels is None
     same = observe(old, snapshot("7", ORDERS))
-    assert same.advanced and same.announcements == ()
+    assert same.advanced
+    assert same.announcements == ()
     assert same.state.labels == ORDERS
     assert not observe(same.state, snapshot("7", ORDERS)).advanced  # once, then as before
     assert not observe(old, snapshot("6", ORDERS)).advanced  # an older snapshot changes nothing
