@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ListEnded, ObjectEvent
 from bot.sandbox.kube import KubeSandbox
 
 from .conftest import eventually
@@ -166,6 +166,58 @@ async def test_a_list_is_handed_over_by_the_page_and_the_watch_by_the_event(clus
         )
         await eventually(lambda: [e.type for e in events][:1] == ["MODIFIED"])
         assert len(pages) == 3
+    finally:
+        await _stop(task)
+
+
+async def test_only_a_complete_list_is_handed_over_as_ended(cluster) -> None:
+    """What a list held is named once its last page is read: a list whose next page expired
+    (410 on its continue token) ends nothing, the complete list taken again does; a list
+    again after a 410 on the watch ends again, without what was deleted in the gap."""
+    sandbox, config = cluster
+    sandbox.bulk_add_deployments(1200)
+    pages: list[ListedPage] = []
+    ends: list[ListEnded] = []
+    events: list[ObjectEvent] = []
+
+    async def on_page(page: ListedPage) -> None:
+        pages.append(page)
+        if len(pages) == 1:  # the list's continue token is gone before its third page
+            sandbox.set_image(
+                "deploy", "orders", "orders", "orders", "registry.example.com/shop/orders:1.4.2"
+            )
+            sandbox.expire()
+
+    async def on_end(ended: ListEnded) -> None:
+        ends.append(ended)
+
+    async def on_event(event: ObjectEvent) -> None:
+        events.append(event)
+
+    watcher = KubeWatcher(
+        context="prod", kubeconfig=config, page_size=500, queue_size=600, max_backoff=0.2
+    )
+    task = asyncio.create_task(watcher.run(on_event, on_page, on_end))
+    try:
+        await eventually(lambda: sandbox.open_watches == 3)
+        assert {e.kind for e in ends} == {"DaemonSet", "Deployment", "StatefulSet"}
+        assert watcher.listed["Deployment"] == 1
+        assert len([p for p in pages if p.kind == "Deployment"]) > 3  # the cut list's, and more
+        (deployments,) = [e for e in ends if e.kind == "Deployment"]
+        assert len(deployments.present) == 1201
+        assert ("orders", "orders") in deployments.present
+        assert (deployments.context, deployments.label_selector) == ("prod", None)
+        assert {e.present for e in ends if e.kind != "Deployment"} == {frozenset()}
+
+        sandbox.cut_watches()
+        sandbox.delete("deploy", "orders", "orders")
+        sandbox.expire()
+        await eventually(lambda: watcher.listed.get("Deployment") == 2)
+        await eventually(lambda: len([e for e in ends if e.kind == "Deployment"]) == 2)
+        again = [e for e in ends if e.kind == "Deployment"][-1]
+        assert len(again.present) == 1200
+        assert ("orders", "orders") not in again.present
+        assert [e.type for e in events if e.type == "DELETED"] == []  # the gap hid it
     finally:
         await _stop(task)
 
