@@ -221,7 +221,9 @@ async def test_nothing_deleted_while_the_bot_was_down_nothing_said(
     world.kube.add_namespace("billing", {"appId": "billing"})
 
     def come_and_go() -> None:
-        world.kube.add_deployment("billing", "billing", image="registry.example.com/b:1", replicas=1)
+        world.kube.add_deployment(
+            "billing", "billing", image="registry.example.com/b:1", replicas=1
+        )
         world.kube.delete("deploy", "billing", "billing")
 
     await world.restart(while_down=come_and_go)
