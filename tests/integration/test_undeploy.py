@@ -8,6 +8,7 @@ watcher sees the workload go.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -233,3 +234,35 @@ async def test_nothing_deleted_while_the_bot_was_down_nothing_said(
     assert len(world.slack.messages(TEAM)) == before
     answer = await world.slash("/whatsinprod", "orders production")
     assert "ready" in answer  # orders still runs, and is still shown running
+
+
+async def test_a_state_stored_before_the_upgrade_is_judged_from_the_first_list_on(
+    start: Callable[..., Any],
+) -> None:
+    """The previous version stored states without labels and kept no index of them: the first
+    list after the upgrade fills both in (quietly), so a deletion while down later is told."""
+    world: World = await start()
+    await world.quiet()
+
+    def redis() -> Any:  # the running bot's client (a stopped bot's is closed)
+        assert world.bot.store is not None
+        return world.bot.store.redis
+
+    record, index = "rollouts:prod/Deployment/orders/orders", "rollouts:known:Deployment:prod"
+    data = json.loads(await redis().hget(record, "data"))
+    assert data.pop("labels")["appId"] == "orders"
+    await redis().hset(record, "data", json.dumps(data))  # as the previous version stored it
+    await redis().srem(index, "prod/Deployment/orders/orders")
+
+    await world.restart()  # the upgrade
+    await world.quiet()
+    assert await redis().smembers(index) == {b"prod/Deployment/orders/orders"}
+    assert json.loads(await redis().hget(record, "data"))["labels"]["appId"] == "orders"
+    assert world.slack.messages(TEAM) == []  # said nothing
+
+    await world.restart(while_down=lambda: world.kube.delete("deploy", "orders", "orders"))
+    await eventually(lambda: any(k.startswith("removed:") for k in keys(world)))
+    await world.quiet()
+    assert len(world.slack.messages(TEAM)) == 1
+    assert await redis().smembers(index) == set()
+    assert not await redis().exists(record)
