@@ -661,6 +661,8 @@ class Pitcrew:
             self._runner = None
         for task in self._tasks:
             task.cancel()
+        for watcher in self.watchers:  # its threads end now, whatever its task is doing
+            watcher.stop()
         if self._tasks:
             _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
             for task in stuck:  # a bug, but shutdown must not hang on it

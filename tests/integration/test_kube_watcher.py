@@ -222,6 +222,29 @@ async def test_only_a_complete_list_is_handed_over_as_ended(cluster) -> None:
         await _stop(task)
 
 
+async def test_a_cancellation_a_handler_swallows_still_ends_the_run(cluster) -> None:
+    """Some library under a handler may swallow a cancellation (the bot stopping): the run
+    ends anyway, and its threads with it, instead of waiting for items while they watch on."""
+    sandbox, config = cluster
+    handling = asyncio.Event()
+
+    async def swallowing(event: ObjectEvent) -> None:
+        handling.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+    watcher = KubeWatcher(context="prod", kubeconfig=config)
+    task = asyncio.create_task(watcher.run(swallowing))
+    await asyncio.wait_for(handling.wait(), 10)
+    task.cancel()
+    await asyncio.wait({task}, timeout=10)
+    assert task.cancelled()
+    await eventually(lambda: sandbox.open_watches == 0)
+    await eventually(
+        lambda: not any(t.name.startswith("watch:prod:") for t in threading.enumerate())
+    )
+
+
 @pytest.mark.parametrize("cut", ["while listing", "while watching"])
 async def test_a_run_cut_short_ends_its_threads_and_the_next_run_watches_alone(
     cluster, cut: str

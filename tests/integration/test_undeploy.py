@@ -249,14 +249,18 @@ async def test_a_state_stored_before_the_upgrade_is_judged_from_the_first_list_o
         return world.bot.store.redis
 
     record, index = "rollouts:prod/Deployment/orders/orders", "rollouts:known:Deployment:prod"
-    data = json.loads(await redis().hget(record, "data"))
+    data = json.loads(await eventually(lambda: redis().hget(record, "data")))
     assert data.pop("labels")["appId"] == "orders"
     await redis().hset(record, "data", json.dumps(data))  # as the previous version stored it
     await redis().srem(index, "prod/Deployment/orders/orders")
 
     await world.restart()  # the upgrade
     await world.quiet()
-    assert await redis().smembers(index) == {b"prod/Deployment/orders/orders"}
+
+    async def indexed() -> bool:
+        return bool(await redis().smembers(index) == {b"prod/Deployment/orders/orders"})
+
+    await eventually(indexed)  # as the first list is judged
     assert json.loads(await redis().hget(record, "data"))["labels"]["appId"] == "orders"
     assert world.slack.messages(TEAM) == []  # said nothing
 
@@ -264,5 +268,5 @@ async def test_a_state_stored_before_the_upgrade_is_judged_from_the_first_list_o
     await eventually(lambda: any(k.startswith("removed:") for k in keys(world)))
     await world.quiet()
     assert len(world.slack.messages(TEAM)) == 1
-    assert await redis().smembers(index) == set()
+    assert await redis().smembers(index) == set()  # forgotten before it was told
     assert not await redis().exists(record)

@@ -219,8 +219,13 @@ class KubeWatcher:
                 name=f"watch:{self.context}:{kind}",
             )
             thread.start()
+        current = asyncio.current_task()
         try:
             while True:
+                if current is not None and current.cancelling():
+                    # A handler's library swallowed the cancellation: the run ends anyway,
+                    # rather than waiting for items while its threads watch on.
+                    raise asyncio.CancelledError
                 item = await queue.get()
                 try:
                     if isinstance(item, ListedPage):
