@@ -36,7 +36,7 @@ from bot.adapters.kube.bindings import RoleBindingReader
 from bot.adapters.kube.mapping import to_snapshot
 from bot.adapters.kube.pods import PodReader
 from bot.adapters.kube.schema import KubeSchemaValidator
-from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ListEnded, ObjectEvent
 from bot.adapters.slack.actions import Actions
 from bot.adapters.slack.blocks.access import AccessBlocks
 from bot.adapters.slack.blocks.autopilot import AutopilotBlocks
@@ -72,6 +72,7 @@ from bot.adapters.store.streams import Entry, StreamConsumer
 from bot.adapters.store.throttle import RedisThrottle
 from bot.domain.errors import PitcrewError
 from bot.domain.release_flow import Deadlines
+from bot.domain.relisting import Listing, workload_key
 from bot.services.access import AccessService
 from bot.services.autopilot import TICK_EVERY, Autopilot
 from bot.services.cancellation import reraise_if_cancelling
@@ -607,9 +608,27 @@ class Pitcrew:
                     log.exception("workload event failed", workload=key, type="LISTED")
             await rollouts.observe_many(snapshots)
 
+        async def on_list_ended(ended: ListEnded) -> None:
+            # Remembered but no longer listed: deleted while nobody watched.
+            listing = Listing(
+                context=ended.context,
+                kind=ended.kind,
+                present=frozenset(
+                    workload_key(context=ended.context, kind=ended.kind, namespace=ns, name=name)
+                    for ns, name in ended.present
+                ),
+                complete=True,  # the watcher hands over the end of complete lists only
+                selector=ended.label_selector,
+            )
+            try:
+                await rollouts.relisted(listing)
+            except Exception:  # the watch goes on; the next list judges again
+                reraise_if_cancelling()
+                log.exception("workloads gone while unwatched not judged", kind=ended.kind)
+
         async def watch_all() -> None:
             await asyncio.gather(
-                *(watcher.run(on_object, on_listed) for watcher in self.watchers),
+                *(watcher.run(on_object, on_listed, on_list_ended) for watcher in self.watchers),
                 rollouts.run_ticker(),
             )
 
@@ -642,6 +661,8 @@ class Pitcrew:
             self._runner = None
         for task in self._tasks:
             task.cancel()
+        for watcher in self.watchers:  # its threads end now, whatever its task is doing
+            watcher.stop()
         if self._tasks:
             _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
             for task in stuck:  # a bug, but shutdown must not hang on it

@@ -48,6 +48,9 @@ and says in its ``Transition`` what to announce. The rules, in the order they ap
    finished, ended in the same transition. Its duration is then unknown rather than wrong.
    A Deployment's completion time is read from its Progressing condition, so a completion
    read after a restart does not count the downtime; other kinds are timed as seen.
+9. **A state remembers the labels it was last seen with**, so that a workload missing from a
+   later list can still be routed and judged (``bot.domain.relisting``). A state stored before
+   labels were kept gets them, without a word, from the next snapshot of the same version.
 
 Everything here is pure: the service loads the previous state, calls ``observe`` or
 ``observe_pods``, stores the new state when ``advanced`` and renders what the ``Transition``
@@ -87,6 +90,7 @@ __all__ = [
     "Workload",
     "WorkloadKind",
     "WorkloadSnapshot",
+    "last_seen",
     "needs_pods",
     "observe",
     "observe_pods",
@@ -400,6 +404,26 @@ def _image_changes(old: Sequence[Container], new: Sequence[Container]) -> tuple[
     return tuple(ImageChange(container=c.name, old=before.get(c.name), new=c.image) for c in new)
 
 
+def last_seen(state: Workload, *, at: datetime) -> WorkloadSnapshot:
+    """The workload as it was last seen, for telling that it is gone (``at``: when its absence
+    was noticed). Its counters are unknown, hence zero: a gone workload runs nothing."""
+    return WorkloadSnapshot(
+        kind=state.kind,
+        context=state.context,
+        namespace=state.namespace,
+        name=state.name,
+        uid=state.uid,
+        labels=dict(state.labels or {}),
+        generation=state.generation,
+        observed_generation=state.generation,
+        resource_version=state.resource_version,
+        template_hash=state.template_hash,
+        containers=state.containers,
+        replicas=0,
+        observed_at=at,
+    )
+
+
 def owner(snapshot: WorkloadSnapshot, catalog: Catalog) -> App | None:
     """The app a workload belongs to, per the ground rules; ``None`` for strangers.
 
@@ -589,6 +613,10 @@ class Workload:
     namespace: str
     name: str
     uid: str = ""
+    labels: Mapping[str, str] | None = None
+    """The workload's labels when last seen: who owns it (``appId``), and whether the watch's
+    label selector still covers it once it is missing from a list. ``None``: a state stored
+    before labels were kept (the next sight of it fills them in)."""
     resource_version: str
     generation: int
     template_hash: str
@@ -649,6 +677,10 @@ def observe(state: Workload | None, snapshot: WorkloadSnapshot) -> Transition:
         if state.key != snapshot.key:
             raise ValueError(f"snapshot of {snapshot.key} observed for {state.key}")
         if not _newer(snapshot.resource_version, state.resource_version):
+            if state.labels is None and snapshot.resource_version == state.resource_version:
+                # Stored before labels were kept: keep them now, quietly (rule 9).
+                new = replace(state, labels=dict(snapshot.labels))
+                return Transition(state=new, previous=state, advanced=True)
             return Transition(state=state, previous=state, advanced=False)
     status = rollout_status(snapshot)
     recreated = state is not None and bool(state.uid and snapshot.uid) and state.uid != snapshot.uid
@@ -777,6 +809,7 @@ def _remember(
         namespace=snapshot.namespace,
         name=snapshot.name,
         uid=snapshot.uid,
+        labels=dict(snapshot.labels),
         resource_version=snapshot.resource_version,
         generation=snapshot.generation,
         template_hash=snapshot.template_hash,

@@ -19,7 +19,9 @@ after a failure gets its own reply, broadcast to the channel.
 
 A workload deleted from the cluster (an undeploy merged and pruned, or someone with kubectl) is
 said once in the app's channel — in the thread of the undeploy that removed it, when one did
-(one story per change again) — and leaves ``/whatsinprod``'s live column.
+(one story per change again) — and leaves ``/whatsinprod``'s live column. The watch says so by
+a ``DELETED`` event; a workload deleted while nobody watched (every replica down, the watch
+broken) is missing from the next complete list instead, and ``relisted`` tells it the same way.
 
 Rollouts in progress (or failed) are also ticked every few seconds: their new pods are read,
 which both finds the problems to show and serves as the clock for StatefulSet and DaemonSet
@@ -38,6 +40,7 @@ from bot.domain.catalog import App
 from bot.domain.home import RecentFailure
 from bot.domain.inventory import Live
 from bot.domain.releases import RollbackOffer
+from bot.domain.relisting import Listing, gone
 from bot.domain.rollouts import (
     Happening,
     PodProblem,
@@ -46,6 +49,7 @@ from bot.domain.rollouts import (
     Transition,
     Workload,
     WorkloadSnapshot,
+    last_seen,
     needs_pods,
     observe,
     observe_pods,
@@ -78,7 +82,15 @@ class RolloutStore(Protocol):
         """``save`` of each, in one batch (each its own compare-and-set)."""
         ...
 
-    async def forget(self, key: str) -> None: ...
+    async def forget(self, key: str, *, context: str, kind: str) -> None: ...
+
+    async def known(self, *, context: str, kind: str) -> list[str]:
+        """The keys of the workloads of ``kind`` in ``context`` with a stored state."""
+        ...
+
+    async def unindex(self, keys: Sequence[str], *, context: str, kind: str) -> None:
+        """Drop from ``known`` keys whose state is gone (expired)."""
+        ...
 
     async def active(self) -> list[str]: ...
 
@@ -308,7 +320,7 @@ class RolloutNotifier:
         """The workload was deleted (its last state is ``snapshot``): forgotten (one re-created
         later starts afresh), out of the live column, and said once in the app's channel, by
         the undeploy that removed it if one did, else in a message of its own."""
-        await self._store.forget(snapshot.key)
+        await self._store.forget(snapshot.key, context=snapshot.context, kind=snapshot.kind)
         self._owners.pop(snapshot.key, None)
         catalog = self._catalog.current
         app = owner(snapshot, catalog)
@@ -338,6 +350,35 @@ class RolloutNotifier:
             ),
             version=version,
         )
+
+    async def relisted(self, listing: Listing) -> None:
+        """A list of one kind in one context ended: the workloads remembered there that it no
+        longer shows were deleted while nobody watched (every replica down, the watch broken),
+        and are told exactly as a ``DELETED`` event would have told them (``removed``: the
+        state is forgotten first, so a restart does not tell them again). Only the watcher
+        (the lease holder) lists, so only it tells."""
+        if not listing.complete:
+            return
+        absent = [
+            key
+            for key in await self._store.known(context=listing.context, kind=listing.kind)
+            if key not in listing.present
+        ]
+        if not absent:
+            return
+        loaded = await self._store.load_many(absent)
+        expired = [key for key, (state, _) in zip(absent, loaded, strict=True) if state is None]
+        if expired:  # nothing remembered of them any more: nothing to tell
+            await self._store.unindex(expired, context=listing.context, kind=listing.kind)
+        states = [state for state, _ in loaded if state is not None]
+        now = self._clock()
+        for state in gone(known=states, listing=listing):
+            log.info("workload gone while unwatched", workload=state.key)
+            try:
+                await self.removed(last_seen(state, at=now))
+            except Exception:  # one odd workload must not keep the others from being told
+                reraise_if_cancelling()
+                log.exception("workload event failed", workload=state.key, type="GONE")
 
     async def tick(self) -> None:
         """Read the new pods of every rollout in progress or failed."""

@@ -82,14 +82,16 @@ class World:
     bots: list[Pitcrew]
     http: aiohttp.ClientSession
     answers: list[str] = field(default_factory=list)
-    relaunch: Callable[[], Awaitable[Pitcrew]] | None = None
-    """Stop the first bot and start a new one on the same Redis (a restart, a new pod)."""
+    relaunch: Callable[..., Awaitable[Pitcrew]] | None = None
+    """Stop the first bot and start a new one on the same Redis (a restart, a new pod);
+    ``while_down`` is called between the two."""
     hooks: list[int] = field(default_factory=list)
     """The GitLab sandbox's webhooks to the bots (a test may remove one to lose events)."""
 
-    async def restart(self) -> Pitcrew:
+    async def restart(self, *, while_down: Callable[[], object] | None = None) -> Pitcrew:
+        """A new bot on the same Redis; ``while_down``: what happens while it is stopped."""
         assert self.relaunch is not None
-        return await self.relaunch()
+        return await self.relaunch(while_down=while_down)
 
     @property
     def bot(self) -> Pitcrew:
@@ -255,10 +257,12 @@ async def world_starter(
             )
             await eventually(lambda: kube.open_watches >= 3)
 
-            async def relaunch() -> Pitcrew:
+            async def relaunch(while_down: Callable[[], object] | None = None) -> Pitcrew:
                 await bots[0].stop()
                 if len(bots) == 1:  # else another replica takes the watch over at once
                     await eventually(lambda: kube.open_watches == 0)
+                if while_down is not None:
+                    await asyncio.to_thread(while_down)
                 bots[0] = make_bot(**settings)
                 await bots[0].start()
                 gitlab.remove_webhook(hooks.pop())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ObjectEvent
+from bot.adapters.kube.watcher import KubeWatcher, ListedPage, ListEnded, ObjectEvent
 from bot.sandbox.kube import KubeSandbox
 
 from .conftest import eventually
@@ -168,6 +168,81 @@ async def test_a_list_is_handed_over_by_the_page_and_the_watch_by_the_event(clus
         assert len(pages) == 3
     finally:
         await _stop(task)
+
+
+async def test_only_a_complete_list_is_handed_over_as_ended(cluster) -> None:
+    """What a list held is named once its last page is read: a list whose next page expired
+    (410 on its continue token) ends nothing, the complete list taken again does; a list
+    again after a 410 on the watch ends again, without what was deleted in the gap."""
+    sandbox, config = cluster
+    sandbox.bulk_add_deployments(1200)
+    pages: list[ListedPage] = []
+    ends: list[ListEnded] = []
+    events: list[ObjectEvent] = []
+
+    async def on_page(page: ListedPage) -> None:
+        pages.append(page)
+        if len(pages) == 1:  # the list's continue token is gone before its third page
+            sandbox.set_image(
+                "deploy", "orders", "orders", "orders", "registry.example.com/shop/orders:1.4.2"
+            )
+            sandbox.expire()
+
+    async def on_end(ended: ListEnded) -> None:
+        ends.append(ended)
+
+    async def on_event(event: ObjectEvent) -> None:
+        events.append(event)
+
+    watcher = KubeWatcher(
+        context="prod", kubeconfig=config, page_size=500, queue_size=600, max_backoff=0.2
+    )
+    task = asyncio.create_task(watcher.run(on_event, on_page, on_end))
+    try:
+        await eventually(lambda: sandbox.open_watches == 3)
+        assert {e.kind for e in ends} == {"DaemonSet", "Deployment", "StatefulSet"}
+        assert watcher.listed["Deployment"] == 1
+        assert len([p for p in pages if p.kind == "Deployment"]) > 3  # the cut list's, and more
+        (deployments,) = [e for e in ends if e.kind == "Deployment"]
+        assert len(deployments.present) == 1201
+        assert ("orders", "orders") in deployments.present
+        assert (deployments.context, deployments.label_selector) == ("prod", None)
+        assert {e.present for e in ends if e.kind != "Deployment"} == {frozenset()}
+
+        sandbox.cut_watches()
+        sandbox.delete("deploy", "orders", "orders")
+        sandbox.expire()
+        await eventually(lambda: watcher.listed.get("Deployment") == 2)
+        await eventually(lambda: len([e for e in ends if e.kind == "Deployment"]) == 2)
+        again = [e for e in ends if e.kind == "Deployment"][-1]
+        assert len(again.present) == 1200
+        assert ("orders", "orders") not in again.present
+        assert [e.type for e in events if e.type == "DELETED"] == []  # the gap hid it
+    finally:
+        await _stop(task)
+
+
+async def test_a_cancellation_a_handler_swallows_still_ends_the_run(cluster) -> None:
+    """Some library under a handler may swallow a cancellation (the bot stopping): the run
+    ends anyway, and its threads with it, instead of waiting for items while they watch on."""
+    sandbox, config = cluster
+    handling = asyncio.Event()
+
+    async def swallowing(event: ObjectEvent) -> None:
+        handling.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+    watcher = KubeWatcher(context="prod", kubeconfig=config)
+    task = asyncio.create_task(watcher.run(swallowing))
+    await asyncio.wait_for(handling.wait(), 10)
+    task.cancel()
+    await asyncio.wait({task}, timeout=10)
+    assert task.cancelled()
+    await eventually(lambda: sandbox.open_watches == 0)
+    await eventually(
+        lambda: not any(t.name.startswith("watch:prod:") for t in threading.enumerate())
+    )
 
 
 @pytest.mark.parametrize("cut", ["while listing", "while watching"])

@@ -252,3 +252,39 @@ async def test_a_restart_among_thousands_of_workloads_tells_every_rollout_once(
     assert sorted(keys(slack)) == sorted(expected)  # each rollout once, none twice
     posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
     assert len(posts) == len(expected)
+
+
+async def test_a_narrower_label_selector_after_a_restart_is_no_deletion(
+    start_bot: Callable[..., Any], cluster: tuple[KubeSandbox, Path], slack: SlackSandbox
+) -> None:
+    """Restarted with a selector that leaves orders out: orders is no longer listed, yet not
+    deleted, and nothing says it is; the worker, which the selector covers, was deleted while
+    the bot was down, and that is said (once)."""
+    sandbox, _ = cluster
+    sandbox.add_deployment(
+        "orders",
+        "worker",
+        image=f"{IMAGE}:1.4.1",
+        replicas=1,
+        labels={"appId": "orders", "tier": "worker"},
+    )
+    first = await start_bot()
+    await eventually(lambda: watching(sandbox))
+    assert first.store is not None
+    redis = first.store.redis
+    for name in ("orders", "worker"):
+        await eventually(lambda n=name: redis.exists(f"rollouts:prod/Deployment/orders/{n}"))
+    await first.stop()
+    await eventually(lambda: sandbox.open_watches == 0)
+    sandbox.delete("deploy", "orders", "worker")
+
+    second = await start_bot(KUBE_LABEL_SELECTOR="tier=worker")
+    await eventually(lambda: watching(sandbox))
+    await eventually(lambda: says(slack, "Deployment orders/worker was deleted"))
+    await eventually(lambda: drained(second))
+    assert [slack.read(m) for m in slack.messages(CHANNEL)] == [
+        ":wastebasket: *orders* removed from *production*: Deployment orders/worker was deleted"
+        " (it ran orders:1.4.1)\ncontext prod"
+    ]
+    assert second.store is not None
+    assert await second.store.redis.exists("rollouts:prod/Deployment/orders/orders")

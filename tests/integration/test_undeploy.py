@@ -8,6 +8,7 @@ watcher sees the workload go.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -153,3 +154,119 @@ async def test_nothing_to_undeploy_is_refused_without_a_branch(start: Callable[.
     )
     assert world.mrs() == []
     assert world.branches() == ["main"]
+
+
+async def test_an_undeploy_whose_workload_went_while_the_bot_was_down_ends_removed_once(
+    start: Callable[..., Any],
+) -> None:
+    """Every replica down when the controller pruned it: no DELETED event ever reaches the
+    bot, and the list taken at start no longer shows the workload."""
+    world: World = await start()
+    argo = GitOpsController(world.gitlab, world.kube, project=GITOPS, paths=("apps/*/production",))
+    await world.slash("/undeploy", "orders production")
+    assert await world.click("release_approve", user="carol") == "Approved (1/1). Merging."
+    await world.pipelines()
+    await eventually(lambda: world.mrs()[0]["state"] == "merged")
+    await world.quiet()
+    assert world.header().startswith(":gear: Removing — GitOps pipeline #")
+
+    await world.restart(while_down=argo.sync)
+    assert argo.changes == ["deleted Deployment orders/orders"]
+    await eventually(lambda: world.header().startswith(":wastebasket: Removed"))
+    await world.quiet()
+    assert world.header() == ":wastebasket: Removed from *production* — its workload is gone"
+    told = world.thread()
+    assert told[-1] == (
+        ":wastebasket: *orders is gone from production*: its workload was deleted from the cluster."
+    )
+    assert keys(world) == [world.release_message().metadata["event_payload"]["key"]]
+    answer = await world.slash("/whatsinprod", "orders production")
+    assert "*production* not deployed" in answer
+    assert "ready" not in answer
+
+    await world.restart()  # told once: a later start has nothing more to say
+    await world.quiet()
+    assert world.thread() == told
+    assert keys(world) == [world.release_message().metadata["event_payload"]["key"]]
+
+
+async def test_a_workload_deleted_while_the_bot_was_down_is_said_once(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    answer = await world.slash("/whatsinprod", "orders production")
+    assert "ready" in answer  # the cluster runs it, as the watcher saw
+    await world.restart(while_down=lambda: world.kube.delete("deploy", "orders", "orders"))
+    await eventually(lambda: any(k.startswith("removed:") for k in keys(world)))
+    await world.quiet()
+    (message,) = world.slack.messages(TEAM)
+    assert world.slack.read(message) == (
+        ":wastebasket: *orders* removed from *production*: Deployment orders/orders was deleted"
+        " (it ran orders:1.4.1)\ncontext prod"
+    )
+    answer = await world.slash("/whatsinprod", "orders production")
+    assert "ready" not in answer  # nothing runs there any more
+
+    await world.restart()
+    await world.quiet()
+    assert len(world.slack.messages(TEAM)) == 1
+
+
+async def test_nothing_deleted_while_the_bot_was_down_nothing_said(
+    start: Callable[..., Any],
+) -> None:
+    world: World = await start()
+    await world.quiet()
+    before = len(world.slack.messages(TEAM))
+    # Another app's workload appears and goes while the bot is down: never known, never told.
+    world.kube.add_namespace("billing", {"appId": "billing"})
+
+    def come_and_go() -> None:
+        world.kube.add_deployment(
+            "billing", "billing", image="registry.example.com/b:1", replicas=1
+        )
+        world.kube.delete("deploy", "billing", "billing")
+
+    await world.restart(while_down=come_and_go)
+    await world.quiet()
+    await world.restart()
+    await world.quiet()
+    assert len(world.slack.messages(TEAM)) == before
+    answer = await world.slash("/whatsinprod", "orders production")
+    assert "ready" in answer  # orders still runs, and is still shown running
+
+
+async def test_a_state_stored_before_the_upgrade_is_judged_from_the_first_list_on(
+    start: Callable[..., Any],
+) -> None:
+    """The previous version stored states without labels and kept no index of them: the first
+    list after the upgrade fills both in (quietly), so a deletion while down later is told."""
+    world: World = await start()
+    await world.quiet()
+
+    def redis() -> Any:  # the running bot's client (a stopped bot's is closed)
+        assert world.bot.store is not None
+        return world.bot.store.redis
+
+    record, index = "rollouts:prod/Deployment/orders/orders", "rollouts:known:Deployment:prod"
+    data = json.loads(await eventually(lambda: redis().hget(record, "data")))
+    assert data.pop("labels")["appId"] == "orders"
+    await redis().hset(record, "data", json.dumps(data))  # as the previous version stored it
+    await redis().srem(index, "prod/Deployment/orders/orders")
+
+    await world.restart()  # the upgrade
+    await world.quiet()
+
+    async def indexed() -> bool:
+        return bool(await redis().smembers(index) == {b"prod/Deployment/orders/orders"})
+
+    await eventually(indexed)  # as the first list is judged
+    assert json.loads(await redis().hget(record, "data"))["labels"]["appId"] == "orders"
+    assert world.slack.messages(TEAM) == []  # said nothing
+
+    await world.restart(while_down=lambda: world.kube.delete("deploy", "orders", "orders"))
+    await eventually(lambda: any(k.startswith("removed:") for k in keys(world)))
+    await world.quiet()
+    assert len(world.slack.messages(TEAM)) == 1
+    assert await redis().smembers(index) == set()  # forgotten before it was told
+    assert not await redis().exists(record)

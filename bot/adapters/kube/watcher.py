@@ -8,7 +8,10 @@ memory). Per kind:
 1. **List** in pages (``limit``/``continue``), as raw JSON: no model objects are built, which
    keeps 10,000 workloads cheap. Each page is handed over whole (a ``ListedPage``) when the
    consumer takes pages, so that it judges a page in a few Redis round trips instead of a few
-   per object; otherwise every item is delivered as a ``LISTED`` event.
+   per object; otherwise every item is delivered as a ``LISTED`` event. Once the last page is
+   read, a ``ListEnded`` names every object the list held, so that the consumer can tell what
+   it remembered and the list no longer shows (deleted while nobody watched). A list that fails
+   or is cut short ends nothing: only a complete list is handed over as ended.
 2. **Watch** from the list's ``resourceVersion`` with bookmarks, for ``watch_timeout`` seconds,
    then again from the last ``resourceVersion`` seen (bookmarks move it forward too).
 3. **410 Gone** (the server no longer has that version): list again. Anything that changed
@@ -71,8 +74,20 @@ class ListedPage:
     objs: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ListEnded:
+    """A complete list of one kind: every page read, each handed over before this."""
+
+    context: str
+    kind: str
+    present: frozenset[tuple[str, str]]
+    """``(namespace, name)`` of every object listed."""
+    label_selector: str | None
+
+
 Handler = Callable[[ObjectEvent], Awaitable[None]]
 PageHandler = Callable[[ListedPage], Awaitable[None]]
+EndHandler = Callable[[ListEnded], Awaitable[None]]
 
 
 class _Backlog:
@@ -160,17 +175,23 @@ class KubeWatcher:
         self.listed: dict[str, int] = {}
         """How many times each kind was listed (1 at start, +1 per 410): for tests and metrics."""
 
-    async def run(self, handle: Handler, handle_page: PageHandler | None = None) -> None:
-        """Watch every kind until cancelled, handing each object event to ``handle``, and each
-        page of a list to ``handle_page`` when given (else its objects one by one)."""
+    async def run(
+        self,
+        handle: Handler,
+        handle_page: PageHandler | None = None,
+        handle_end: EndHandler | None = None,
+    ) -> None:
+        """Watch every kind until cancelled, handing each object event to ``handle``, each
+        page of a list to ``handle_page`` when given (else its objects one by one), and the
+        end of each complete list to ``handle_end`` when given."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[ObjectEvent | ListedPage] = asyncio.Queue()
+        queue: asyncio.Queue[ObjectEvent | ListedPage | ListEnded] = asyncio.Queue()
         # A run of its own: the threads of an earlier run (a lease lost, then won again) end
         # instead of carrying on beside this run's.
         self._run = this = _Run(self._queue_size)
         backlog = this.backlog
 
-        def push(item: ObjectEvent | ListedPage) -> None:
+        def push(item: ObjectEvent | ListedPage | ListEnded) -> None:
             count = len(item.objs) if isinstance(item, ListedPage) else 1
             if not backlog.reserve(count):
                 raise _Stopping
@@ -179,7 +200,11 @@ class KubeWatcher:
             except RuntimeError:  # the event loop is closed: the bot is stopping
                 raise _Stopping from None
 
-        def push_page(page: ListedPage) -> None:
+        def push_page(page: ListedPage | ListEnded) -> None:
+            if isinstance(page, ListEnded):
+                if handle_end is not None:
+                    push(page)
+                return
             if handle_page is not None:
                 push(page)
                 return
@@ -194,13 +219,21 @@ class KubeWatcher:
                 name=f"watch:{self.context}:{kind}",
             )
             thread.start()
+        current = asyncio.current_task()
         try:
             while True:
+                if current is not None and current.cancelling():
+                    # A handler's library swallowed the cancellation: the run ends anyway,
+                    # rather than waiting for items while its threads watch on.
+                    raise asyncio.CancelledError
                 item = await queue.get()
                 try:
                     if isinstance(item, ListedPage):
                         assert handle_page is not None
                         await handle_page(item)
+                    elif isinstance(item, ListEnded):
+                        assert handle_end is not None
+                        await handle_end(item)
                     else:
                         await handle(item)
                 finally:
@@ -217,7 +250,7 @@ class KubeWatcher:
         self,
         kind: str,
         push: Callable[[ObjectEvent], None],
-        push_page: Callable[[ListedPage], None],
+        push_page: Callable[[ListedPage | ListEnded], None],
         run: _Run,
     ) -> None:
         stop = run.stop
@@ -270,7 +303,7 @@ class KubeWatcher:
         self,
         apps: client.AppsV1Api,
         kind: str,
-        push_page: Callable[[ListedPage], None],
+        push_page: Callable[[ListedPage | ListEnded], None],
         stop: threading.Event,
     ) -> str:
         call = getattr(apps, LIST_CALLS[kind])
@@ -278,6 +311,7 @@ class KubeWatcher:
         version = "0"
         began = time.monotonic()
         count = 0
+        present: set[tuple[str, str]] = set()
         while not stop.is_set():
             kwargs: dict[str, Any] = {"limit": self._page_size, "_preload_content": False}
             if token:
@@ -291,6 +325,9 @@ class KubeWatcher:
             items = page.get("items") or []
             del page, response  # the page's raw bytes and envelope, before the handler's work
             count += len(items)
+            for item in items:
+                meta = item.get("metadata") or {}
+                present.add((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
             if items:
                 push_page(ListedPage(self.context, kind, items))
             token = metadata.get("continue") or None
@@ -298,6 +335,7 @@ class KubeWatcher:
                 break
         if stop.is_set():
             raise _Stopping  # a list cut short is no list
+        push_page(ListEnded(self.context, kind, frozenset(present), self._selector))
         self.listed[kind] = self.listed.get(kind, 0) + 1
         log.info(
             "workloads listed",

@@ -6,6 +6,12 @@ so it is written outside the record's script (``bot.adapters.redis_keys``): a wo
 before a save that makes it active and removed after one that ends its rollout. A crash in
 between leaves at worst a finished workload in the set; the ticker skips it.
 
+``rollouts:known:<kind>:<context>`` indexes the workloads with a stored state, per kind and
+context: what a complete list of that kind is compared with, to find the workloads deleted
+while nobody watched (``bot.domain.relisting``). It is a global index too (rule 3): a workload
+is added before its state is saved and removed after its state is forgotten; an entry whose
+state is gone (expired) is skipped by the reader and dropped.
+
 ``rollouts:own:<rollout id>`` marks a rollout that was given a message of its own (no release
 explained it when it was first told): it keeps that message to its end.
 """
@@ -41,6 +47,10 @@ def _key(workload_key: str) -> str:
     return f"rollouts:{workload_key}"
 
 
+def _known(*, context: str, kind: str) -> str:
+    return f"rollouts:known:{kind}:{context}"
+
+
 class RedisRolloutStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -52,6 +62,7 @@ class RedisRolloutStore:
         return (_workload.validate_json(data) if data else None), int(raw.get(b"v") or 0)
 
     async def save(self, workload: Workload, *, expected: int, active: bool) -> bool:
+        await self._redis.sadd(_known(context=workload.context, kind=workload.kind), workload.key)
         if active:
             await self._redis.sadd(_ACTIVE, workload.key)
         done = await self._save(
@@ -82,9 +93,18 @@ class RedisRolloutStore:
         batch; the index is kept in the same order as ``save`` keeps it."""
         if not saves:
             return []
+        indexes: dict[str, list[str]] = {}
+        for s in saves:
+            indexes.setdefault(_known(context=s.workload.context, kind=s.workload.kind), []).append(
+                s.workload.key
+            )
         active = [s.workload.key for s in saves if s.active]
-        if active:
-            await self._redis.sadd(_ACTIVE, *active)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index, members in indexes.items():
+                pipe.sadd(index, *members)
+            if active:
+                pipe.sadd(_ACTIVE, *active)
+            await pipe.execute()
         done: list[bool | None] = [None] * len(saves)
         for attempt in range(2):
             todo = [i for i, d in enumerate(done) if d is None]
@@ -113,9 +133,18 @@ class RedisRolloutStore:
             await self._redis.srem(_ACTIVE, *ended)
         return [bool(d) for d in done]
 
-    async def forget(self, key: str) -> None:
+    async def forget(self, key: str, *, context: str, kind: str) -> None:
         await self._redis.delete(_key(key))
         await self._redis.srem(_ACTIVE, key)
+        await self._redis.srem(_known(context=context, kind=kind), key)
+
+    async def known(self, *, context: str, kind: str) -> list[str]:
+        members: Any = await self._redis.smembers(_known(context=context, kind=kind))
+        return sorted(m.decode() for m in members)
+
+    async def unindex(self, keys: Sequence[str], *, context: str, kind: str) -> None:
+        if keys:
+            await self._redis.srem(_known(context=context, kind=kind), *keys)
 
     async def active(self) -> list[str]:
         members: Any = await self._redis.smembers(_ACTIVE)

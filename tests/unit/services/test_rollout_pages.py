@@ -11,6 +11,7 @@ import pytest
 
 from bot.domain.catalog import App, Catalog, Environment, Team
 from bot.domain.inventory import Live
+from bot.domain.relisting import Listing
 from bot.domain.rollouts import Container, Rollout, Workload, WorkloadSnapshot
 from bot.services.ports import OutgoingMessage, Rendered
 from bot.services.rollouts import RolloutNotifier, Save
@@ -82,8 +83,16 @@ class Store:
             done.append(self._put(save.workload, save.expected))
         return done
 
-    async def forget(self, key: str) -> None:
+    async def forget(self, key: str, *, context: str, kind: str) -> None:
         self.records.pop(key, None)
+
+    async def known(self, *, context: str, kind: str) -> list[str]:
+        self._count("known")
+        prefix = f"{context}/{kind}/"
+        return sorted(k for k in self.records if k.startswith(prefix))
+
+    async def unindex(self, keys: Sequence[str], *, context: str, kind: str) -> None:
+        pass
 
     async def active(self) -> list[str]:
         return []
@@ -249,3 +258,39 @@ async def test_a_failed_batch_judges_the_page_one_at_a_time(down: bool) -> None:
         ("orders", "production"),
         ("search", "production"),
     ]
+
+
+def listing(*snapshots: WorkloadSnapshot, complete: bool = True) -> Listing:
+    return Listing(
+        context="prod",
+        kind="Deployment",
+        present=frozenset(s.key for s in snapshots),
+        complete=complete,
+    )
+
+
+async def test_a_workload_missing_from_a_complete_list_is_told_gone_once() -> None:
+    store, live, outbox = Store(), LiveStates(), Outbox()
+    await notifier(store, live, outbox).observe_many(PAGE)
+    outbox.sent.clear()
+    again = notifier(store, live, outbox)  # a restart: billing was deleted meanwhile
+    page = [PAGE[0], PAGE[2], PAGE[3]]
+    await again.observe_many(page)
+    await again.relisted(listing(*page, complete=False))  # a list cut short: nothing
+    assert outbox.sent == []
+    await again.relisted(listing(*page))
+    assert outbox.sent == ["removed:prod/Deployment/billing/billing:uid-billing"]
+    assert "prod/Deployment/billing/billing" not in store.records
+    assert ("billing", "production") not in live.live
+    await again.relisted(listing(*page))  # the next re-list: told once
+    assert outbox.sent == ["removed:prod/Deployment/billing/billing:uid-billing"]
+
+
+async def test_nothing_deleted_nothing_said() -> None:
+    store, live, outbox = Store(), LiveStates(), Outbox()
+    await notifier(store, live, outbox).observe_many(PAGE)
+    outbox.sent.clear()
+    store.calls.clear()
+    await notifier(store, live, outbox).relisted(listing(*PAGE))
+    assert outbox.sent == []
+    assert store.calls == {"known": 1}  # nothing absent: no state read
