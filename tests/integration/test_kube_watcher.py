@@ -259,8 +259,13 @@ async def test_a_run_cut_short_ends_its_threads_and_the_next_run_watches_alone(
     async def on_event(event: ObjectEvent) -> None:
         events.append(event)
 
+    holding = cut == "while listing"
+    never = asyncio.Event()
+
     async def on_page(page: ListedPage) -> None:
         pages.append(page)
+        if holding:  # the first run is cut while its first page is handled: mid-list
+            await never.wait()
 
     def threads() -> int:
         return sum(1 for t in threading.enumerate() if t.name.startswith("watch:prod:"))
@@ -269,6 +274,7 @@ async def test_a_run_cut_short_ends_its_threads_and_the_next_run_watches_alone(
     first = asyncio.create_task(watcher.run(on_event, on_page))
     if cut == "while listing":
         await eventually(lambda: len(pages) == 1)
+        holding = False
     else:
         await eventually(lambda: sandbox.open_watches == 3)
     await _stop(first)
