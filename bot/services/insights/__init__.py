@@ -4,7 +4,8 @@ What is measured is pure domain (``bot.domain.dora``); this package gathers and 
 and tells the figures:
 
 - ``recorder``: a deployment record per app and env as releases end and as rollouts no release
-  explains finish, written once, counted in Prometheus;
+  explains finish, written once, counted in Prometheus; and the reconcile that records what a
+  crash or an outage kept the end listener from writing;
 - ``reports``: ``/dora`` — the records read at once, the report worked out;
 - ``digests``: each team's weekly digest, once per slot, with its chart in the thread;
 - ``backfill``: ``pitcrew dora backfill``, deployments from before Pitcrew out of the GitOps
@@ -13,6 +14,7 @@ and tells the figures:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -35,6 +37,7 @@ from bot.services.periodic import every
 from bot.services.ports import AuditLog, Outbox
 
 __all__ = [
+    "RECONCILE_EVERY",
     "TICK_EVERY",
     "ChartRenderer",
     "DeploymentRecorder",
@@ -53,6 +56,8 @@ __all__ = [
 TICK_EVERY = 15.0
 """Seconds between two looks at the digest schedules: a digest is posted within this of its
 slot."""
+RECONCILE_EVERY = 300.0
+"""Seconds between two reconciles of the deployment records (and one at start)."""
 
 
 class Insights:
@@ -69,6 +74,7 @@ class Insights:
         uploads: FileUploads,
         audit: AuditLog,
         tick_every: float = TICK_EVERY,
+        reconcile_every: float = RECONCILE_EVERY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.recorder = DeploymentRecorder(store=store, releases=releases, clock=clock)
@@ -85,7 +91,15 @@ class Insights:
             clock=clock,
         )
         self._tick_every = tick_every
+        self._reconcile_every = reconcile_every
 
     async def run(self) -> None:
-        """The digests' schedules, looked at every few seconds (under a lease)."""
-        await every(self._tick_every, self.digests.tick, what="weekly digests")
+        """Under a lease: the digests' schedules, looked at every few seconds; the deployment
+        records' reconcile, at start and every few minutes."""
+        await asyncio.gather(
+            every(self._tick_every, self.digests.tick, what="weekly digests"),
+            every(self._reconcile_every, self._reconcile, what="deployment records reconcile"),
+        )
+
+    async def _reconcile(self) -> None:
+        await self.recorder.reconcile()
