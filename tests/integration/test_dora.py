@@ -27,8 +27,10 @@ from bot.adapters.store.dora import RedisDeploymentStore
 from bot.app import Pitcrew
 from bot.domain.dora import Deployment
 from bot.domain.errors import Unavailable
+from bot.domain.releases import Release
 from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.slack import Message
+from bot.services.insights import DeploymentRecorder
 
 from .conftest import bot_environment, eventually
 from .release_world import GITOPS, IMAGE, PRODUCTION, SOURCE, STAGING, TEAM, World, deployment, roll
@@ -494,6 +496,41 @@ async def test_a_deployment_whose_record_redis_refused_at_its_end_is_recorded_at
         - sample(before, "pitcrew_dora_deployments_total", **staging)
         == 1
     )
+
+
+async def test_a_bot_stopped_between_a_release_end_and_its_record_records_it_at_restart(
+    start: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replica that committed the end stops before its end listener writes the record
+    (the listener is held where the process stopped): the next start records it."""
+    reached = asyncio.Event()
+
+    async def stopped_here(self: DeploymentRecorder, release: Release) -> None:
+        reached.set()
+        await asyncio.Event().wait()  # what follows never runs: the process is stopping
+
+    monkeypatch.setattr(DeploymentRecorder, "on_release_ended", stopped_here)
+    clock = Clock(T0)
+    world: World = await start(clock=clock)  # its end listener is the held one
+    await dated_versions(world)
+    answer = await world.slash("/deploy", "orders 1.5.0 to staging")
+    assert "Opened !1" in answer, answer
+    await world.pipelines()
+    await eventually(lambda: header(world).startswith(":heavy_check_mark:"), within=15)
+    await asyncio.wait_for(reached.wait(), timeout=15)
+    assert await staging_history(world) == []
+
+    monkeypatch.undo()  # the new pod's listener is the real one
+    clock.now = T0 + HOUR
+    await world.restart()
+    [recorded] = await eventually(lambda: staging_history(world), within=20)
+    assert (recorded.kind, recorded.version, recorded.deployed) == (
+        "deploy",
+        "1.5.0",
+        T0.timestamp(),
+    )
+    answer = await world.slash("/dora", "staging 7d orders")
+    assert answer.splitlines()[1].startswith("*Deployments* 1 ·"), answer
 
 
 async def test_two_replicas_reconciling_a_missed_record_write_it_once(
