@@ -14,10 +14,13 @@ and tells the figures:
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bot import logs
+from bot.domain.errors import PitcrewError
+from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder
 from bot.services.insights.digests import Digests
 from bot.services.insights.ports import (
@@ -52,6 +55,8 @@ __all__ = [
     "MergedRequest",
     "ReleaseLookup",
 ]
+
+log = logs.get(__name__)
 
 TICK_EVERY = 15.0
 """Seconds between two looks at the digest schedules: a digest is posted within this of its
@@ -92,14 +97,31 @@ class Insights:
         )
         self._tick_every = tick_every
         self._reconcile_every = reconcile_every
+        self._reconciled: float | None = None
+        """When the last reconcile began (``time.monotonic``); ``None``: not yet."""
 
     async def run(self) -> None:
         """Under a lease: the digests' schedules, looked at every few seconds; the deployment
-        records' reconcile, at start and every few minutes."""
-        await asyncio.gather(
-            every(self._tick_every, self.digests.tick, what="weekly digests"),
-            every(self._reconcile_every, self._reconcile, what="deployment records reconcile"),
-        )
+        records' reconcile, at the first look and every few minutes.
 
-    async def _reconcile(self) -> None:
-        await self.recorder.reconcile()
+        One loop, not two gathered: cut short (the lease lost, a stop), ``run`` ends only when
+        what it was doing has (a digest cut short gives its slot back, a Redis call, before the
+        store closes); ``gather`` ends at the first loop cancelled and leaves the other running
+        on a store being closed."""
+        await every(self._tick_every, self._turn, what="weekly digests")
+
+    async def _turn(self) -> None:
+        now = time.monotonic()
+        if self._reconciled is None or now - self._reconciled >= self._reconcile_every:
+            self._reconciled = now
+            try:
+                await self.recorder.reconcile()
+            except Exception as exc:  # the digests go on; the next reconcile tries again
+                reraise_if_cancelling()
+                if not isinstance(exc, PitcrewError):
+                    log.exception("deployment records reconcile failed; trying again later")
+                else:
+                    log.warning(
+                        "deployment records reconcile failed; trying again later", error=str(exc)
+                    )
+        await self.digests.tick()
