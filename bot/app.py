@@ -78,6 +78,7 @@ from bot.services.autopilot import TICK_EVERY, Autopilot
 from bot.services.cancellation import reraise_if_cancelling
 from bot.services.catalog import CatalogHolder, CatalogSource
 from bot.services.home import HomeService
+from bot.services.insights import RECONCILE_EVERY as INSIGHTS_RECONCILE_EVERY
 from bot.services.insights import TICK_EVERY as INSIGHTS_TICK
 from bot.services.insights import Insights
 from bot.services.inventory import InventoryService
@@ -143,6 +144,7 @@ class Pitcrew:
         release_sweep_every: float | None = None,
         autopilot_tick: float = TICK_EVERY,
         insights_tick: float = INSIGHTS_TICK,
+        insights_reconcile_every: float = INSIGHTS_RECONCILE_EVERY,
         upload_wait: float = WAIT_FOR_MESSAGE,
         claim_idle: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -157,6 +159,7 @@ class Pitcrew:
         self._release_sweep_every = release_sweep_every
         self._autopilot_tick = autopilot_tick
         self._insights_tick = insights_tick
+        self._insights_reconcile_every = insights_reconcile_every
         self._upload_wait = upload_wait
         self._claim_idle = claim_idle
         self._clock = clock
@@ -369,6 +372,7 @@ class Pitcrew:
             uploads=SlackFiles(self.slack, self.outbox, wait_for_message=self._upload_wait),
             audit=audit,
             tick_every=self._insights_tick,
+            reconcile_every=self._insights_reconcile_every,
             clock=self._clock,
         )
         self.releases.when_ended(self.insights.recorder.on_release_ended)

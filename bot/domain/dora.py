@@ -75,6 +75,7 @@ __all__ = [
     "report",
     "restores_by",
     "undone_by",
+    "unrecorded",
 ]
 
 DAY: Final = 86400.0
@@ -160,8 +161,10 @@ def deployment_kind(release: Release) -> Kind:
 def from_release(
     release: Release, *, at: datetime, superseded_by_rollback: bool = False
 ) -> Deployment | None:
-    """What a release that reached an end records (``at``: when it did, for ends that carry no
-    time of their own); ``None`` for an end that changed nothing in the env.
+    """What a release that reached an end records (``at``: when it did, for a release stored
+    before every end carried its time, ``finished_at``); ``None`` for an end that changed
+    nothing in the env. The same release gives the same record, whenever it is worked out:
+    the end listener's and a later reconcile's are one event of one record to the store.
 
     - ``healthy``, ``deployed``: a deployment;
     - ``failed``, ``not_seen`` once merged: a failed change (before its merge, nothing reached
@@ -173,13 +176,11 @@ def from_release(
     deployed: float | None = None
     failed: float | None = None
     merged = release.merged_at is not None
-    if release.state == "healthy":
+    if release.state in ("healthy", "deployed"):
         deployed = ended
-    elif release.state == "deployed":
-        deployed = at.timestamp()
-    elif release.state in ("failed", "not_seen") and merged:
-        failed = ended if release.state == "failed" else at.timestamp()
-    elif release.state == "superseded" and superseded_by_rollback and merged:
+    elif (release.state in ("failed", "not_seen") and merged) or (
+        release.state == "superseded" and superseded_by_rollback and merged
+    ):
         failed = ended
     else:
         return None
@@ -197,6 +198,25 @@ def from_release(
         failed=failed,
         commits=tuple(c.timestamp() for c in commits),
     )
+
+
+def unrecorded(
+    wanted: Iterable[Deployment], recorded: Mapping[str, Deployment]
+) -> list[Deployment]:
+    """The events of ``wanted`` (worked out from ended releases) that the store does not hold
+    (``recorded``: its records by id, as read): a deployment whose record has no deployment, a
+    failure whose record has no failure. What an end listener that crashed, or that met Redis
+    gone, left unwritten; a record that failed, then recovered, may miss either event."""
+    missing = []
+    for d in wanted:
+        known = recorded.get(d.id)
+        if (
+            known is None
+            or (d.deployed is not None and known.deployed is None)
+            or (d.deployed is None and d.failed is not None and known.failed is None)
+        ):
+            missing.append(d)
+    return missing
 
 
 def from_rollout(

@@ -100,6 +100,7 @@ __all__ = [
     "format_deadline",
     "newer_pipeline",
     "precedence",
+    "stamp_end",
 ]
 
 FINAL_STATES: Final[frozenset[ReleaseState]] = frozenset(
@@ -372,6 +373,20 @@ def apply(release: Release, event: Event) -> Step | None:
     if step is None or step.release == release:
         return None
     return step
+
+
+def stamp_end(previous: Release, after: Release, *, now: datetime) -> Release:
+    """``after``, with the time it reached its end when the step that brought it there did not
+    say (a pipeline's ``deployed``, a deadline's ``not_seen``, a refusal, an expiry): ``now``.
+
+    Every end thus carries its own time, stored with it: what is worked out from the ended
+    release later (its deployment record, written again by a reconcile after a crash) is
+    the same as what was worked out at the end, to the second."""
+    if after.state not in END_STATES or after.state == previous.state:
+        return after
+    if after.finished_at is not None and after.finished_at != previous.finished_at:
+        return after  # the step said when (a rollout's end, a supersede)
+    return replace(after, finished_at=now)
 
 
 def _step(r: Release, e: Event) -> Step | None:

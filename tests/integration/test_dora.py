@@ -20,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from matplotlib.image import imread
 
 from bot.adapters.store.dora import RedisDeploymentStore
 from bot.app import Pitcrew
+from bot.domain.dora import Deployment
+from bot.domain.errors import Unavailable
+from bot.domain.releases import Release
 from bot.sandbox.gitlab import GitLabSandbox
 from bot.sandbox.slack import Message
+from bot.services.insights import DeploymentRecorder
 
 from .conftest import bot_environment, eventually
 from .release_world import GITOPS, IMAGE, PRODUCTION, SOURCE, STAGING, TEAM, World, deployment, roll
@@ -405,6 +410,155 @@ async def test_two_replicas_post_one_digest_and_record_each_deployment_once(
     await world.quiet()
     assert len([m for m in world.slack.messages(TEAM) if "Weekly delivery" in m.text]) == 1
     assert len(world.slack.files()) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# A record the end listener missed
+
+
+def redis_gone_once(monkeypatch: pytest.MonkeyPatch, *, env: str) -> list[Deployment]:
+    """The deployment store does not answer the first write of a record in ``env`` (Redis
+    restarting, a failover): what the end listener meets. Returns what it was refused."""
+    refused: list[Deployment] = []
+    write = RedisDeploymentStore.record
+
+    async def flaky(self: RedisDeploymentStore, deployment: Deployment) -> bool:
+        if deployment.env == env and not refused:
+            refused.append(deployment)
+            raise Unavailable("Redis did not answer (connection reset)")
+        return await write(self, deployment)
+
+    monkeypatch.setattr(RedisDeploymentStore, "record", flaky)
+    return refused
+
+
+def staging_history(world: World, bot: int = 0) -> Any:
+    store = RedisDeploymentStore(world.bots[bot].store.redis)  # type: ignore[union-attr]
+    return store.history(
+        "orders", "staging", since=T0.timestamp() - 86400, until=T0.timestamp() + 86400
+    )
+
+
+async def deployed_to_staging_with_its_record_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> list[Deployment]:
+    """``/deploy orders 1.5.0 to staging`` (no approval, no cluster watched there): deployed
+    when the GitOps pipeline passes; the end listener's write of its record is refused."""
+    await dated_versions(world)
+    refused = redis_gone_once(monkeypatch, env="staging")
+    answer = await world.slash("/deploy", "orders 1.5.0 to staging")
+    assert "Opened !1" in answer, answer
+    await world.pipelines()
+    await eventually(lambda: header(world).startswith(":heavy_check_mark:"), within=15)
+    await eventually(lambda: refused, within=15)
+    await world.quiet()
+    return refused
+
+
+async def test_a_deployment_whose_record_redis_refused_at_its_end_is_recorded_at_restart_once(
+    start: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(T0)
+    world: World = await start(clock=clock)
+    before = await metrics(world)
+    [refused] = await deployed_to_staging_with_its_record_refused(world, monkeypatch)
+    assert (refused.kind, refused.version, refused.deployed) == (
+        "deploy",
+        "1.5.0",
+        T0.timestamp(),
+    )
+    # the release says deployed, but its record is missing: /dora does not see it
+    assert await staging_history(world) == []
+    missed = await world.slash("/dora", "staging 7d orders")
+    assert missed.splitlines()[1].startswith("*Deployments* 0 ·"), missed
+
+    # later the same day, a new pod: the reconcile at its start records it
+    clock.now = T0 + 3 * HOUR
+    await world.restart()
+    [recorded] = await eventually(lambda: staging_history(world), within=20)
+    assert recorded == refused  # as the listener would have written it, at the end's time
+    answer = await world.slash("/dora", "staging 7d orders")
+    assert answer.splitlines()[1] == (
+        "*Deployments* 1 · 0.1 a day · :large_blue_circle: high · ↑ from 0"
+    )
+    # once: another reconcile, another restart add nothing
+    assert world.bot.insights is not None
+    assert await world.bot.insights.recorder.reconcile() == 0
+    await world.restart()
+    await world.quiet()
+    assert world.bot.insights is not None
+    assert await world.bot.insights.recorder.reconcile() == 0
+    assert await staging_history(world) == [recorded]
+    after = await metrics(world)
+    staging = {"app": "orders", "env": "staging", "kind": "deploy"}
+    assert (
+        sample(after, "pitcrew_dora_deployments_total", **staging)
+        - sample(before, "pitcrew_dora_deployments_total", **staging)
+        == 1
+    )
+
+
+async def test_a_bot_stopped_between_a_release_end_and_its_record_records_it_at_restart(
+    start: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replica that committed the end stops before its end listener writes the record
+    (the listener is held where the process stopped): the next start records it."""
+    reached = asyncio.Event()
+
+    async def stopped_here(self: DeploymentRecorder, release: Release) -> None:
+        reached.set()
+        await asyncio.Event().wait()  # what follows never runs: the process is stopping
+
+    monkeypatch.setattr(DeploymentRecorder, "on_release_ended", stopped_here)
+    clock = Clock(T0)
+    world: World = await start(clock=clock)  # its end listener is the held one
+    await dated_versions(world)
+    answer = await world.slash("/deploy", "orders 1.5.0 to staging")
+    assert "Opened !1" in answer, answer
+    await world.pipelines()
+    await eventually(lambda: header(world).startswith(":heavy_check_mark:"), within=15)
+    await asyncio.wait_for(reached.wait(), timeout=15)
+    assert await staging_history(world) == []
+
+    monkeypatch.undo()  # the new pod's listener is the real one
+    clock.now = T0 + HOUR
+    await world.restart()
+    [recorded] = await eventually(lambda: staging_history(world), within=20)
+    assert (recorded.kind, recorded.version, recorded.deployed) == (
+        "deploy",
+        "1.5.0",
+        T0.timestamp(),
+    )
+    answer = await world.slash("/dora", "staging 7d orders")
+    assert answer.splitlines()[1].startswith("*Deployments* 1 ·"), answer
+
+
+async def test_two_replicas_reconciling_a_missed_record_write_it_once(
+    start: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(T0)
+    world: World = await start(replicas=2, clock=clock)
+    before = await metrics(world)
+    await deployed_to_staging_with_its_record_refused(world, monkeypatch)
+    clock.now = T0 + HOUR
+    written = await asyncio.gather(
+        *(bot.insights.recorder.reconcile() for bot in world.bots if bot.insights is not None)
+    )
+    # one replica wrote it (or the insights lease moved between the two under load, and the
+    # new holder's reconcile at its start did): never both
+    assert sorted(written) in ([0, 1], [0, 0]), written
+    for bot in (0, 1):
+        [recorded] = await eventually(lambda b=bot: staging_history(world, b), within=20)
+        assert (recorded.kind, recorded.version) == ("deploy", "1.5.0")
+    after = await metrics(world)
+    staging = {"app": "orders", "env": "staging", "kind": "deploy"}
+    assert (
+        sample(after, "pitcrew_dora_deployments_total", **staging)
+        - sample(before, "pitcrew_dora_deployments_total", **staging)
+        == 1
+    )
+    answer = await world.slash("/dora", "staging 7d orders", bot=1)
+    assert answer.splitlines()[1].startswith("*Deployments* 1 ·"), answer
 
 
 # --------------------------------------------------------------------------------------------

@@ -281,6 +281,34 @@ async def test_open_ids_holds_only_releases_not_yet_ended(store: RedisReleaseSto
     assert "r-04" not in await store.open_ids()
 
 
+async def test_ended_ids_are_the_ends_of_the_last_week_in_the_order_they_came(
+    store: RedisReleaseStore,
+) -> None:
+    """What the deployment records' reconcile looks through: each end once, by its time,
+    trimmed to a week as later ends come."""
+    day = timedelta(days=1)
+    ends = [  # id, state, when it ended
+        ("r-old", "healthy", T0 - 9 * day),  # trimmed by the later ends
+        ("r-b", "failed", T0 - 2 * day),
+        ("r-a", "deployed", T0 - day),
+        ("r-c", "superseded", T0),
+    ]
+    for release_id, state, at in ends:
+        assert await store.save(
+            release(release_id, env=release_id, state=state, finished_at=at), expected=0
+        )
+    assert await store.save(release("r-open", env="open", state="merged"), expected=0)
+    assert await store.ended_ids(since=(T0 - 3 * day).timestamp()) == ["r-b", "r-a", "r-c"]
+    assert await store.ended_ids(since=(T0 - 30 * day).timestamp()) == ["r-b", "r-a", "r-c"]
+    assert await store.ended_ids(since=T0.timestamp()) == ["r-c"]
+    # a failed release that recovers: one entry, at its new end
+    failed, version = await store.load("r-b")
+    assert failed is not None
+    healthy = replace(failed, state="healthy", finished_at=T0 + day)
+    assert await store.save(healthy, expected=version)
+    assert await store.ended_ids(since=(T0 - 3 * day).timestamp()) == ["r-a", "r-c", "r-b"]
+
+
 # --------------------------------------------------------------------------------------------
 # Requests waiting for "Deploy anyway"
 

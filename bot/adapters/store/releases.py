@@ -15,6 +15,8 @@
 - ``rollback-offer:<id>``: what a Roll back button on a rollout's failure rolls back, for a
   month; ``rollback-offer:key:<key>`` keeps one id per failure.
 - ``releases:open``: ids not yet at an end, for the sweep.
+- ``releases:ended``: ids at an end, scored by when they got there, the last week's: what the
+  deployment records' reconcile looks through (a sorted set, trimmed at each end).
 - ``release-request:<id>``: a release waiting for "Deploy anyway", for a few minutes.
 
 Indexes are written after the record, idempotently, at every save: a crash between the two is
@@ -44,6 +46,9 @@ _offer = TypeAdapter(RollbackOffer)
 REQUESTER_KEEPS = 50
 """Releases kept per requester for their App Home: the open ones are among the latest."""
 _OPEN = "releases:open"
+_ENDED = "releases:ended"
+ENDED_KEEP = 7 * 86400
+"""Seconds a release stays in ``releases:ended``: a week, more than any reconcile looks back."""
 INDEX_TTL = 60 * 86400
 """Seconds a webhook can still find its release: two months."""
 
@@ -168,6 +173,9 @@ class RedisReleaseStore:
         pipe.expire(mine, INDEX_TTL)
         if release.state in END_STATES:
             pipe.srem(_OPEN, release.id)
+            ended = (release.finished_at or release.created_at).timestamp()
+            pipe.zadd(_ENDED, {release.id: ended})
+            pipe.zremrangebyscore(_ENDED, "-inf", ended - ENDED_KEEP)
         else:
             pipe.sadd(_OPEN, release.id)
         await pipe.execute()
@@ -195,6 +203,10 @@ class RedisReleaseStore:
     async def open_ids(self) -> list[str]:
         members: Any = await self._redis.smembers(_OPEN)
         return sorted(m.decode() for m in members)
+
+    async def ended_ids(self, *, since: float) -> list[str]:
+        members: Any = await self._redis.zrangebyscore(_ENDED, since, "+inf")
+        return [m.decode() for m in members]
 
     async def put_request(self, request: PendingRequest, *, ttl: float) -> None:
         await self._redis.set(

@@ -41,6 +41,10 @@ class Markers(Protocol):
 class ReleaseLookup(Protocol):
     async def release(self, release_id: str) -> Release | None: ...
 
+    async def ended_since(self, since: datetime) -> list[Release]:
+        """Releases that reached an end since ``since`` (the last week's at most)."""
+        ...
+
 
 class ChartRenderer(Protocol):
     async def weekly(self, *, title: str, days: Sequence[Day], zone: tzinfo) -> bytes:

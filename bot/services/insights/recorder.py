@@ -5,6 +5,14 @@ rollout watcher's leader. The store writes each event of a record once (``SET NX
 one script), so a second call — a replayed end, two replicas — changes nothing, and the
 Prometheus counters move only for the caller that wrote it. A record that cannot be written is
 logged: it never holds a release or a notification up.
+
+What the end listener missed — the process stopped between a release's end and its record,
+Redis did not answer — the reconcile writes: at start and every few minutes, on the insights
+lease's holder, the releases that ended in the last two days are worked out again and the
+events the store lacks are recorded (``unrecorded``). Every end carries its time
+(``stamp_end``), so the record worked out again is the one the listener would have written,
+and the store's once-only write holds against a listener finishing late, a second replica,
+a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +21,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot import logs, metrics
-from bot.domain.dora import Deployment, from_release, from_rollout, restores_by, undone_by
+from bot.domain.dora import (
+    Deployment,
+    from_release,
+    from_rollout,
+    restores_by,
+    undone_by,
+    unrecorded,
+)
 from bot.domain.errors import PitcrewError
 from bot.domain.releases import Release
 from bot.services.cancellation import reraise_if_cancelling
@@ -23,6 +38,9 @@ log = logs.get(__name__)
 
 CONTEXT = timedelta(days=92)
 """How far back a new record looks for the failures it restores and the change it undoes."""
+RECONCILE_WINDOW = timedelta(days=2)
+"""How far back the reconcile looks for ended releases the end listener did not record: a
+crash, an outage of a weekend."""
 
 
 class DeploymentRecorder:
@@ -47,6 +65,37 @@ class DeploymentRecorder:
         except Exception:
             reraise_if_cancelling()
             log.exception("a deployment was not recorded", release=release.id)
+
+    async def reconcile(self) -> int:
+        """Record what the end listener missed among the releases that ended in the last
+        ``RECONCILE_WINDOW``; how many events this call wrote (and counted)."""
+        if self._releases is None:
+            return 0
+        now = self._clock()
+        wanted: list[Deployment] = []
+        for release in await self._releases.ended_since(now - RECONCILE_WINDOW):
+            by_rollback = await self._superseded_by_rollback(release)
+            deployment = from_release(release, at=now, superseded_by_rollback=by_rollback)
+            if deployment is not None:
+                wanted.append(deployment)
+        if not wanted:
+            return 0
+        landed = [d.landed for d in wanted]
+        histories = await self._store.histories(
+            {(d.app, d.env) for d in wanted},
+            since=min(landed),
+            until=max(now.timestamp(), *landed),
+        )
+        recorded = {d.id: d for found in histories.values() for d in found}
+        written = 0
+        for deployment in unrecorded(wanted, recorded):
+            if await self.record(deployment):
+                written += 1
+                log.warning(
+                    "a deployment missed at its release's end was recorded late",
+                    release=deployment.id,
+                )
+        return written
 
     async def on_outside_rollout(
         self,

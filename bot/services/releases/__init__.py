@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.manifests import ManifestError, read_version
-from bot.domain.release_flow import Deadlines, NoteKind
+from bot.domain.release_flow import END_STATES, Deadlines, NoteKind
 from bot.domain.releases import Release, ReleaseKind, RollbackOffer
 from bot.domain.rollouts import Happening, Rollout
 from bot.services.catalog import CatalogHolder
@@ -160,6 +160,20 @@ class ReleaseService:
     async def release(self, release_id: str) -> Release | None:
         """One release by id (the ``ReleaseLookup`` port of the deployment records)."""
         return (await self._store.load(release_id))[0]
+
+    async def ended_since(self, since: datetime) -> list[Release]:
+        """Releases that reached an end since ``since`` (the ``ReleaseLookup`` port of the
+        deployment records' reconcile), and any the open index still lists at an end (a crash
+        between a release's end and its indexes). Only those whose end carries its time: the
+        ends stored before it did were recorded by then, or are past repair."""
+        store = self._store
+        ended = await store.ended_ids(since=since.timestamp())
+        found = await self._load(list(dict.fromkeys([*ended, *await store.open_ids()])))
+        return [
+            r
+            for r in found
+            if r.state in END_STATES and r.finished_at is not None and r.finished_at >= since
+        ]
 
     async def requested_by(self, user: str) -> list[Release]:
         """The latest releases ``user`` asked for, newest first."""

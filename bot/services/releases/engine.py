@@ -11,7 +11,7 @@ newer one.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot import logs, metrics
@@ -33,6 +33,7 @@ from bot.domain.release_flow import (
     Step,
     TryMerge,
     apply,
+    stamp_end,
 )
 from bot.domain.releases import Release, approvers_label
 from bot.services.cancellation import reraise_if_cancelling
@@ -119,7 +120,11 @@ class ReleaseEngine:
         return None
 
     async def save(self, step: Step, *, previous: Release, expected: int) -> Committed | None:
-        """Compare-and-set of a step worked out from ``previous``, stored as ``expected``."""
+        """Compare-and-set of a step worked out from ``previous``, stored as ``expected``. A
+        step that brings the release to an end is stamped with when, if it did not say."""
+        stamped = stamp_end(previous, step.release, now=self.clock())
+        if stamped is not step.release:
+            step = replace(step, release=stamped)
         if not await self.store.save(step.release, expected=expected):
             return None
         changed = previous.state != step.release.state

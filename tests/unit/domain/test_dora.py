@@ -29,6 +29,7 @@ from bot.domain.dora import (
     report,
     restores_by,
     undone_by,
+    unrecorded,
 )
 from bot.domain.releases import Changelog
 from tests.release_records import T0, sample_release
@@ -125,6 +126,67 @@ def test_a_healthy_release_is_deployed_when_its_rollout_finished_with_its_commit
     assert found is not None
     assert found.deployed == finished.timestamp()
     assert found.commits == tuple(c.timestamp() for c in commits)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("healthy", "deployed"),
+        ("deployed", "deployed"),
+        ("failed", "failed"),
+        ("not_seen", "failed"),
+    ],
+)
+def test_an_end_that_carries_its_time_records_the_same_whenever_it_is_worked_out(
+    state: str, outcome: str
+) -> None:
+    """The end listener at the end, a reconcile days later (another month): one event, at the
+    end's time, so the store sees the same event twice and keeps it once."""
+    ended = T0 + timedelta(minutes=20)
+    release = sample_release(state=state, merged_at=T0 + timedelta(minutes=5), finished_at=ended)
+    at_the_end = from_release(release, at=ended)
+    later = from_release(release, at=T0 + timedelta(days=40))
+    assert at_the_end is not None
+    assert later == at_the_end
+    assert getattr(later, outcome) == ended.timestamp()
+
+
+def test_an_end_stored_without_its_time_is_dated_when_it_is_worked_out() -> None:
+    release = sample_release(state="deployed", merged_at=T0)
+    found = from_release(release, at=T0 + timedelta(minutes=9))
+    assert found is not None
+    assert found.deployed == (T0 + timedelta(minutes=9)).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "stored", "missing"),
+    [
+        # nothing stored of it: recorded late
+        (dep("a", deployed=1), None, True),
+        (dep("a", failed=1), None, True),
+        # stored already (by the end listener, by another replica): nothing to do
+        (dep("a", deployed=1), dep("a", deployed=1), False),
+        (dep("a", failed=1), dep("a", failed=1), False),
+        # failed, then recovered: the recovery is missing, the failure is known
+        (dep("a", deployed=2), dep("a", failed=1), True),
+        # recovered, and the failure is recorded with it: nothing to do
+        (dep("a", deployed=2), dep("a", failed=1, deployed=2), False),
+        # a failure whose record only has a deployment (the failure event was lost)
+        (dep("a", failed=3), dep("a", deployed=2), True),
+        # another record of the same app is no record of this one
+        (dep("a", deployed=1), dep("b", deployed=1), True),
+    ],
+)
+def test_which_ended_releases_the_store_lacks(
+    wanted: Deployment, stored: Deployment | None, missing: bool
+) -> None:
+    recorded = {stored.id: stored} if stored is not None else {}
+    assert unrecorded([wanted], recorded) == ([wanted] if missing else [])
+
+
+def test_unrecorded_keeps_the_order_it_was_given() -> None:
+    wanted = [dep("c", deployed=3), dep("a", deployed=1), dep("b", deployed=2)]
+    assert unrecorded(wanted, {"a": dep("a", deployed=1)}) == [wanted[0], wanted[2]]
 
 
 def test_a_rollback_records_no_commits_those_are_the_ones_leaving() -> None:

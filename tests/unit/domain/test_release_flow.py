@@ -39,6 +39,7 @@ from bot.domain.release_flow import (
     WorkloadGone,
     apply,
     precedence,
+    stamp_end,
 )
 from bot.domain.releases import PipelineLink, Release, ReleaseRef, ReleaseState
 from bot.domain.rollouts import PodProblem, Progress
@@ -936,3 +937,55 @@ def test_every_open_state_has_a_precedence_and_an_end() -> None:
     step = apply(stuck, tick(timedelta(minutes=11)))
     assert step is not None
     assert step.release.state == "refused"
+
+
+# --------------------------------------------------------------------------------------------
+# Every end carries its time
+
+
+NOW = T0 + timedelta(hours=3)
+ROLLED = T0 + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "finished_at"),
+    [
+        # ends whose step says no time: stamped now
+        ({"state": "deploying"}, {"state": "deployed"}, NOW),
+        ({"state": "deploying"}, {"state": "not_seen"}, NOW),
+        ({"state": "deploying"}, {"state": "failed"}, NOW),
+        ({"state": "awaiting_approval"}, {"state": "expired"}, NOW),
+        ({"state": "requested"}, {"state": "refused"}, NOW),
+        # ends whose step says when: kept
+        ({"state": "rolling_out"}, {"state": "healthy", "finished_at": ROLLED}, ROLLED),
+        ({"state": "merged"}, {"state": "superseded", "finished_at": ROLLED}, ROLLED),
+        # a second end (not seen, then deployed by a late pipeline): its own time, not the first
+        ({"state": "deploying", "finished_at": T0}, {"state": "deployed", "finished_at": T0}, NOW),
+        # a failure that recovers: the recovery's own time
+        (
+            {"state": "failed", "finished_at": T0},
+            {"state": "healthy", "finished_at": ROLLED},
+            ROLLED,
+        ),
+        # no end, or no new end: untouched
+        ({"state": "merged"}, {"state": "deploying"}, None),
+        ({"state": "failed", "finished_at": T0}, {"state": "failed", "finished_at": T0}, T0),
+    ],
+)
+def test_an_end_is_stamped_with_its_time_when_its_step_did_not_say(
+    before: dict[str, Any], after: dict[str, Any], finished_at: Any
+) -> None:
+    previous = sample_release(**before)
+    stamped = stamp_end(previous, replace(previous, **after), now=NOW)
+    assert stamped.finished_at == finished_at
+    assert stamped.state == after["state"]
+
+
+def test_every_end_a_tick_brings_carries_its_time_once_stamped() -> None:
+    """What the engine commits: apply, then stamp (the deadline's ``not_seen`` says no time)."""
+    merged = sample_release(state="deploying", merged_at=MERGED_AT, watched=True)
+    late = MERGED_AT + WAIT.rollout_wait
+    step = apply(merged, Tick(now=late, deadlines=WAIT))
+    assert step is not None
+    assert step.release.state == "not_seen"
+    assert stamp_end(merged, step.release, now=late).finished_at == late
