@@ -29,14 +29,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.domain.rollouts import Workload
+from bot.domain.rollouts import Workload, workload_key
 
 __all__ = ["Listing", "gone", "selector_matches", "workload_key"]
-
-
-def workload_key(*, context: str, kind: str, namespace: str, name: str) -> str:
-    """The key of a workload, as ``Workload.key`` and ``WorkloadSnapshot.key`` spell it."""
-    return f"{context}/{kind}/{namespace}/{name}"
 
 
 @dataclass(frozen=True, kw_only=True)

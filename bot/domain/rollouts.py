@@ -100,6 +100,7 @@ __all__ = [
     "summarize_problems",
     "version_of",
     "with_problems",
+    "workload_key",
 ]
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
@@ -126,6 +127,11 @@ _KUBECTL_NAMES: Final[Mapping[WorkloadKind, str]] = {
 
 # --------------------------------------------------------------------------------------------
 # Observations: what the Kubernetes adapter translates objects into
+
+
+def workload_key(*, context: str, kind: str, namespace: str, name: str) -> str:
+    """The key of a workload: what states, rollouts and their stored records are found by."""
+    return f"{context}/{kind}/{namespace}/{name}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +198,9 @@ class WorkloadSnapshot:
 
     @property
     def key(self) -> str:
-        return f"{self.context}/{self.kind}/{self.namespace}/{self.name}"
+        return workload_key(
+            context=self.context, kind=self.kind, namespace=self.namespace, name=self.name
+        )
 
     def condition(self, type_: str) -> Condition | None:
         """The first condition of this type, as kubectl's ``GetDeploymentCondition`` reads it."""
@@ -586,7 +594,9 @@ class Rollout:
 
     @property
     def workload_key(self) -> str:
-        return f"{self.context}/{self.kind}/{self.namespace}/{self.name}"
+        return workload_key(
+            context=self.context, kind=self.kind, namespace=self.namespace, name=self.name
+        )
 
     @property
     def changes(self) -> tuple[ImageChange, ...]:
@@ -630,7 +640,9 @@ class Workload:
 
     @property
     def key(self) -> str:
-        return f"{self.context}/{self.kind}/{self.namespace}/{self.name}"
+        return workload_key(
+            context=self.context, kind=self.kind, namespace=self.namespace, name=self.name
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
